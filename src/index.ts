@@ -1,0 +1,30 @@
+export { Msg, type MsgInit, type Role } from "./message.ts";
+export { Memory } from "./memory.ts";
+export { AgentBase, type AgentOptions } from "./agent.ts";
+export { dist, asyncFunc, syncFunc } from "./rpc/decorators.ts";
+export { Distributable, type DistConf } from "./rpc/distributable.ts";
+export { AsyncResult } from "./rpc/async-result.ts";
+export type { Remote, RemoteHandle, Pipelined } from "./rpc/proxy.ts";
+export { RetryFixedTimes, RetryExponential, type RetryStrategy, type RetryFixedTimesOptions, type RetryExponentialOptions } from "./rpc/retry.ts";
+export {
+  errors,
+  AgentServerError,
+  AgentServerNotAliveError,
+  AgentCreationError,
+  AgentCallError,
+  NotFoundError,
+  UnimplementedError,
+  ResourceExhaustedError,
+  DeadlineExceededError,
+  UnauthenticatedError,
+  CancelledError,
+  CodecError,
+  PermissionDeniedError,
+  type ErrorCode,
+  type RemoteErrorInfo,
+} from "./rpc/errors.ts";
+export { DEFAULT_LIMITS, type Limits } from "./rpc/limits.ts";
+export type { AgentInfo, ServerInfo, ClassInfo } from "./rpc/protocol.ts";
+export { currentCall, type CallContext } from "./server/call-context.ts";
+export { init, type InitOptions } from "./models/init.ts";
+export type { ModelConfig } from "./models/store.ts";

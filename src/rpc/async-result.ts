@@ -1,0 +1,141 @@
+/**
+ * AsyncResult: the future a remote call returns at once (AgentScope's AsyncResult).
+ * `await r` or `r.result()` waits for it; the outcome is cached, so it can be read again and
+ * a remote error rejects every read. Passed as an argument to another remote call while still
+ * pending, it travels as a reference (server, task) that the receiving server resolves itself.
+ */
+import type { ServerConnection } from "./connection.ts";
+import { DeadlineExceededError, errorFromWire } from "./errors.ts";
+import type { RetryStrategy } from "./retry.ts";
+
+/** Where a task's result lives and how to fetch it. Internal. */
+export interface TaskSource {
+  conn: ServerConnection;
+  task: string;
+  /** Resolves when the server accepted the call; rejects with why it did not. */
+  accepted: Promise<unknown>;
+  decode(bytes: Uint8Array): unknown;
+  /** Longest single server-side wait, ms (the server's `maxTimeoutSeconds`). */
+  maxWaitMs: number;
+  retry: RetryStrategy;
+}
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+const TASK = Symbol("actorscope.task");
+const noop = () => {};
+
+/** The future of a remote call. */
+export class AsyncResult<T = unknown> implements PromiseLike<T> {
+  #task: TaskSource | undefined;
+  #final: Promise<T> | undefined;
+  #settled: Settled<T> | undefined;
+
+  /**
+   * Wrap a promise (or value) as an AsyncResult. Remote calls build theirs internally.
+   */
+  constructor(source: PromiseLike<T> | T | { [TASK]: TaskSource }) {
+    if (source !== null && typeof source === "object" && TASK in (source as object)) {
+      this.#task = (source as { [TASK]: TaskSource })[TASK];
+      this.#task.accepted.then(noop, noop);
+    } else {
+      this.#track(Promise.resolve(source as T | PromiseLike<T>));
+    }
+  }
+
+  /** An AsyncResult whose value is fetched from a server task. Internal. */
+  static fromTask<T>(src: TaskSource): AsyncResult<T> {
+    return new AsyncResult<T>({ [TASK]: src });
+  }
+
+  /** `(server, task)` of a task-backed result, for references. Internal. */
+  get taskSource(): TaskSource | undefined {
+    return this.#task;
+  }
+
+  /** The outcome, if already known locally. Internal. */
+  get settled(): Settled<T> | undefined {
+    return this.#settled;
+  }
+
+  /** The promise a promise-backed result wraps (pending or not). Internal. */
+  get pending(): Promise<T> | undefined {
+    return this.#task ? undefined : this.#final;
+  }
+
+  /**
+   * Wait for the value. `timeoutMs` bounds this wait in all (DEADLINE_EXCEEDED, not cached:
+   * a later read may still succeed); otherwise the retry strategy bounds it.
+   */
+  result(timeoutMs?: number): Promise<T> {
+    if (this.#final) return this.#final;
+    const src = this.#task!;
+    if (timeoutMs !== undefined) return this.#fetch(src, timeoutMs);
+    return this.#track(this.#fetch(src, undefined));
+  }
+
+  then<R1 = T, R2 = never>(
+    onfulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
+    onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
+  ): Promise<R1 | R2> {
+    return this.result().then(onfulfilled, onrejected);
+  }
+
+  catch<R = never>(onrejected?: ((reason: unknown) => R | PromiseLike<R>) | null): Promise<T | R> {
+    return this.result().catch(onrejected);
+  }
+
+  finally(onfinally?: (() => void) | null): Promise<T> {
+    return this.result().finally(onfinally);
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "AsyncResult";
+  }
+
+  #track(p: Promise<T>): Promise<T> {
+    this.#final = p;
+    p.then(
+      (value) => {
+        this.#settled = { ok: true, value };
+      },
+      (error) => {
+        this.#settled = { ok: false, error };
+      },
+    );
+    return p;
+  }
+
+  async #fetch(src: TaskSource, totalMs: number | undefined): Promise<T> {
+    const deadline = totalMs === undefined ? undefined : performance.now() + totalMs;
+    await (deadline === undefined ? src.accepted : withDeadline(src.accepted, totalMs!, src));
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > 0) {
+        const delay = src.retry.nextDelayMs(attempt);
+        if (delay === undefined) {
+          throw new DeadlineExceededError(`result of task ${src.task} not ready after ${attempt} waits`, src.conn.where);
+        }
+        if (delay > 0) await Bun.sleep(delay);
+      }
+      let waitMs = src.maxWaitMs;
+      if (deadline !== undefined) {
+        const left = deadline - performance.now();
+        if (left <= 0) throw new DeadlineExceededError(`result of task ${src.task} not ready within ${totalMs} ms`, src.conn.where);
+        waitMs = Math.min(waitMs, Math.ceil(left));
+      }
+      // The transport deadline is longer than the server-side wait: it only catches a hung server.
+      const res = await src.conn.send({ t: "wait", task: src.task, timeoutMs: waitMs }, { timeoutMs: waitMs + 5000 });
+      if (res.t === "value") return src.decode(res.value) as T;
+      if (res.t === "error") throw errorFromWire(res.error, src.conn.where);
+      if (res.t !== "pending") throw new DeadlineExceededError(`unexpected answer ${res.t} to wait`, src.conn.where);
+    }
+  }
+}
+
+function withDeadline(p: Promise<unknown>, ms: number, src: TaskSource): Promise<unknown> {
+  let t: Timer | undefined;
+  const timeout = new Promise((_, reject) => {
+    t = setTimeout(() => reject(new DeadlineExceededError(`task ${src.task} not accepted within ${ms} ms`, src.conn.where)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
+}

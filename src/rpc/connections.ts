@@ -1,0 +1,122 @@
+/**
+ * Every server this process talks to, one `ServerConnection` each (so one gRPC channel per
+ * server, shared by all proxies). Child servers are registered by the process that spawned
+ * them; gRPC connections are made on first use, loading grpc-js only then, so a child server
+ * that never talks gRPC never loads it.
+ */
+import { ServerConnection } from "./connection.ts";
+import { AgentServerNotAliveError } from "./errors.ts";
+import type { Request, Response } from "./protocol.ts";
+import type { Address, RequestOptions, Transport } from "./transport.ts";
+
+const byKey = new Map<string, ServerConnection>();
+/** Tokens to present to servers, by "host:port"; `*` is the default for any server. */
+const tokens = new Map<string, string>();
+
+/** Options for a gRPC connection. */
+export interface GrpcConnectOptions {
+  token?: string;
+  /** Largest message each way, bytes. */
+  maxMessageBytes?: number;
+}
+
+/** A stable key for an address. */
+export function addressKey(a: Address): string {
+  return a.child ? `child:${a.child}` : `${a.host}:${a.port}`;
+}
+
+/** Remember the token to present to `host:port` (or to every server with `"*"`). */
+export function setToken(hostPort: string, token: string | undefined): void {
+  if (token === undefined) tokens.delete(hostPort);
+  else tokens.set(hostPort, token);
+}
+
+/** Token for a server: its own, else the default (`"*"`), else `AS_CLIENT_TOKEN`/`AS_SERVER_TOKEN`. */
+export function tokenFor(host: string, port: number): string | undefined {
+  return tokens.get(`${host}:${port}`) ?? tokens.get("*") ?? process.env.AS_CLIENT_TOKEN ?? process.env.AS_SERVER_TOKEN;
+}
+
+/** Register the connection of a child server this process spawned (or can route to). */
+export function registerConnection(conn: ServerConnection): void {
+  byKey.set(addressKey(conn.address), conn);
+}
+
+/** Forget a connection (its server stopped). */
+export function forgetConnection(conn: ServerConnection): void {
+  const k = addressKey(conn.address);
+  if (byKey.get(k) === conn) byKey.delete(k);
+}
+
+/** Hook for child addresses this process did not spawn (set by a child server: route via parent). */
+let childRouter: ((a: Address) => ServerConnection | undefined) | undefined;
+
+/** Install how this process reaches child servers it did not spawn itself. */
+export function setChildRouter(r: typeof childRouter): void {
+  childRouter = r;
+}
+
+/** The connection for an address, creating a gRPC one on first use. */
+export function connectionFor(a: Address, opts: GrpcConnectOptions = {}): ServerConnection {
+  const key = addressKey(a);
+  const hit = byKey.get(key);
+  if (hit && !hit.broken) {
+    if (opts.token !== undefined && a.port !== undefined) setToken(`${a.host}:${a.port}`, opts.token);
+    return hit;
+  }
+  if (a.child) {
+    const routed = childRouter?.(a);
+    if (routed) return routed;
+    return new ServerConnection(deadTransport(new AgentServerNotAliveError(`child server ${a.child} is not reachable from this process`, { host: `child:${a.child}` })), a);
+  }
+  if (a.port === undefined) throw new TypeError(`address ${a.host} has no port`);
+  if (opts.token !== undefined) setToken(`${a.host}:${a.port}`, opts.token);
+  const conn = new ServerConnection(new LazyGrpcTransport(a.host, a.port, opts), a);
+  byKey.set(key, conn);
+  return conn;
+}
+
+/** Close every gRPC channel this process opened (tests, shutdown). */
+export async function closeAllConnections(): Promise<void> {
+  const all = [...byKey.values()];
+  byKey.clear();
+  for (const c of all) if (!c.address.child) c.transport.abort(new AgentServerNotAliveError("connection closed", c.where));
+}
+
+function deadTransport(err: Error): Transport {
+  return { request: () => Promise.reject(err), abort() {} };
+}
+
+/** Defers loading grpc-js until the first request. */
+class LazyGrpcTransport implements Transport {
+  #inner: Promise<Transport> | undefined;
+  #ready: Transport | undefined;
+  #aborted: Error | undefined;
+  onBroken?: (err: Error) => void;
+
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    readonly opts: GrpcConnectOptions,
+  ) {}
+
+  request(req: Request, opts?: RequestOptions): Promise<Response> {
+    if (this.#ready) return this.#ready.request(req, opts);
+    if (this.#aborted) return Promise.reject(this.#aborted);
+    this.#inner ??= import("./transports/grpc.ts").then((m) => {
+      const t = m.createGrpcTransport(this.host, this.port, {
+        token: () => tokenFor(this.host, this.port),
+        maxMessageBytes: this.opts.maxMessageBytes,
+      });
+      t.onBroken = (e) => this.onBroken?.(e);
+      this.#ready = t;
+      return t;
+    });
+    return this.#inner.then((t) => t.request(req, opts));
+  }
+
+  abort(reason: Error): void {
+    this.#aborted = reason;
+    if (this.#ready) this.#ready.abort(reason);
+    else this.#inner?.then((t) => t.abort(reason));
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * `Distributable`: the base that gives objects `toDist()` (AgentScope's RpcMeta role).
+ * `x.toDist(conf)` clones `x` into a server from its recorded constructor arguments (same
+ * `oid`); `X.toDist(conf, ...args)` creates the object remotely without building it here.
+ * Without `host`/`port` a child server is spawned for the object (Bun IPC); with them the
+ * object is created on that running server (gRPC).
+ */
+import { ChildServer } from "./child-server.ts";
+import { connectionFor } from "./connections.ts";
+import { CTOR_ARGS } from "./decorators.ts";
+import { AgentCreationError } from "./errors.ts";
+import { currentModelConfigs } from "../models/store.ts";
+import { takeOid } from "./oid.ts";
+import { randomId } from "./protocol.ts";
+import { makeRemote, remoteState, type Remote } from "./proxy.ts";
+import { encodeArgs, NeedsAwait } from "./refs.ts";
+import { classInfo, entryOf, IS_DISTRIBUTABLE, type ClassEntry } from "./registry.ts";
+import { DEFAULT_RETRY, type RetryStrategy } from "./retry.ts";
+
+/** Where and how an object is distributed. No `host`/`port` means child mode. */
+export interface DistConf {
+  /** Server host (independent mode). */
+  host?: string;
+  /** Server port (independent mode). */
+  port?: number;
+  /** Result pool size of a spawned child server. Default 8192. */
+  maxPoolSize?: number;
+  /** Seconds a child server keeps results. Default 7200. */
+  maxExpireTime?: number;
+  /** Longest single wait for a result, seconds (retried per `retryStrategy`). Default 5. */
+  maxTimeoutSeconds?: number;
+  /** Child servers open no network port at all; kept for AgentScope compatibility. Default true. */
+  localMode?: boolean;
+  /** How often, and how far apart, to re-wait for a result. */
+  retryStrategy?: RetryStrategy;
+  /** Shared secret for servers that require one. */
+  token?: string;
+  /** Concurrent async calls of a spawned child server. Default 32. */
+  capacity?: number;
+}
+
+/**
+ * Base class of everything that can live in an agent server.
+ *
+ * @example
+ * @dist class Counter extends Distributable {
+ *   n = 0;
+ *   inc(by = 1) { return (this.n += by); }
+ * }
+ * await using c = new Counter().toDist();
+ * await c.inc(2); // 2
+ */
+export class Distributable {
+  /** Object id (32 hex); the remote copy keeps it. */
+  readonly oid: string;
+
+  constructor() {
+    this.oid = takeOid();
+  }
+
+  /** Clone this object into an agent server (from its constructor arguments); returns a proxy. */
+  toDist(conf: DistConf = {}): Remote<this> {
+    if (remoteState(this)) return this as unknown as Remote<this>;
+    const entry = requireEntry(this.constructor);
+    const args = ((this as Record<symbol, unknown>)[CTOR_ARGS] as unknown[] | undefined) ?? [];
+    return distribute<this>(entry, args, this.oid, conf);
+  }
+
+  /** Create an object of this class directly in an agent server; it is never built locally. */
+  static toDist<T, A extends unknown[]>(this: new (...a: A) => T, conf: DistConf | true, ...args: A): Remote<T> {
+    const entry = requireEntry(this);
+    return distribute<T>(entry, args, randomId(), conf === true ? {} : conf);
+  }
+}
+
+Object.defineProperty(Distributable.prototype, IS_DISTRIBUTABLE, { value: true });
+
+function requireEntry(cls: Function): ClassEntry {
+  const e = entryOf(cls);
+  if (!e) throw new TypeError(`class ${cls.name} is not registered: decorate it with @dist`);
+  return e;
+}
+
+function checkConf(conf: DistConf): void {
+  if (conf === null || typeof conf !== "object") throw new TypeError("DistConf must be an object");
+  if ((conf.host === undefined) !== (conf.port === undefined)) throw new TypeError("DistConf needs both host and port (or neither, for child mode)");
+  if (conf.port !== undefined && (!Number.isInteger(conf.port) || conf.port < 1 || conf.port > 65535)) {
+    throw new TypeError(`DistConf.port must be an integer in 1..65535, not ${conf.port}`);
+  }
+  for (const k of ["maxPoolSize", "maxExpireTime", "maxTimeoutSeconds", "capacity"] as const) {
+    const v = conf[k];
+    if (v !== undefined && (typeof v !== "number" || !(v > 0))) throw new TypeError(`DistConf.${k} must be a positive number`);
+  }
+}
+
+/** Create `entry` with `args` on the server `conf` names; returns its proxy at once. */
+export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, conf: DistConf): Remote<T> {
+  checkConf(conf);
+  const maxWaitMs = (conf.maxTimeoutSeconds ?? 5) * 1000;
+  const retry = conf.retryStrategy ?? DEFAULT_RETRY;
+  const info = classInfo(entry.cls);
+  const encoded = (): Promise<Uint8Array> => {
+    try {
+      return Promise.resolve(encodeArgs(args));
+    } catch (e) {
+      if (e instanceof NeedsAwait) return Promise.all(args).then((a) => encodeArgs(a));
+      return Promise.reject(new AgentCreationError(`cannot send constructor arguments of ${entry.name}: ${(e as Error).message}`, { code: "INVALID_ARGUMENT", cause: e }));
+    }
+  };
+  if (conf.host !== undefined && conf.port !== undefined) {
+    const conn = connectionFor({ host: conf.host, port: conf.port }, conf.token === undefined ? {} : { token: conf.token });
+    const ready = encoded().then((payload) => conn.create(oid, entry.name, payload));
+    return makeRemote<T>({ oid, conn, ready, info, created: true, retry, maxWaitMs, host: conf.host, port: conf.port });
+  }
+  if (!entry.module) throw new TypeError(`cannot find the module defining ${entry.name}; child mode needs it to be a file`);
+  const child = new ChildServer({
+    modules: [entry.module],
+    capacity: conf.capacity ?? 32,
+    maxPoolSize: conf.maxPoolSize ?? 8192,
+    maxExpireTime: conf.maxExpireTime ?? 7200,
+    maxTimeoutSeconds: conf.maxTimeoutSeconds ?? 5,
+    modelConfigs: currentModelConfigs(),
+  });
+  const payload = encoded();
+  payload.catch(() => child.stop());
+  const ready = Promise.all([payload, child.ready]).then(([p]) => child.conn.create(oid, entry.name, p));
+  ready.catch(() => child.stop());
+  return makeRemote<T>({ oid, conn: child.conn, ready, info, owner: child, retry, maxWaitMs, host: child.conn.where.host, port: undefined });
+}

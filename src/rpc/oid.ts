@@ -1,0 +1,29 @@
+/**
+ * Object ids. A server constructing the remote copy of an object presets the id so the
+ * constructor of `Distributable` picks it up: the copy keeps the caller's `oid` from the
+ * first line of its constructor on.
+ */
+import { randomId } from "./protocol.ts";
+
+let preset: string | undefined;
+
+/** Run `make` with `oid` as the id the next `Distributable` constructed takes. */
+export function withPresetOid<T>(oid: string, make: () => T): T {
+  const prev = preset;
+  preset = oid;
+  try {
+    return make();
+  } finally {
+    preset = prev;
+  }
+}
+
+/** The preset id (consumed), or a fresh random one. */
+export function takeOid(): string {
+  const p = preset;
+  if (p !== undefined) {
+    preset = undefined;
+    return p;
+  }
+  return randomId();
+}

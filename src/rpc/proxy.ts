@@ -1,0 +1,177 @@
+/**
+ * The proxy a caller holds for a remote object (AgentScope's RpcObject): every public method
+ * returns an AsyncResult, every other public name is a remote attribute read, and a small
+ * handle (`oid`, `host`, `port`, `delete`, `stop`, `await using`) manages the object.
+ */
+import { AsyncResult } from "./async-result.ts";
+import type { ServerConnection } from "./connection.ts";
+import { CodecError, NotFoundError } from "./errors.ts";
+import type { ClassInfo } from "./protocol.ts";
+import { randomId } from "./protocol.ts";
+import { decodeFrom, encodeArgs, NeedsAwait } from "./refs.ts";
+import { isReachableName } from "./registry.ts";
+import type { RetryStrategy } from "./retry.ts";
+import type { RequestOptions } from "./transport.ts";
+
+/** Each argument may also be the pending result of another call, or a proxy. */
+export type Pipelined<A extends readonly unknown[]> = { [I in keyof A]: A[I] | AsyncResult<A[I]> | PromiseLike<A[I]> };
+
+/** Members every proxy has, whatever the remote class. */
+export interface RemoteHandle {
+  /** The object's id on its server (the same as the local object's). */
+  readonly oid: string;
+  /** The server's host (`"child:<id>"` for a child server). */
+  readonly host: string;
+  /** The server's port; `undefined` for a child server. */
+  readonly port: number | undefined;
+  /** Remove the object from its server. Calls made afterwards fail with NOT_FOUND. */
+  delete(): Promise<void>;
+  /** Stop the child server this proxy started (no-op for other proxies). */
+  stop(): Promise<void>;
+  /** Release what this proxy created: its child server, or its object on an independent server. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+type RemoteKey<T, K> = K extends string
+  ? K extends `_${string}` | "oid" | "toDist" | keyof RemoteHandle
+    ? never
+    : T[K & keyof T] extends never ? never : K
+  : never;
+
+/** The remote view of `T`: methods return AsyncResults, fields read as AsyncResults. */
+export type Remote<T> = {
+  readonly [K in keyof T as RemoteKey<T, K>]: T[K] extends (...args: infer A) => infer R
+    ? (...args: Pipelined<A>) => AsyncResult<Awaited<R>>
+    : AsyncResult<Awaited<T[K]>>;
+} & RemoteHandle;
+
+/** Internal state behind a proxy. */
+export interface RemoteState {
+  oid: string;
+  /** The server holding the object (known at once, even while a child is still starting). */
+  conn: ServerConnection;
+  /** Resolves once the object exists on its server; rejects with why it could not be made. */
+  ready: Promise<void>;
+  /** Set once `ready` resolved: lets calls skip a microtask. */
+  isReady?: boolean;
+  info?: ClassInfo & { asyncSet?: ReadonlySet<string>; methodSet?: ReadonlySet<string> };
+  /** The child server this proxy spawned, if it did. */
+  owner?: { stop(): Promise<void> };
+  /** True when this proxy created its object on an independent server (dispose deletes it). */
+  created?: boolean;
+  deleted?: boolean;
+  retry: RetryStrategy;
+  maxWaitMs: number;
+  host: string;
+  port: number | undefined;
+}
+
+/** Symbol under which a proxy exposes its state (never a remote name: symbols are local). */
+export const REMOTE = Symbol.for("actorscope.remote");
+
+/** The state of a proxy, or undefined for anything else. */
+export function remoteState(v: unknown): RemoteState | undefined {
+  if ((typeof v !== "object" && typeof v !== "function") || v === null) return undefined;
+  return (v as Record<symbol, RemoteState | undefined>)[REMOTE];
+}
+
+/** Build the proxy for a remote object. */
+export function makeRemote<T>(st: RemoteState): Remote<T> {
+  st.ready.then(
+    () => {
+      st.isReady = true;
+    },
+    () => {},
+  );
+  const fns = new Map<string, unknown>();
+  const handle: Record<string | symbol, unknown> = {
+    [REMOTE]: st,
+    oid: st.oid,
+    delete: () => deleteRemote(st),
+    stop: () => (st.owner ? st.owner.stop() : Promise.resolve()),
+    [Symbol.asyncDispose]: () => (st.owner ? st.owner.stop() : st.created ? deleteRemote(st) : Promise.resolve()),
+    toDist: () => proxy,
+  };
+  const proxy: Remote<T> = new Proxy(handle, {
+    get(target, name) {
+      if (typeof name === "symbol") return target[name];
+      if (name === "host") return st.host;
+      if (name === "port") return st.port;
+      if (Object.hasOwn(target, name)) return target[name];
+      if (!isReachableName(name)) return undefined;
+      const hit = fns.get(name);
+      if (hit) return hit;
+      const info = st.info;
+      if (info && !info.methodSet?.has(name) && !info.methods.includes(name)) return invoke(st, name, [], "read");
+      const fn = info ? (...args: unknown[]) => invoke(st, name, args, "call") : hybrid(st, name);
+      fns.set(name, fn);
+      return fn;
+    },
+    has(target, name) {
+      return typeof name === "symbol" ? name in target : Object.hasOwn(target, name) || !!st.info?.methods.includes(name);
+    },
+    set() {
+      throw new TypeError("remote objects cannot be assigned to; call a method instead");
+    },
+  }) as unknown as Remote<T>;
+  return proxy;
+}
+
+/** For proxies whose class is not known yet: callable (a method) and awaitable (an attribute). */
+function hybrid(st: RemoteState, name: string): unknown {
+  let read: AsyncResult | undefined;
+  const r = () => (read ??= invoke(st, name, [], "read"));
+  const fn = (...args: unknown[]) => invoke(st, name, args, "call");
+  return Object.assign(fn, {
+    then: (a?: (v: unknown) => unknown, b?: (e: unknown) => unknown) => r().then(a, b),
+    catch: (b?: (e: unknown) => unknown) => r().catch(b),
+    finally: (f?: () => void) => r().finally(f),
+    result: (ms?: number) => r().result(ms),
+  });
+}
+
+/** Options of one call (see `withOptions`). */
+export interface CallOptions extends RequestOptions {}
+
+/** Make one call or attribute read; always returns an AsyncResult, never throws. */
+export function invoke(st: RemoteState, name: string, args: unknown[], kind: "call" | "read", opts?: CallOptions): AsyncResult {
+  if (st.deleted) return rejected(new NotFoundError(`object ${st.oid} was deleted`, { host: st.host, port: st.port }));
+  let payload: Uint8Array;
+  try {
+    payload = encodeArgs(args);
+  } catch (e) {
+    if (e instanceof NeedsAwait) {
+      // An argument is the pending result of a sync call: it has no server-side reference,
+      // so wait for it here, then make the call.
+      return new AsyncResult(Promise.all(args.map((a) => a)).then((resolved) => invoke(st, name, resolved, kind, opts).result()));
+    }
+    return rejected(e instanceof CodecError ? e : new CodecError(`cannot send arguments of ${name}: ${(e as Error).message}`));
+  }
+  const isAsync = kind === "call" && !!(st.info?.asyncSet?.has(name) ?? st.info?.async.includes(name));
+  const task = isAsync ? randomId() : undefined;
+  const conn = st.conn;
+  const send = () =>
+    conn.expect(task ? { t: "call", oid: st.oid, name, args: payload, task } : { t: "call", oid: st.oid, name, args: payload }, opts);
+  // Calls made while the object is still being created queue behind it, in call order.
+  const sent = st.isReady ? send() : st.ready.then(send);
+  if (!task) {
+    return new AsyncResult(
+      sent.then((res) => {
+        if (res.t !== "value") throw new CodecError(`expected a value from ${name}, got ${res.t}`);
+        return decodeFrom(res.value, conn);
+      }),
+    );
+  }
+  return AsyncResult.fromTask({ conn, task, accepted: sent, decode: (b) => decodeFrom(b, conn), maxWaitMs: st.maxWaitMs, retry: st.retry });
+}
+
+async function deleteRemote(st: RemoteState): Promise<void> {
+  if (st.deleted) return;
+  await st.ready;
+  await st.conn.expect({ t: "delete", oid: st.oid });
+  st.deleted = true;
+}
+
+function rejected(e: unknown): AsyncResult<never> {
+  return new AsyncResult<never>(Promise.reject(e));
+}

@@ -1,0 +1,116 @@
+/**
+ * The class registry and each class's remote surface. `@dist` records a class here by its
+ * name together with the module that defines it (so a child server can import that module);
+ * servers build their own tables from it (`ClassTable`), so a client never decides what a
+ * server may construct.
+ */
+import type { ClassInfo } from "./protocol.ts";
+
+/** Any constructor. */
+export type AnyClass = abstract new (...args: never[]) => unknown;
+
+/** Where and how a class was registered. */
+export interface ClassEntry {
+  cls: AnyClass;
+  name: string;
+  /** file:// URL (or path) of the module that defined the class, when it could be found. */
+  module?: string;
+}
+
+const METADATA = Symbol.for("Symbol.metadata");
+/** Key in decorator metadata: own-or-inherited map of method name → "async" | "sync". */
+export const RPC_KINDS = "actorscope:kinds";
+/** Marker on classes made by `@dist`. */
+export const DIST_ENTRY = Symbol.for("actorscope.dist");
+
+/** Names never reachable remotely, whatever the class defines. */
+const FORBIDDEN: ReadonlySet<string> = new Set([
+  "constructor", "__proto__", "prototype", "then", "toDist", "oid",
+  ...Object.getOwnPropertyNames(Object.prototype),
+]);
+
+/** True if `name` may be called or read remotely. */
+export function isReachableName(name: string): boolean {
+  return typeof name === "string" && name.length > 0 && name[0] !== "_" && name[0] !== "#" && !FORBIDDEN.has(name);
+}
+
+const byName = new Map<string, ClassEntry[]>();
+
+/** Register a class (done by `@dist`); several modules may define classes of the same name. */
+export function registerClass(entry: ClassEntry): void {
+  const list = byName.get(entry.name);
+  if (!list) byName.set(entry.name, [entry]);
+  else if (!list.some((e) => e.cls === entry.cls)) list.push(entry);
+}
+
+/** The registration of a class, or undefined when it was not made with `@dist`. */
+export function entryOf(cls: Function): ClassEntry | undefined {
+  // Own property only: an undecorated subclass inherits statics but is not itself registered.
+  return Object.hasOwn(cls, DIST_ENTRY) ? (cls as unknown as Record<symbol, ClassEntry>)[DIST_ENTRY] : undefined;
+}
+
+/** Registered classes named `name`, optionally only those defined in `module`. */
+export function findClass(name: string, module?: string): ClassEntry | undefined {
+  const list = byName.get(name);
+  if (!list) return undefined;
+  if (module) return list.find((e) => e.module === module) ?? list[list.length - 1];
+  return list[list.length - 1];
+}
+
+/** Every registered class (latest registration per name). */
+export function allClasses(): ClassEntry[] {
+  return [...byName.values()].map((l) => l[l.length - 1]!);
+}
+
+const infoCache = new WeakMap<Function, ClassInfo & { asyncSet: ReadonlySet<string>; methodSet: ReadonlySet<string> }>();
+
+/**
+ * The remote surface of a class: public methods on its prototype chain (up to, not
+ * including, Object.prototype) and which of them are async. Async-ness is inherited: a
+ * subclass override of an `@asyncFunc` method stays async unless marked `@syncFunc`.
+ */
+export function classInfo(cls: Function): ClassInfo & { asyncSet: ReadonlySet<string>; methodSet: ReadonlySet<string> } {
+  const hit = infoCache.get(cls);
+  if (hit) return hit;
+  const methods = new Set<string>();
+  for (let p = cls.prototype; p && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+    for (const k of Object.getOwnPropertyNames(p)) {
+      if (!isReachableName(k) || methods.has(k)) continue;
+      const d = Object.getOwnPropertyDescriptor(p, k);
+      if (d && typeof d.value === "function") methods.add(k);
+    }
+  }
+  const kinds = kindsOf(cls);
+  const asyncSet = new Set([...methods].filter((m) => kinds[m] === "async"));
+  const info = {
+    cls: entryOf(cls)?.name ?? cls.name,
+    methods: [...methods],
+    async: [...asyncSet],
+    asyncSet,
+    methodSet: methods,
+  };
+  infoCache.set(cls, info);
+  return info;
+}
+
+/** Method kinds recorded by the decorators (standard metadata or legacy static map). */
+function kindsOf(cls: Function): Record<string, "async" | "sync"> {
+  const md = (cls as unknown as Record<symbol, Record<string, unknown> | undefined>)[METADATA];
+  const fromMeta = (md?.[RPC_KINDS] as Record<string, "async" | "sync"> | undefined) ?? {};
+  const out: Record<string, "async" | "sync"> = {};
+  // Walk base → derived so derived marks win; legacy marks live on each class's prototype.
+  const chain: object[] = [];
+  for (let p = cls.prototype; p && p !== Object.prototype; p = Object.getPrototypeOf(p)) chain.unshift(p);
+  for (const p of chain) {
+    const legacy = Object.hasOwn(p, LEGACY_KINDS) ? (p as Record<symbol, Record<string, "async" | "sync">>)[LEGACY_KINDS] : undefined;
+    if (legacy) Object.assign(out, legacy);
+  }
+  for (const k in fromMeta) out[k] = fromMeta[k]!;
+  return out;
+}
+
+/** Where legacy (experimentalDecorators) method marks are kept, per prototype. */
+export const LEGACY_KINDS = Symbol.for("actorscope.legacyKinds");
+
+/** Brand on `Distributable.prototype`: lets the codec spot local objects without importing the class. */
+export const IS_DISTRIBUTABLE = Symbol.for("actorscope.distributable");

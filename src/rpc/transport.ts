@@ -1,0 +1,32 @@
+/**
+ * The one interface between the client core and a transport. A transport moves protocol
+ * messages to one server and back; it knows nothing of proxies, results or the codec.
+ * Implementations: `transports/ipc.ts` (a spawned child, Bun IPC) and `transports/grpc.ts`.
+ */
+import type { Request, Response } from "./protocol.ts";
+
+/** Where a server is. Child servers have no port: they are reached through their parent. */
+export interface Address {
+  host: string;
+  port?: number;
+  /** Server id of a child server, reached over IPC by the process that spawned it. */
+  child?: string;
+}
+
+/** Per-request options. */
+export interface RequestOptions {
+  /** Abort the request (the server is told to cancel where it can). */
+  signal?: AbortSignal;
+  /** Deadline for the answer, in ms. */
+  timeoutMs?: number;
+}
+
+/** Moves requests to one server. Every returned promise settles, whatever happens. */
+export interface Transport {
+  /** Send a request; resolves with the answer, rejects with a typed error when the link breaks. */
+  request(req: Request, opts?: RequestOptions): Promise<Response>;
+  /** Tear the link down; every pending request rejects with `reason`. */
+  abort(reason: Error): void;
+  /** Set by the owner: called once when the link breaks (peer died, disconnected). */
+  onBroken?: (err: Error) => void;
+}

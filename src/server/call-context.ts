@@ -1,0 +1,29 @@
+/**
+ * What a method running on a server can know about the call that started it: its
+ * cancellation signal (aborted when the caller cancels or the server shuts down) and, for
+ * async calls, the task id.
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+
+/** The context of the remote call being served. */
+export interface CallContext {
+  /** Aborted when the caller cancels the call or the server stops. */
+  signal: AbortSignal;
+  /** Task id of an async call. */
+  task?: string;
+}
+
+/** Storage behind `currentCall()`. */
+export const callContext = new AsyncLocalStorage<CallContext>();
+
+/**
+ * The remote call the current code runs for, or undefined outside a remote call.
+ *
+ * @example
+ * @asyncFunc async crawl(url: string) {
+ *   const res = await fetch(url, { signal: currentCall()?.signal });
+ * }
+ */
+export function currentCall(): CallContext | undefined {
+  return callContext.getStore();
+}

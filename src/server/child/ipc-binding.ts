@@ -1,0 +1,34 @@
+/**
+ * The IPC binding of the servicer, inside a child server: request frames from the parent go
+ * to `Servicer.handle`, answers go back with the same request number. Malformed frames are
+ * answered with an error when they carry a number, and dropped otherwise; they never stop
+ * the server.
+ */
+import type { IpcFrame } from "../../rpc/transports/ipc.ts";
+import type { Servicer } from "../servicer.ts";
+
+/** Serve `servicer` on this process's IPC channel. */
+export function bindIpc(servicer: Servicer, send: (f: IpcFrame) => void): (frame: unknown) => void {
+  const running = new Map<number, AbortController>();
+  return (frame: unknown) => {
+    if (frame === null || typeof frame !== "object") return;
+    const f = frame as Partial<IpcFrame> & { i?: unknown };
+    if (typeof f.i !== "number" || !Number.isSafeInteger(f.i)) return;
+    const i = f.i;
+    if (f.k === "x") {
+      running.get(i)?.abort();
+      return;
+    }
+    if (f.k !== "q") return;
+    const ctl = new AbortController();
+    running.set(i, ctl);
+    servicer.handle((f as { r?: unknown }).r, ctl.signal).then((r) => {
+      running.delete(i);
+      try {
+        send({ k: "a", i, r });
+      } catch {
+        // Parent gone: the disconnect handler ends this process.
+      }
+    });
+  };
+}

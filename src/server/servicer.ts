@@ -1,0 +1,322 @@
+/**
+ * The servicer: the transport-agnostic core of an agent server. It owns the object table,
+ * runs calls (sync inline, async under `capacity` into the result pool), answers management
+ * requests, and turns every failure into a wire error. The IPC and gRPC bindings only move
+ * `Request`/`Response` messages in and out of `handle()`.
+ */
+import { AsyncResult } from "../rpc/async-result.ts";
+import { decodeValue, encodeValue, type RefCodec, type WireRefTag } from "../rpc/codec.ts";
+import {
+  AgentServerError,
+  CodecError,
+  NotFoundError,
+  PermissionDeniedError,
+  UnimplementedError,
+  errorFromWire,
+  errorToWire,
+  type WireError,
+} from "../rpc/errors.ts";
+import { DEFAULT_LIMITS, type Limits } from "../rpc/limits.ts";
+import { isId, randomId, type AgentInfo, type Request, type Response, type ServerInfo } from "../rpc/protocol.ts";
+import { makeRefCodec, registerLocalServer, unregisterLocalServer, type LocalHooks } from "../rpc/refs.ts";
+import { classInfo, isReachableName, type AnyClass } from "../rpc/registry.ts";
+import type { Address } from "../rpc/transport.ts";
+import { withPresetOid } from "../rpc/oid.ts";
+import { Capacity } from "./capacity.ts";
+import { validateRequest } from "./validate.ts";
+import type { Outcome, ResultPool } from "./pool/types.ts";
+import { readConfined } from "./files.ts";
+import { callContext, type CallContext } from "./call-context.ts";
+
+/** Everything a servicer needs from its launcher. */
+export interface ServicerOptions {
+  serverId: string;
+  /** How other processes reach this server (used in references it hands out). */
+  address: Address;
+  /** Other names this server answers to (e.g. "localhost" and "127.0.0.1" for a loopback bind). */
+  aliases?: string[];
+  /** Classes this server may construct, by registered name. */
+  resolveClass(name: string): AnyClass | undefined;
+  capacity: number;
+  /** Async calls that may wait for a slot before new ones are refused. */
+  maxQueue: number;
+  pool: ResultPool;
+  /** Longest server-side wait for a result, seconds. */
+  maxTimeoutSeconds: number;
+  limits?: Limits;
+  /** Leave remote stacks out of errors sent to callers. */
+  hideStacks?: boolean;
+  /** Directory `download` may read from; downloads are refused without one. */
+  fileDir?: string;
+  /** Called after a `stop` request was answered. */
+  onStop?(): void;
+  /** Model config hooks (LLM agents). */
+  setModelConfigs?(configs: unknown): void | Promise<void>;
+}
+
+interface Held {
+  obj: object;
+  cls: string;
+}
+
+/** The transport-agnostic agent server core. */
+export class Servicer {
+  readonly opts: ServicerOptions;
+  readonly capacity: Capacity;
+  readonly limits: Limits;
+  /** Refs codec for values this server decodes: references to itself resolve locally. */
+  readonly refs: RefCodec;
+  readonly #objects = new Map<string, Held>();
+  readonly #running = new Map<string, AbortController>();
+  readonly #hooks: LocalHooks;
+  #cpuMark = { at: performance.now(), usage: process.cpuUsage() };
+  #closed = false;
+
+  constructor(opts: ServicerOptions) {
+    this.opts = opts;
+    this.limits = opts.limits ?? DEFAULT_LIMITS;
+    this.capacity = new Capacity(opts.capacity, opts.maxQueue);
+    const self = this;
+    this.#hooks = {
+      isSelf: (a) => self.isSelf(a),
+      exportObject: (obj) => self.exportObject(obj),
+      object: (oid) => self.#objects.get(oid)?.obj,
+      task: (task) => self.localTask(task),
+    };
+    this.refs = makeRefCodec(this.#hooks);
+    registerLocalServer(this.#hooks);
+  }
+
+  /** Objects held. */
+  get size(): number {
+    return this.#objects.size;
+  }
+
+  /** Is `a` this server? */
+  isSelf(a: Address): boolean {
+    const me = this.opts.address;
+    if (me.child !== undefined) return a.child === me.child;
+    if (a.child !== undefined || a.port !== me.port) return false;
+    return a.host === me.host || !!this.opts.aliases?.includes(a.host);
+  }
+
+  /** Hold `obj` (if not held yet) and return a reference tag to it. */
+  exportObject(obj: object): WireRefTag {
+    const oid = (obj as { oid?: unknown }).oid;
+    const id = isId(oid) ? oid : randomId();
+    if (!this.#objects.has(id)) this.#objects.set(id, { obj, cls: classInfo(obj.constructor).cls });
+    const info = classInfo(obj.constructor);
+    return { $as: "ref", oid: id, cls: info.cls, m: info.methods, a: info.async, at: this.opts.address };
+  }
+
+  /** A local future for one of this server's tasks. */
+  localTask(task: string): AsyncResult {
+    const wait = async (): Promise<unknown> => {
+      for (;;) {
+        const o = await this.opts.pool.get(task, 60_000);
+        if (o === "pending") continue;
+        if (o.ok) return this.decode(o.value);
+        throw errorFromWire(o.error, { host: this.opts.address.host, port: this.opts.address.port });
+      }
+    };
+    return new AsyncResult(wait());
+  }
+
+  /** Stop accepting work and release the pool. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    unregisterLocalServer(this.#hooks);
+    for (const c of this.#running.values()) c.abort();
+    await this.opts.pool.close();
+  }
+
+  /** Handle one request; never rejects (failures are `error` responses). */
+  async handle(raw: unknown, signal?: AbortSignal): Promise<Response> {
+    try {
+      const req = validateRequest(raw);
+      return await this.#dispatch(req, signal);
+    } catch (e) {
+      return { t: "error", error: this.#wireError(e) };
+    }
+  }
+
+  #wireError(e: unknown): WireError {
+    return errorToWire(e, { hideStacks: this.opts.hideStacks });
+  }
+
+  decode(bytes: Uint8Array): unknown {
+    return decodeValue(bytes, this.refs, this.limits);
+  }
+
+  encode(v: unknown): Uint8Array {
+    return encodeValue(v, this.refs, this.limits);
+  }
+
+  async #dispatch(req: Request, signal?: AbortSignal): Promise<Response> {
+    switch (req.t) {
+      case "call":
+        return this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal);
+      case "wait": {
+        const ms = Math.max(0, Math.min(req.timeoutMs, this.opts.maxTimeoutSeconds * 1000));
+        const o = await this.opts.pool.get(req.task, ms, signal);
+        if (o === "pending") return { t: "pending" };
+        return o.ok ? { t: "value", value: o.value } : { t: "error", error: o.error };
+      }
+      case "create":
+        return this.#create(req.oid, req.cls, req.args);
+      case "delete":
+        this.#objects.delete(req.oid);
+        return { t: "ok" };
+      case "deleteAll":
+        this.#objects.clear();
+        return { t: "ok" };
+      case "describe": {
+        const h = this.#held(req.oid);
+        const { cls, methods, async } = classInfo(h.obj.constructor);
+        return { t: "value", value: encodeValue({ cls, methods, async }) };
+      }
+      case "alive":
+        return { t: "ok" };
+      case "stop":
+        queueMicrotask(() => this.opts.onStop?.());
+        return { t: "ok" };
+      case "list":
+        return { t: "value", value: encodeValue(this.agentList()) };
+      case "info":
+        return { t: "value", value: encodeValue(this.serverInfo()) };
+      case "memory": {
+        const h = this.#held(req.oid);
+        const mem = (h.obj as { memory?: { get?: () => unknown } }).memory;
+        return { t: "value", value: this.encode(typeof mem?.get === "function" ? mem.get() : null) };
+      }
+      case "setModelConfigs": {
+        if (!this.opts.setModelConfigs) throw new UnimplementedError("this server does not take model configs");
+        await this.opts.setModelConfigs(this.decode(req.configs));
+        return { t: "ok" };
+      }
+      case "download": {
+        if (!this.opts.fileDir) throw new PermissionDeniedError("this server has no file dir to download from");
+        return { t: "value", value: await readConfined(this.opts.fileDir, req.path) };
+      }
+      case "cancel":
+        this.#running.get(req.task)?.abort();
+        return { t: "ok" };
+    }
+  }
+
+  #held(oid: string): Held {
+    const h = this.#objects.get(oid);
+    if (!h) throw new NotFoundError(`object ${oid} not found on server ${this.opts.serverId}`);
+    return h;
+  }
+
+  #create(oid: string, cls: string, argsFrame: Uint8Array): Response {
+    const C = this.opts.resolveClass(cls);
+    if (!C) throw new NotFoundError(`class ${cls} is not registered on server ${this.opts.serverId}`);
+    if (this.#objects.has(oid)) throw new AgentServerError(`object ${oid} already exists`, { code: "ALREADY_EXISTS" });
+    const args = this.decode(argsFrame);
+    if (!Array.isArray(args)) throw new CodecError("constructor arguments must be an array");
+    let obj: object;
+    try {
+      obj = withPresetOid(oid, () => new (C as unknown as new (...a: unknown[]) => object)(...args));
+    } catch (e) {
+      const w = this.#wireError(e);
+      return { t: "error", error: { ...w, code: "INVALID_ARGUMENT", message: `constructor of ${cls} threw: ${w.message}` } };
+    }
+    this.#objects.set(oid, { obj, cls });
+    return { t: "ok" };
+  }
+
+  async #call(oid: string, name: string, argsFrame: Uint8Array, task: string | undefined, timeoutMs: number | undefined, signal?: AbortSignal): Promise<Response> {
+    const h = this.#held(oid);
+    const obj = h.obj as Record<string, unknown>;
+    if (!isReachableName(name)) throw new UnimplementedError(`'${name}' is not reachable remotely on ${h.cls}`);
+    const info = classInfo(h.obj.constructor);
+    if (!info.methodSet.has(name)) {
+      if (!(name in obj)) throw new UnimplementedError(`object of class ${h.cls} has no method or attribute '${name}'`);
+      const v = obj[name];
+      if (typeof v === "function") throw new UnimplementedError(`'${name}' of ${h.cls} is a function field, not a method`);
+      return { t: "value", value: this.#encodeResult(await v) };
+    }
+    const args = this.decode(argsFrame);
+    if (!Array.isArray(args)) throw new CodecError("call arguments must be an array");
+    const fn = obj[name] as (...a: unknown[]) => unknown;
+    if (!info.asyncSet.has(name)) {
+      const ctx: CallContext = { signal: signal ?? new AbortController().signal };
+      const v = await callContext.run(ctx, () => fn.apply(obj, args));
+      return { t: "value", value: this.#encodeResult(v) };
+    }
+    const id = task && isId(task) ? task : randomId();
+    const deadlineAt = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
+    this.capacity.admit();
+    await this.opts.pool.prepare(id);
+    const ctl = new AbortController();
+    this.#running.set(id, ctl);
+    this.capacity
+      .run(() => callContext.run({ signal: ctl.signal, task: id }, async () => fn.apply(obj, args)), deadlineAt)
+      .then(
+        (v) => this.#finish(id, () => ({ ok: true, value: this.#encodeResult(v) })),
+        (e) => this.#finish(id, () => ({ ok: false, error: this.#wireError(e) })),
+      );
+    return { t: "task", task: id };
+  }
+
+  #finish(task: string, outcome: () => Outcome): void {
+    this.#running.delete(task);
+    let o: Outcome;
+    try {
+      o = outcome();
+    } catch (e) {
+      o = { ok: false, error: this.#wireError(e) };
+    }
+    this.opts.pool.set(task, o).catch(() => {
+      // The pool is gone (Redis down, shut down): waiters get their error from the pool.
+    });
+  }
+
+  #encodeResult(v: unknown): Uint8Array {
+    try {
+      return this.encode(v);
+    } catch (e) {
+      if (e instanceof AgentServerError && e.code === "RESOURCE_EXHAUSTED") throw e;
+      throw new AgentServerError(`unserializable return value: ${(e as Error).message}`, { code: "INTERNAL" });
+    }
+  }
+
+  /** The `list` answer. */
+  agentList(): AgentInfo[] {
+    const out: AgentInfo[] = [];
+    for (const [id, h] of this.#objects) {
+      const o = h.obj as { name?: unknown; sysPrompt?: unknown; modelConfigName?: unknown; model?: { modelType?: string } };
+      const e: AgentInfo = { id, cls: h.cls };
+      if (typeof o.name === "string") e.name = o.name;
+      if (typeof o.sysPrompt === "string") e.sysPrompt = o.sysPrompt;
+      if (typeof o.modelConfigName === "string") {
+        e.model = { configName: o.modelConfigName };
+        if (o.model?.modelType) e.model.modelType = o.model.modelType;
+      }
+      out.push(e);
+    }
+    return out;
+  }
+
+  /** The `info` answer: computed at once, cpu from usage since the previous ask. */
+  serverInfo(): ServerInfo {
+    const now = performance.now();
+    const usage = process.cpuUsage();
+    const spent = usage.user + usage.system - (this.#cpuMark.usage.user + this.#cpuMark.usage.system);
+    const wall = (now - this.#cpuMark.at) * 1000;
+    this.#cpuMark = { at: now, usage };
+    return {
+      pid: process.pid,
+      id: this.opts.serverId,
+      cpu: wall > 0 ? Math.round((spent / wall) * 1000) / 10 : 0,
+      mem: Math.round((process.memoryUsage.rss() / 1048576) * 10) / 10,
+      size: this.#objects.size,
+      capacity: this.capacity.limit,
+      pending: this.capacity.running + this.capacity.queued,
+      results: this.opts.pool.size(),
+    };
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Validation of requests from untrusted peers: the kind must be known and every field must
+ * have its type, before anything is looked up or decoded.
+ */
+import { CodecError } from "../rpc/errors.ts";
+import { REQUEST_KINDS, isId, type Request } from "../rpc/protocol.ts";
+
+const MAX_NAME = 256;
+
+/** Check `raw` is a well-formed `Request`; throws INVALID_ARGUMENT otherwise. */
+export function validateRequest(raw: unknown): Request {
+  if (raw === null || typeof raw !== "object") throw new CodecError("request must be an object");
+  const r = raw as Record<string, unknown>;
+  if (typeof r.t !== "string" || !REQUEST_KINDS.has(r.t)) throw new CodecError(`unknown request kind ${String(r.t).slice(0, 40)}`);
+  switch (r.t) {
+    case "create":
+      id(r.oid, "oid");
+      str(r.cls, "cls");
+      bytes(r.args, "args");
+      break;
+    case "call":
+      id(r.oid, "oid");
+      str(r.name, "name");
+      bytes(r.args, "args");
+      if (r.task !== undefined) id(r.task, "task");
+      if (r.timeoutMs !== undefined) num(r.timeoutMs, "timeoutMs");
+      break;
+    case "wait":
+      id(r.task, "task");
+      num(r.timeoutMs, "timeoutMs");
+      break;
+    case "delete":
+    case "describe":
+    case "memory":
+      id(r.oid, "oid");
+      break;
+    case "cancel":
+      id(r.task, "task");
+      break;
+    case "setModelConfigs":
+      bytes(r.configs, "configs");
+      break;
+    case "download":
+      if (typeof r.path !== "string" || r.path.length > 4096) throw new CodecError("bad path");
+      break;
+  }
+  return r as unknown as Request;
+}
+
+function id(v: unknown, what: string): void {
+  if (!isId(v)) throw new CodecError(`${what} must be 32 hex characters`);
+}
+function str(v: unknown, what: string): void {
+  if (typeof v !== "string" || v.length === 0 || v.length > MAX_NAME) throw new CodecError(`${what} must be a short string`);
+}
+function bytes(v: unknown, what: string): void {
+  if (!(v instanceof Uint8Array)) throw new CodecError(`${what} must be bytes`);
+}
+function num(v: unknown, what: string): void {
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new CodecError(`${what} must be a non-negative number`);
+}
