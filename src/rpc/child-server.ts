@@ -152,6 +152,7 @@ export class ChildServer {
         await this.#proc.exited;
         clearTimeout(t);
       }
+      live.delete(this);
     })();
     return this.#stopping;
   }

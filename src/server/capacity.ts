@@ -46,7 +46,11 @@ export class Capacity {
   /** Run `fn` when a slot is free. Call `admit()` first to refuse synchronously. */
   run<T>(fn: () => Promise<T>, deadlineAt?: number): Promise<T> {
     if (this.#running < this.limit) return this.#go(fn);
-    this.admit();
+    try {
+      this.admit();
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return new Promise<T>((resolve, reject) => {
       const w: Waiter = {
         start: () => this.#go(fn).then(resolve, reject),

@@ -1,0 +1,33 @@
+import { describe, expect, test } from "bun:test";
+
+async function runScript(args: string[], timeoutMs = 30_000): Promise<{ code: number; out: string; err: string }> {
+  await using p = Bun.spawn(["bun", ...args], { cwd: import.meta.dir + "/..", stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, out, err };
+}
+
+describe("examples", () => {
+  test("web-search: five distributed agents take about S, five local ones about 5·S", async () => {
+    const S = 0.4;
+    const { code, out, err } = await runScript(["examples/web-search/dist_main.ts", "--sleep", String(S)]);
+    expect(err).toBe("");
+    expect(code).toBe(0);
+    const num = (label: string) => Number(out.match(new RegExp(`${label}: ([0-9.]+) s`))?.[1]);
+    expect(out.match(/\[W\d\] Answer from W\d/g)?.length).toBe(10);
+    expect(num("sequential \\(local\\) time")).toBeGreaterThanOrEqual(5 * S);
+    expect(num("distributed time")).toBeGreaterThanOrEqual(S);
+    expect(num("distributed time")).toBeLessThan(2 * S);
+    expect(num("init time")).toBeLessThan(2);
+  });
+
+  test("sync-async: sync blocks about 1 s, async calls return at once, _protected is unreachable", async () => {
+    const { code, out } = await runScript(["examples/sync-async/example.ts"]);
+    expect(code).toBe(0);
+    expect(out).toContain("protected method reachable: false");
+    expect(out).toContain("sync result: sync");
+    expect(Number(out.match(/sync func cost: ([0-9.]+)/)?.[1])).toBeGreaterThanOrEqual(1);
+    expect(Number(out.match(/async func cost: ([0-9.]+)/)?.[1])).toBeLessThan(0.05);
+    expect(out).toContain("async basic result: async");
+    expect(out).toContain("async composite result: a=1 b=2 c=hello world");
+  });
+});

@@ -1,0 +1,100 @@
+import { describe, expect, test } from "bun:test";
+import { NotFoundError, ResourceExhaustedError } from "../src/index.ts";
+import { randomId } from "../src/rpc/protocol.ts";
+import { LocalPool } from "../src/server/pool/local.ts";
+import type { Outcome } from "../src/server/pool/types.ts";
+
+const ok = (n: number): Outcome => ({ ok: true, value: new Uint8Array([n]) });
+
+describe("local result pool", () => {
+  test("a result set before the wait is returned at once, and can be read again", async () => {
+    await using_(new LocalPool({ maxPoolSize: 10, maxExpireTime: 60 }), async (pool) => {
+      const t = randomId();
+      await pool.prepare(t);
+      await pool.set(t, ok(1));
+      expect(await pool.get(t, 0)).toEqual(ok(1));
+      expect(await pool.get(t, 1000)).toEqual(ok(1));
+    });
+  });
+
+  test("a waiter is woken by set, not by a poll", async () => {
+    await using_(new LocalPool({ maxPoolSize: 10, maxExpireTime: 60 }), async (pool) => {
+      const t = randomId();
+      await pool.prepare(t);
+      const waits = [pool.get(t, 10_000), pool.get(t, 10_000), pool.get(t, 10_000)];
+      const t0 = performance.now();
+      await pool.set(t, ok(7));
+      const got = await Promise.all(waits);
+      expect(performance.now() - t0).toBeLessThan(50);
+      expect(got).toEqual([ok(7), ok(7), ok(7)]);
+    });
+  });
+
+  test("a wait that runs out answers pending", async () => {
+    await using_(new LocalPool({ maxPoolSize: 10, maxExpireTime: 60 }), async (pool) => {
+      const t = randomId();
+      await pool.prepare(t);
+      expect(await pool.get(t, 20)).toBe("pending");
+      const ctl = new AbortController();
+      const w = pool.get(t, 10_000, ctl.signal);
+      ctl.abort();
+      expect(await w).toBe("pending");
+    });
+  });
+
+  test("an unknown task is NOT_FOUND, never undefined", async () => {
+    await using_(new LocalPool({ maxPoolSize: 10, maxExpireTime: 60 }), async (pool) => {
+      expect(pool.get(randomId(), 10)).rejects.toBeInstanceOf(NotFoundError);
+    });
+  });
+
+  test("past maxPoolSize the oldest finished result is evicted first", async () => {
+    await using_(new LocalPool({ maxPoolSize: 3, maxExpireTime: 60 }), async (pool) => {
+      const ids = [randomId(), randomId(), randomId(), randomId()];
+      for (const [i, t] of ids.slice(0, 3).entries()) {
+        await pool.prepare(t);
+        await pool.set(t, ok(i));
+      }
+      await pool.prepare(ids[3]!);
+      expect(pool.size()).toBe(3);
+      expect(pool.get(ids[0]!, 0)).rejects.toBeInstanceOf(NotFoundError);
+      expect(await pool.get(ids[1]!, 0)).toEqual(ok(1));
+    });
+  });
+
+  test("a pool full of pending tasks refuses new ones with RESOURCE_EXHAUSTED", async () => {
+    await using_(new LocalPool({ maxPoolSize: 2, maxExpireTime: 60 }), async (pool) => {
+      await pool.prepare(randomId());
+      await pool.prepare(randomId());
+      expect(pool.prepare(randomId())).rejects.toBeInstanceOf(ResourceExhaustedError);
+    });
+  });
+
+  test("a task id cannot be prepared twice", async () => {
+    await using_(new LocalPool({ maxPoolSize: 2, maxExpireTime: 60 }), async (pool) => {
+      const t = randomId();
+      await pool.prepare(t);
+      const e = await pool.prepare(t).catch((x) => x);
+      expect(e.code).toBe("ALREADY_EXISTS");
+    });
+  });
+
+  test("an expired result is NOT_FOUND", async () => {
+    await using_(new LocalPool({ maxPoolSize: 10, maxExpireTime: 0.05 }), async (pool) => {
+      const t = randomId();
+      await pool.prepare(t);
+      await pool.set(t, ok(1));
+      expect(await pool.get(t, 0)).toEqual(ok(1));
+      await Bun.sleep(80); // the expiry itself is what is under test
+      expect(pool.get(t, 0)).rejects.toBeInstanceOf(NotFoundError);
+    });
+  });
+});
+
+async function using_(pool: LocalPool, f: (p: LocalPool) => Promise<void>): Promise<void> {
+  try {
+    await f(pool);
+  } finally {
+    await pool.close();
+  }
+}
