@@ -7,8 +7,9 @@ import type { Subprocess } from "bun";
 import { fileURLToPath } from "node:url";
 import type { ChildConfig } from "./child-config.ts";
 import { ServerConnection } from "./connection.ts";
-import { forgetConnection, registerConnection } from "./connections.ts";
-import { AgentServerNotAliveError } from "./errors.ts";
+import { connectionFor, forgetConnection, registerConnection } from "./connections.ts";
+import { AgentServerNotAliveError, errorToWire } from "./errors.ts";
+import type { Response } from "./protocol.ts";
 import { randomId } from "./protocol.ts";
 import { IpcTransport, type IpcFrame } from "./transports/ipc.ts";
 
@@ -95,7 +96,8 @@ export class ChildServer {
           started = true;
           clearTimeout(timer);
           readyResolve();
-        } else this.#transport.deliver(msg);
+        } else if (msg?.k === "q") this.#relay(msg);
+        else this.#transport.deliver(msg);
       },
       onExit: (_p, code, signal) => {
         this.#exited = true;
@@ -155,6 +157,29 @@ export class ChildServer {
       live.delete(this);
     })();
     return this.#stopping;
+  }
+
+  /** Answer a request the child wants relayed to another server (a sibling, or further up). */
+  #relay(f: Extract<IpcFrame, { k: "q" }>): void {
+    const answer = (r: Response) => {
+      try {
+        this.#proc.send({ k: "a", i: f.i, r } satisfies IpcFrame);
+      } catch {
+        // The child is gone.
+      }
+    };
+    if (!f.to || typeof f.to !== "object") {
+      answer({ t: "error", error: { code: "INVALID_ARGUMENT", message: "relay request without a target" } });
+      return;
+    }
+    let conn: ServerConnection;
+    try {
+      conn = connectionFor(f.to);
+    } catch (e) {
+      answer({ t: "error", error: errorToWire(e) });
+      return;
+    }
+    conn.send(f.r).then(answer, (e) => answer({ t: "error", error: errorToWire(e) }));
   }
 
   async #pumpStderr(stream: ReadableStream<Uint8Array>): Promise<void> {

@@ -5,11 +5,12 @@
  */
 import { AgentServerNotAliveError, CancelledError, DeadlineExceededError } from "../errors.ts";
 import type { Request, Response } from "../protocol.ts";
-import type { RequestOptions, Transport } from "../transport.ts";
+import type { Address, RequestOptions, Transport } from "../transport.ts";
 
 /** Frames on a child's IPC channel (both directions). */
 export type IpcFrame =
-  | { k: "q"; i: number; r: Request }
+  /** A request; from a child to its parent, `to` names the server the parent should relay it to. */
+  | { k: "q"; i: number; r: Request; to?: Address }
   | { k: "a"; i: number; r: Response }
   | { k: "x"; i: number }
   | { k: "ready"; pid: number; id: string }
@@ -51,6 +52,11 @@ export class IpcTransport implements Transport {
   }
 
   request(req: Request, opts?: RequestOptions): Promise<Response> {
+    return this.requestTo(undefined, req, opts);
+  }
+
+  /** Send a request the peer relays to `to` (child → parent direction). */
+  requestTo(to: Address | undefined, req: Request, opts?: RequestOptions): Promise<Response> {
     if (this.#broken) return Promise.reject(this.#broken);
     const i = this.#next++;
     return new Promise<Response>((resolve, reject) => {
@@ -77,7 +83,7 @@ export class IpcTransport implements Transport {
       this.#pending.set(i, p);
       if (this.#pending.size === 1) this.#link.busy?.();
       try {
-        this.#link.send({ k: "q", i, r: req });
+        this.#link.send(to ? { k: "q", i, r: req, to } : { k: "q", i, r: req });
       } catch (e) {
         this.#settle(i);
         reject(new AgentServerNotAliveError(`cannot send to child server: ${(e as Error).message}`, this.#where));
@@ -118,5 +124,23 @@ export class IpcTransport implements Transport {
     } catch {
       // The link is going down; the exit handler rejects what is left.
     }
+  }
+}
+
+/** A transport to `to`, relayed by the peer at the other end of `via` (a child's parent). */
+export class RelayedTransport implements Transport {
+  onBroken?: (err: Error) => void;
+
+  constructor(
+    readonly via: IpcTransport,
+    readonly to: Address,
+  ) {}
+
+  request(req: Request, opts?: RequestOptions): Promise<Response> {
+    return this.via.requestTo(this.to, req, opts);
+  }
+
+  abort(): void {
+    // The shared upward link belongs to the child process; nothing per-target to close.
   }
 }

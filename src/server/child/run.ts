@@ -5,7 +5,9 @@
 import { findClass } from "../../rpc/registry.ts";
 import { setProcessLimits } from "../../rpc/refs.ts";
 import { DEFAULT_LIMITS } from "../../rpc/limits.ts";
-import type { IpcFrame } from "../../rpc/transports/ipc.ts";
+import { IpcTransport, RelayedTransport, type IpcFrame } from "../../rpc/transports/ipc.ts";
+import { ServerConnection } from "../../rpc/connection.ts";
+import { addressKey, setChildRouter } from "../../rpc/connections.ts";
 import { LocalPool } from "../pool/local.ts";
 import { Servicer } from "../servicer.ts";
 import { bindIpc } from "./ipc-binding.ts";
@@ -42,6 +44,18 @@ export async function runChild(json: string): Promise<void> {
     onStop: () => process.exit(0),
   });
   const onFrame = bindIpc(servicer, (f: IpcFrame) => send(f));
-  process.on("message", onFrame);
+  // Other child servers are reached through the parent, which relays requests to them.
+  const upward = new IpcTransport({ send: (f) => send(f) }, "parent");
+  const routed = new Map<string, ServerConnection>();
+  setChildRouter((a) => {
+    const k = addressKey(a);
+    let c = routed.get(k);
+    if (!c) routed.set(k, (c = new ServerConnection(new RelayedTransport(upward, a), a)));
+    return c;
+  });
+  process.on("message", (f: unknown) => {
+    if ((f as IpcFrame | null)?.k === "a") upward.deliver(f as IpcFrame);
+    else onFrame(f);
+  });
   send({ k: "ready", pid: process.pid, id: conf.id } satisfies IpcFrame);
 }
