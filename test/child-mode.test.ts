@@ -5,7 +5,9 @@ import {
   AgentServerNotAliveError,
   AsyncResult,
   CodecError,
+  DeadlineExceededError,
   Msg,
+  RetryFixedTimes,
   NotFoundError,
   type Remote,
 } from "../src/index.ts";
@@ -84,6 +86,26 @@ describe("child mode", () => {
     expect(await r).toBe(3);
     expect(await r).toBe(3);
     expect(await r.result()).toBe(3);
+  });
+
+  test("result(timeoutMs) gives DEADLINE_EXCEEDED without caching it; a later read still gets the value", async () => {
+    const c = track(new Counter(9).toDist());
+    const r = c.sleepy(400);
+    const e = await r.result(50).catch((x) => x);
+    expect(e).toBeInstanceOf(DeadlineExceededError);
+    expect(await r).toBe(9);
+  });
+
+  test("the retry strategy bounds how long a result is waited for", async () => {
+    const c = track(new Counter().toDist({ maxTimeoutSeconds: 0.1, retryStrategy: new RetryFixedTimes({ maxRetries: 2 }) }));
+    await c.inc(0);
+    const t0 = performance.now();
+    const e = await c.sleepy(5000).catch((x) => x);
+    const took = performance.now() - t0;
+    expect(e).toBeInstanceOf(DeadlineExceededError);
+    expect(e.message).toContain("not ready after 3 waits");
+    expect(took).toBeGreaterThanOrEqual(250);
+    expect(took).toBeLessThan(2000);
   });
 
   test("a composite async result resolves to the whole object", async () => {
