@@ -18,6 +18,8 @@ export interface TaskSource {
   /** Longest single server-side wait, ms (the server's `maxTimeoutSeconds`). */
   maxWaitMs: number;
   retry: RetryStrategy;
+  /** The first `wait` may be sent before the call is answered (see `Transport.ordered`). */
+  ordered?: boolean;
 }
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
@@ -108,7 +110,8 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
 
   async #fetch(src: TaskSource, totalMs: number | undefined): Promise<T> {
     const deadline = totalMs === undefined ? undefined : performance.now() + totalMs;
-    await (deadline === undefined ? src.accepted : withDeadline(src.accepted, totalMs!, src));
+    const early = src.ordered === true;
+    if (!early) await (deadline === undefined ? src.accepted : withDeadline(src.accepted, totalMs!, src));
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) {
         const delay = src.retry.nextDelayMs(attempt);
@@ -126,7 +129,11 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
       // The transport deadline is longer than the server-side wait: it only catches a hung server.
       const res = await src.conn.send({ t: "wait", task: src.task, timeoutMs: waitMs }, { timeoutMs: waitMs + 5000 });
       if (res.t === "value") return src.decode(res.value) as T;
-      if (res.t === "error") throw errorFromWire(res.error, src.conn.where);
+      if (res.t === "error") {
+        // Sent early, a wait finds no task if the call itself was refused: report that instead.
+        if (early && attempt === 0 && res.error.code === "NOT_FOUND") await src.accepted;
+        throw errorFromWire(res.error, src.conn.where);
+      }
       if (res.t !== "pending") throw new DeadlineExceededError(`unexpected answer ${res.t} to wait`, src.conn.where);
     }
   }

@@ -66,14 +66,33 @@ export class ChildServer {
     if (opts.modelConfigs !== undefined) conf.modelConfigs = opts.modelConfigs;
 
     let proc: Subprocess | undefined;
+    // Keep the parent alive only while it waits for this child. Going idle is acted on 20 ms
+    // later, so back-to-back calls do not toggle ref/unref on every call.
+    let busy = false;
+    let reffed = false;
+    let idleCheck: Timer | undefined;
     this.#transport = new IpcTransport(
       {
         send: (f) => {
           proc!.send(f);
         },
-        // Keep the parent alive only while it waits for this child.
-        busy: () => proc?.ref(),
-        idle: () => proc?.unref(),
+        busy: () => {
+          busy = true;
+          if (!reffed) {
+            reffed = true;
+            proc?.ref();
+          }
+        },
+        idle: () => {
+          busy = false;
+          idleCheck ??= setTimeout(() => {
+            idleCheck = undefined;
+            if (!busy && reffed) {
+              reffed = false;
+              proc?.unref();
+            }
+          }, 20);
+        },
       },
       `child:${this.id}`,
     );

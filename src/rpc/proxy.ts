@@ -136,6 +136,8 @@ export interface CallOptions extends RequestOptions {}
 /** Make one call or attribute read; always returns an AsyncResult, never throws. */
 export function invoke(st: RemoteState, name: string, args: unknown[], kind: "call" | "read", opts?: CallOptions): AsyncResult {
   if (st.deleted) return rejected(new NotFoundError(`object ${st.oid} was deleted`, { host: st.host, port: st.port }));
+  // Class not known yet (connect() waits for `describe`): decide sync or async once it is.
+  if (kind === "call" && !st.info && !st.isReady) return new AsyncResult(st.ready.then(() => invoke(st, name, args, kind, opts).result()));
   let payload: Uint8Array;
   try {
     payload = encodeArgs(args);
@@ -162,7 +164,8 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
       }),
     );
   }
-  return AsyncResult.fromTask({ conn, task, accepted: sent, decode: (b) => decodeFrom(b, conn), maxWaitMs: st.maxWaitMs, retry: st.retry });
+  const ordered = st.isReady === true && conn.transport.ordered === true;
+  return AsyncResult.fromTask({ conn, task, accepted: sent, decode: (b) => decodeFrom(b, conn), maxWaitMs: st.maxWaitMs, retry: st.retry, ordered });
 }
 
 async function deleteRemote(st: RemoteState): Promise<void> {

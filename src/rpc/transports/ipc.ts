@@ -39,6 +39,7 @@ export class IpcTransport implements Transport {
   readonly #where: { host: string; port: undefined };
   #next = 1;
   #broken: Error | undefined;
+  readonly ordered = true;
   onBroken?: (err: Error) => void;
 
   constructor(link: IpcLink, label = "child") {
@@ -130,6 +131,8 @@ export class IpcTransport implements Transport {
 /** A transport to `to`, relayed by the peer at the other end of `via` (a child's parent). */
 export class RelayedTransport implements Transport {
   onBroken?: (err: Error) => void;
+  /** The parent relays to child servers over IPC, in order. */
+  readonly ordered = true;
 
   constructor(
     readonly via: IpcTransport,

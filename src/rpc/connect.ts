@@ -1,0 +1,49 @@
+/**
+ * `connect()`: a proxy to an object that already lives on an independent server, knowing
+ * only its id. The object's methods come from the server (`describe`), so the caller needs
+ * neither its class nor its module.
+ */
+import { connectionFor } from "./connections.ts";
+import { CodecError } from "./errors.ts";
+import { isId, type ClassInfo } from "./protocol.ts";
+import { makeRemote, type Remote, type RemoteState } from "./proxy.ts";
+import { decodeFrom } from "./refs.ts";
+import { DEFAULT_RETRY } from "./retry.ts";
+
+/** Where the object is. */
+export interface ConnectTarget {
+  host: string;
+  port: number;
+  /** The object's id (32 hex). */
+  oid: string;
+  /** Token the server requires, if any. */
+  token?: string;
+}
+
+/**
+ * A proxy to the object `oid` on the server at `host:port`. Returns at once; calls made before
+ * the server described the object queue behind that answer, and if the object does not exist
+ * every use rejects with NOT_FOUND. The proxy does not own the object: disposing it leaves
+ * the object on the server (`delete()` removes it).
+ *
+ * @example
+ * const agent = connect<WebAgent>({ host: "localhost", port: 12310, oid });
+ * const reply = await agent.reply(new Msg({ name: "user", content: "hi" }));
+ */
+export function connect<T = unknown>(to: ConnectTarget): Remote<T> {
+  if (to === null || typeof to !== "object") throw new TypeError("connect() needs { host, port, oid }");
+  const { host, port, oid, token } = to;
+  if (typeof host !== "string" || !host) throw new TypeError("connect(): host must be a non-empty string");
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TypeError(`connect(): port must be an integer in 1..65535, not ${port}`);
+  if (!isId(oid)) throw new TypeError("connect(): oid must be 32 lowercase hex characters");
+  const conn = connectionFor({ host, port }, token === undefined ? {} : { token });
+  const st: RemoteState = { oid, conn, ready: Promise.resolve(), retry: DEFAULT_RETRY, maxWaitMs: 5000, host, port };
+  st.ready = conn.value({ t: "describe", oid }).then((bytes) => {
+    const info = decodeFrom(bytes, conn) as ClassInfo;
+    if (!info || typeof info.cls !== "string" || !Array.isArray(info.methods) || !Array.isArray(info.async)) {
+      throw new CodecError(`bad description of object ${oid}`, conn.where);
+    }
+    st.info = { ...info, methodSet: new Set(info.methods), asyncSet: new Set(info.async) };
+  });
+  return makeRemote<T>(st);
+}

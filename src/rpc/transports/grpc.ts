@@ -1,0 +1,175 @@
+/**
+ * gRPC transport (client side): protocol requests to one independent agent server over one
+ * grpc-js channel, one RPC per request kind (`proto/agent_server.proto`). gRPC statuses
+ * become errors of the one tree (UNAVAILABLE → AgentServerNotAliveError, ...). Calls never
+ * use `waitForReady`: a dead server must fail fast with UNAVAILABLE, not hang in backoff.
+ * Loaded lazily by `connections.ts`, so processes that never talk gRPC never load grpc-js.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { AgentServerNotAliveError, CancelledError, CodecError, ResourceExhaustedError, errorFromWire } from "../errors.ts";
+import { DEFAULT_LIMITS } from "../limits.ts";
+import type { Request, Response } from "../protocol.ts";
+import type { RequestOptions, Transport } from "../transport.ts";
+import { CODE_OF_STATUS, FRAMING_HEADROOM_BYTES, RPC_OF, agentServerService, fromReply, requestMessage, type WireReply } from "./grpc-proto.ts";
+
+/** Options of `createGrpcTransport`. */
+export interface GrpcTransportOptions {
+  /** Token to present, read at every call (it may be set after the channel was made). */
+  token: () => string | undefined;
+  /** Largest message each way, bytes (default 32 MiB). */
+  maxMessageBytes?: number | undefined;
+}
+
+interface Pending {
+  call: grpc.Call;
+  reject(e: Error): void;
+}
+
+/** `host:port` as a gRPC target (IPv6 literals bracketed). */
+export function grpcTarget(host: string, port: number): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** A Transport to the agent server at `host:port` over one gRPC channel. */
+export function createGrpcTransport(host: string, port: number, opts: GrpcTransportOptions): Transport {
+  return new GrpcTransport(host, port, opts);
+}
+
+class GrpcTransport implements Transport {
+  readonly #client: grpc.Client;
+  readonly #methods: grpc.ServiceDefinition;
+  readonly #where: { host: string; port: number };
+  readonly #token: () => string | undefined;
+  readonly #maxBytes: number;
+  readonly #pending = new Set<Pending>();
+  #broken: Error | undefined;
+  onBroken?: (err: Error) => void;
+
+  constructor(host: string, port: number, opts: GrpcTransportOptions) {
+    this.#where = { host, port };
+    this.#token = opts.token;
+    this.#maxBytes = opts.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes;
+    this.#methods = agentServerService();
+    const Client = grpc.makeGenericClientConstructor(this.#methods, "AgentServer");
+    const wire = this.#maxBytes + FRAMING_HEADROOM_BYTES;
+    this.#client = new Client(grpcTarget(host, port), grpc.credentials.createInsecure(), {
+      "grpc.max_send_message_length": wire,
+      "grpc.max_receive_message_length": wire,
+      // Notice a silently dead peer within ~15 s even on an idle channel.
+      "grpc.keepalive_time_ms": 10_000,
+      "grpc.keepalive_timeout_ms": 5_000,
+      "grpc.keepalive_permit_without_calls": 1,
+      // A restarted server is found again within a second.
+      "grpc.initial_reconnect_backoff_ms": 100,
+      "grpc.max_reconnect_backoff_ms": 1_000,
+    });
+  }
+
+  request(req: Request, opts?: RequestOptions): Promise<Response> {
+    if (this.#broken) return Promise.reject(this.#broken);
+    if (opts?.signal?.aborted) return Promise.reject(new CancelledError("request aborted", this.#where));
+    const def = this.#methods[RPC_OF[req.t]];
+    if (!def) return Promise.reject(new CodecError(`no RPC for request kind ${req.t}`, this.#where));
+    const md = new grpc.Metadata();
+    const token = this.#token();
+    if (token) md.set("authorization", `Bearer ${token}`);
+    const callOpts: grpc.CallOptions = {};
+    if (opts?.timeoutMs !== undefined) callOpts.deadline = Date.now() + opts.timeoutMs;
+    const msg = requestMessage(req);
+    return new Promise<Response>((resolve, reject) => {
+      let p: Pending | undefined;
+      let onAbort: (() => void) | undefined;
+      const settle = () => {
+        if (p) this.#pending.delete(p);
+        if (onAbort) opts!.signal!.removeEventListener("abort", onAbort);
+      };
+      const fail = (e: Error) => {
+        settle();
+        reject(e);
+      };
+      const ok = (r: WireReply) => {
+        settle();
+        const res = fromReply(r);
+        if (res) resolve(res);
+        else reject(new CodecError(`empty reply to ${req.t}`, this.#where));
+      };
+      let call: grpc.Call;
+      if (def.responseStream) {
+        call = this.#download(def, msg, md, callOpts, ok, (e) => fail(this.#statusError(e)));
+      } else {
+        call = this.#client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize as (b: Buffer) => WireReply, msg, md, callOpts, (err, reply) => {
+          if (err) fail(this.#statusError(err));
+          else if (reply) ok(reply);
+          else fail(new CodecError(`no reply to ${req.t}`, this.#where));
+        });
+      }
+      p = { call, reject: fail };
+      this.#pending.add(p);
+      if (opts?.signal) {
+        onAbort = () => {
+          fail(new CancelledError("request aborted", this.#where));
+          call.cancel();
+        };
+        opts.signal.addEventListener("abort", onAbort, { once: true });
+      }
+    });
+  }
+
+  /** Collect a Download stream into one `value` reply (or its one `error` reply). */
+  #download(def: grpc.MethodDefinition<object, unknown>, msg: object, md: grpc.Metadata, callOpts: grpc.CallOptions, ok: (r: WireReply) => void, fail: (e: grpc.ServiceError | Error) => void): grpc.Call {
+    const stream = this.#client.makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize as (b: Buffer) => WireReply, msg, md, callOpts);
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    let done = false;
+    // A file may be at most the larger of our message limit and the server's file cap.
+    const cap = Math.max(this.#maxBytes, DEFAULT_LIMITS.maxMessageBytes);
+    stream.on("data", (r: WireReply) => {
+      if (done) return;
+      if (r.value === undefined) {
+        done = true;
+        ok(r);
+        stream.cancel();
+        return;
+      }
+      size += r.value.byteLength;
+      if (size > cap) {
+        done = true;
+        fail(new ResourceExhaustedError(`download is over ${cap} bytes`, this.#where));
+        stream.cancel();
+        return;
+      }
+      chunks.push(r.value);
+    });
+    stream.on("error", (e: grpc.ServiceError) => {
+      if (!done) fail(e);
+      done = true;
+    });
+    stream.on("status", (s: grpc.StatusObject) => {
+      if (done || s.code !== grpc.status.OK) return;
+      done = true;
+      ok({ value: Buffer.concat(chunks, size) });
+    });
+    return stream;
+  }
+
+  #statusError(e: grpc.ServiceError | Error): Error {
+    if (!("code" in e) || typeof e.code !== "number") return new AgentServerNotAliveError(e.message, this.#where);
+    const code = CODE_OF_STATUS.get(e.code) ?? "UNKNOWN";
+    const details = e.details || e.message;
+    const message = code === "UNAVAILABLE" ? `agent server ${grpcTarget(this.#where.host, this.#where.port)} is not reachable: ${details}` : details;
+    return errorFromWire({ code, message }, this.#where);
+  }
+
+  abort(reason: Error): void {
+    if (this.#broken) return;
+    this.#broken = reason;
+    const all = [...this.#pending];
+    this.#pending.clear();
+    for (const p of all) {
+      p.reject(reason);
+      p.call.cancel();
+    }
+    this.#client.close();
+    this.onBroken?.(reason);
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * Loading agent classes from user files (`customAgentClasses` from a file, `--agent-dir`).
+ *
+ * SECURITY: this EXECUTES the files. Importing a module runs its top-level code with the
+ * server's rights, exactly like AgentScope's `load_agents_from_dir` exec'd Python files.
+ * Only point it at code you trust. (What a *client* can never do is make a server load
+ * code: servers create only classes registered here or passed to the launcher.)
+ */
+import { readdir, realpath } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { allClasses, entryOf } from "../rpc/registry.ts";
+
+const LOADABLE = /\.(ts|js|mts|mjs)$/;
+const SKIPPED = /(\.d\.ts|\.test\.ts)$/;
+
+/**
+ * Import one file and return the `@dist` classes it defines: its exported classes that are
+ * registered, plus registered classes whose module is this file (exported or not).
+ * Rejects with the import error if the file fails to load.
+ *
+ * @example
+ * const classes = await loadCustomClassFromFile("./agents/web.ts");
+ * new RpcAgentServerLauncher({ customAgentClasses: classes });
+ */
+export async function loadCustomClassFromFile(file: string): Promise<Function[]> {
+  // The real path: `@dist` records the module by the path Bun resolved, symlinks followed.
+  const url = pathToFileURL(await realpath(resolve(file))).href;
+  const mod = (await import(url)) as Record<string, unknown>;
+  const found = new Set<Function>();
+  for (const v of Object.values(mod)) if (typeof v === "function" && entryOf(v)) found.add(v);
+  for (const e of allClasses()) if (e.module === url) found.add(e.cls as unknown as Function);
+  return [...found];
+}
+
+/**
+ * Import every `.ts`/`.js`/`.mts`/`.mjs` file under `dir` (recursively, in name order;
+ * `node_modules`, dot-files and dot-directories, `*.d.ts` and `*.test.ts` are skipped) and return the
+ * `@dist` classes they define. Files may import their siblings. A file that fails to load is
+ * reported with a warning naming it and skipped; the others still load.
+ */
+export async function loadAgentsFromDir(dir: string): Promise<Function[]> {
+  const found = new Set<Function>();
+  for (const file of await listFiles(resolve(dir))) {
+    try {
+      for (const c of await loadCustomClassFromFile(file)) found.add(c);
+    } catch (e) {
+      // consola only when needed: the package root must stay light to import.
+      const { consola } = await import("consola");
+      consola.warn(`agent dir: skipped ${file}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  return [...found];
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const entries = await readdir(dir, { withFileTypes: true });
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const e of entries) {
+    if (e.name.startsWith(".")) continue;
+    const p = join(dir, e.name);
+    if (e.isDirectory()) {
+      if (e.name !== "node_modules") out.push(...(await listFiles(p)));
+    } else if (e.isFile() && LOADABLE.test(e.name) && !SKIPPED.test(e.name)) {
+      out.push(p);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,290 @@
+/**
+ * `RpcAgentServerLauncher`: starts an independent agent server (gRPC) with the classes it
+ * may construct, in this process or in a subprocess, and stops it. AgentScope's launcher,
+ * with these deliberate differences:
+ * - `launch()` runs the server in this process by default (`inSubprocess: false`): Bun has no
+ *   fork, so a subprocess is a fresh `bun` that must re-import the classes' modules; it is
+ *   available, but in-process is faster to start and shares the caller's registry.
+ * - a non-loopback listener requires a token unless `insecure: true` is given.
+ * - `shutdown()` works for both launch modes and drains in-flight calls first.
+ * gRPC is loaded inside `launch()`, so importing the package root never loads grpc-js.
+ *
+ * @example
+ * const server = new RpcAgentServerLauncher({ port: 0, customAgentClasses: [WebAgent] });
+ * await server.launch();
+ * const agent = WebAgent.toDist({ host: server.host, port: server.port }, "bob");
+ * await server.shutdown();
+ */
+import { hostname } from "node:os";
+import type { ModelConfig } from "../models/store.ts";
+import { CodecError } from "../rpc/errors.ts";
+import { DEFAULT_LIMITS } from "../rpc/limits.ts";
+import { entryOf, findClass, type AnyClass } from "../rpc/registry.ts";
+import type { Address } from "../rpc/transport.ts";
+import type { GrpcBinding } from "./grpc/binding.ts";
+import { launchSubprocess, type ServerSubprocess } from "./launcher-subprocess.ts";
+import type { Servicer } from "./servicer.ts";
+
+/** Options of `RpcAgentServerLauncher` (AgentScope's, camelCased, plus a few extras). */
+export interface LauncherOptions {
+  /** Host clients use to reach the server (put in the references it hands out). Default "localhost". */
+  host?: string;
+  /** Port; 0 or undefined picks a free one, readable from `launcher.port` after `launch()`. */
+  port?: number;
+  /** Async calls run at once; more wait in a bounded queue. Default 32. */
+  capacity?: number;
+  /** Where async results are kept. Default "local". */
+  poolType?: "local" | "redis";
+  /** Redis of the redis pool. Default "redis://localhost:6379". */
+  redisUrl?: string;
+  /** Results kept by the local pool. Default 8192. */
+  maxPoolSize?: number;
+  /** Seconds a result is kept. Default 7200. */
+  maxExpireTime?: number;
+  /** Longest single server-side wait for a result, seconds. Default 5. */
+  maxTimeoutSeconds?: number;
+  /** Listen on 127.0.0.1 only. When false the server listens on `host`. Default false (like AgentScope). */
+  localMode?: boolean;
+  /** Load the `@dist` classes of every file in this directory. EXECUTES those files. */
+  agentDir?: string;
+  /** Classes the server may construct (`@dist` classes; others are registered by `cls.name`). */
+  customAgentClasses?: Function[];
+  /** Server id. Default `generateServerId(host, port)`. */
+  serverId?: string;
+  /** Accepted for AgentScope compatibility; actorscope does not talk to Studio. */
+  studioUrl?: string;
+  /** Shared secret every call must present. Default env `AS_SERVER_TOKEN`. */
+  token?: string;
+  /** Allow a non-loopback listener without a token (anyone who reaches it can run your agents). */
+  insecure?: boolean;
+  /** Largest message accepted or sent, bytes. Default 32 MiB. */
+  maxMessageBytes?: number;
+  /** Async calls that may wait for a slot before new ones fail RESOURCE_EXHAUSTED. Default 65 536. */
+  maxQueue?: number;
+  /** Leave remote stack traces out of errors sent to callers. */
+  hideStacks?: boolean;
+  /** Directory `RpcClient.downloadFile` may read from; downloads are refused without one. */
+  fileDir?: string;
+  /** Model configs to load at launch: a JSON file path, one config, or a list. */
+  modelConfigs?: string | ModelConfig | ModelConfig[];
+  /** How long `shutdown()` lets in-flight calls finish before cutting them, ms. Default 5000. */
+  shutdownGraceMs?: number;
+}
+
+type Resolved = Required<Pick<LauncherOptions, "host" | "capacity" | "poolType" | "redisUrl" | "maxPoolSize" | "maxExpireTime" | "maxTimeoutSeconds" | "localMode" | "maxMessageBytes" | "maxQueue" | "shutdownGraceMs">> & LauncherOptions;
+
+/** Starts and stops one agent server. */
+export class RpcAgentServerLauncher {
+  /** Host clients use to reach the server. */
+  readonly host: string;
+  /** Server id, reported by `getServerInfo()`. */
+  readonly serverId: string;
+  readonly #opts: Resolved;
+  readonly #token: string | undefined;
+  readonly #bindHost: string;
+  #port: number;
+  #launched = false;
+  #inProc: { binding: GrpcBinding; servicer: Servicer } | undefined;
+  #sub: ServerSubprocess | undefined;
+  #stopping: Promise<void> | undefined;
+  #terminated: Promise<void>;
+  #markTerminated!: () => void;
+
+  constructor(opts: LauncherOptions = {}) {
+    const o = resolveOptions(opts);
+    this.#opts = o;
+    this.host = o.host;
+    this.#port = o.port ?? 0;
+    this.#token = opts.token || process.env.AS_SERVER_TOKEN || undefined;
+    this.#bindHost = o.localMode ? "127.0.0.1" : o.host;
+    if (!isLoopback(this.#bindHost) && !this.#token && !o.insecure) {
+      throw new Error(
+        `refusing to listen on non-loopback ${this.#bindHost} without a token: set token (or AS_SERVER_TOKEN), use localMode, or pass insecure: true`,
+      );
+    }
+    this.serverId = opts.serverId ?? RpcAgentServerLauncher.generateServerId(o.host, this.#port);
+    this.#terminated = new Promise((r) => (this.#markTerminated = r));
+  }
+
+  /** The port the server listens on (0 until `launch()` bound a free one). */
+  get port(): number {
+    return this.#port;
+  }
+
+  /**
+   * Start the server; resolves once it accepts calls. In-process by default; with
+   * `inSubprocess: true` a `bun` subprocess runs it (its classes must be `@dist` classes
+   * defined in files, which the subprocess imports).
+   */
+  async launch(opts: { inSubprocess?: boolean } = {}): Promise<void> {
+    if (this.#launched) throw new Error("this launcher was already launched");
+    this.#launched = true;
+    try {
+      if (opts.inSubprocess) await this.#launchSubprocess();
+      else await this.#launchHere();
+    } catch (e) {
+      this.#markTerminated();
+      throw e;
+    }
+  }
+
+  /** Resolves when the server has stopped: `shutdown()`, a remote `stop`, or the subprocess exiting. */
+  waitUntilTerminate(): Promise<void> {
+    return this.#launched ? this.#terminated : Promise.resolve();
+  }
+
+  /**
+   * Stop: new calls fail UNAVAILABLE, in-flight calls get `shutdownGraceMs` to finish, then
+   * the pool and objects are released (a subprocess gets SIGTERM). Idempotent.
+   */
+  shutdown(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  /** A new server id: 8 random characters of [A-Za-z0-9] (crypto; `host`/`port` kept for AgentScope's signature). */
+  static generateServerId(_host: string, _port: number): string {
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let id = "";
+    const buf = new Uint8Array(16);
+    while (id.length < 8) {
+      crypto.getRandomValues(buf);
+      // 248 = 4 × 62: rejecting larger bytes keeps every character equally likely.
+      for (const b of buf) if (b < 248 && id.length < 8) id += alphabet[b % 62];
+    }
+    return id;
+  }
+
+  async #launchHere(): Promise<void> {
+    const o = this.#opts;
+    const [{ Servicer }, { createPool }, { bindGrpc }, { applyModelConfigs }] = await Promise.all([
+      import("./servicer.ts"),
+      import("./pool/create.ts"),
+      import("./grpc/binding.ts"),
+      import("../models/init.ts"),
+    ]);
+    const classes = await this.#classTable();
+    if (o.modelConfigs !== undefined) applyModelConfigs(o.modelConfigs);
+    const pool = await createPool({ poolType: o.poolType, redisUrl: o.redisUrl, maxPoolSize: o.maxPoolSize, maxExpireTime: o.maxExpireTime, serverId: this.serverId });
+    // The port is known only after binding; the servicer reads its address by reference.
+    const address: Address = { host: advertisedHost(o.host, o.localMode), port: this.#port };
+    const servicer = new Servicer({
+      serverId: this.serverId,
+      address,
+      aliases: aliasesOf(o.host, this.#bindHost),
+      resolveClass: (name) => classes.get(name),
+      capacity: o.capacity,
+      maxQueue: o.maxQueue,
+      pool,
+      maxTimeoutSeconds: o.maxTimeoutSeconds,
+      limits: { ...DEFAULT_LIMITS, maxMessageBytes: o.maxMessageBytes },
+      ...(o.hideStacks ? { hideStacks: true } : {}),
+      ...(o.fileDir ? { fileDir: o.fileDir } : {}),
+      // After the answer to `stop` went out.
+      onStop: () => void setTimeout(() => void this.shutdown(), 0),
+      setModelConfigs: (c) => {
+        try {
+          applyModelConfigs(c, { fromPeer: true });
+        } catch (e) {
+          throw new CodecError(`bad model configs: ${(e as Error).message}`);
+        }
+      },
+    });
+    try {
+      const binding = await bindGrpc({ servicer, bindHost: this.#bindHost, port: this.#port, token: this.#token, maxMessageBytes: o.maxMessageBytes });
+      address.port = this.#port = binding.port;
+      this.#inProc = { binding, servicer };
+    } catch (e) {
+      await servicer.close();
+      throw e;
+    }
+  }
+
+  /** Name → class: this launcher's own table; a client can never add to it. */
+  async #classTable(): Promise<Map<string, AnyClass>> {
+    const table = new Map<string, AnyClass>();
+    const builtin = findClass("DialogAgent");
+    if (builtin?.module?.startsWith(new URL("../", import.meta.url).href)) table.set("DialogAgent", builtin.cls);
+    const custom = [...(this.#opts.customAgentClasses ?? [])];
+    if (this.#opts.agentDir) {
+      const { loadAgentsFromDir } = await import("./class-loader.ts");
+      custom.push(...(await loadAgentsFromDir(this.#opts.agentDir)));
+    }
+    for (const c of custom) {
+      if (typeof c !== "function") throw new TypeError("customAgentClasses must hold classes");
+      const e = entryOf(c);
+      table.set(e?.name ?? c.name, (e?.cls ?? c) as AnyClass);
+    }
+    return table;
+  }
+
+  async #launchSubprocess(): Promise<void> {
+    const o = this.#opts;
+    const sub = await launchSubprocess({ ...o, port: this.#port, serverId: this.serverId, customAgentClasses: o.customAgentClasses ?? [] }, this.#token);
+    this.#sub = sub;
+    this.#port = sub.port;
+    sub.exited.then(() => this.#markTerminated());
+  }
+
+  async #stop(): Promise<void> {
+    if (this.#sub) {
+      await this.#sub.stop(this.#opts.shutdownGraceMs + 2000);
+    } else if (this.#inProc) {
+      await this.#inProc.binding.shutdown(this.#opts.shutdownGraceMs);
+      await this.#inProc.servicer.close();
+    }
+    this.#markTerminated();
+  }
+}
+
+function resolveOptions(opts: LauncherOptions): Resolved {
+  if (opts === null || typeof opts !== "object") throw new TypeError("launcher options must be an object");
+  const o: Resolved = {
+    ...opts,
+    host: opts.host ?? "localhost",
+    capacity: opts.capacity ?? 32,
+    poolType: opts.poolType ?? "local",
+    redisUrl: opts.redisUrl ?? "redis://localhost:6379",
+    maxPoolSize: opts.maxPoolSize ?? 8192,
+    maxExpireTime: opts.maxExpireTime ?? 7200,
+    maxTimeoutSeconds: opts.maxTimeoutSeconds ?? 5,
+    localMode: opts.localMode ?? false,
+    maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes,
+    maxQueue: opts.maxQueue ?? 65_536,
+    shutdownGraceMs: opts.shutdownGraceMs ?? 5000,
+  };
+  if (typeof o.host !== "string" || !o.host) throw new TypeError("host must be a non-empty string");
+  if (o.port !== undefined && (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535)) throw new TypeError(`port must be an integer in 0..65535, not ${o.port}`);
+  for (const k of ["capacity", "maxPoolSize", "maxMessageBytes", "maxQueue"] as const) {
+    if (!Number.isInteger(o[k]) || o[k] < 1) throw new TypeError(`${k} must be a positive integer, not ${o[k]}`);
+  }
+  for (const k of ["maxExpireTime", "maxTimeoutSeconds"] as const) {
+    if (typeof o[k] !== "number" || !(o[k] > 0)) throw new TypeError(`${k} must be a positive number, not ${o[k]}`);
+  }
+  if (typeof o.shutdownGraceMs !== "number" || !(o.shutdownGraceMs >= 0)) throw new TypeError("shutdownGraceMs must be a number ≥ 0");
+  if (o.poolType !== "local" && o.poolType !== "redis") throw new TypeError(`poolType must be "local" or "redis", not ${String(o.poolType)}`);
+  if (o.serverId !== undefined && (typeof o.serverId !== "string" || !o.serverId)) throw new TypeError("serverId must be a non-empty string");
+  return o;
+}
+
+const WILDCARDS = new Set(["0.0.0.0", "::", "[::]"]);
+
+/** True for names and addresses that only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || h === "ip6-localhost" || /^127(\.\d{1,3}){3}$/.test(h) || h === "::ffff:127.0.0.1";
+}
+
+/** A wildcard bind is not an address anyone can dial: hand out this machine's name instead. */
+function advertisedHost(host: string, localMode: boolean): string {
+  if (!WILDCARDS.has(host)) return host;
+  return localMode ? "localhost" : hostname();
+}
+
+/** Names that reach this server from this machine, so its own references resolve locally. */
+function aliasesOf(host: string, bindHost: string): string[] {
+  const out = new Set([host, bindHost]);
+  if (isLoopback(bindHost) || WILDCARDS.has(bindHost)) for (const h of ["localhost", "127.0.0.1", "::1"]) out.add(h);
+  if (WILDCARDS.has(bindHost)) out.add(hostname());
+  return [...out];
+}
