@@ -22,7 +22,7 @@ export class WebAgent extends AgentBase {
   }
 
   @asyncFunc
-  async reply(x?: Msg): Promise<Msg> {
+  override async reply(x?: Msg): Promise<Msg> {
     const m = await x;
     const { url, query } = (m?.content ?? {}) as { url: string; query: string };
     return new Msg({ name: this.name, role: "assistant", content: this.getAnswer(url, query) });

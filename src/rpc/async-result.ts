@@ -20,6 +20,8 @@ export interface TaskSource {
   retry: RetryStrategy;
   /** The first `wait` may be sent before the call is answered (see `Transport.ordered`). */
   ordered?: boolean;
+  /** The task is known to exist on its server already (a reference received from elsewhere). */
+  acceptedNow?: boolean;
 }
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
@@ -30,6 +32,7 @@ const noop = () => {};
 /** The future of a remote call. */
 export class AsyncResult<T = unknown> implements PromiseLike<T> {
   #task: TaskSource | undefined;
+  #accepted = false;
   #final: Promise<T> | undefined;
   #settled: Settled<T> | undefined;
 
@@ -38,8 +41,11 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
    */
   constructor(source: PromiseLike<T> | T | { [TASK]: TaskSource }) {
     if (source !== null && typeof source === "object" && TASK in (source as object)) {
-      this.#task = (source as { [TASK]: TaskSource })[TASK];
-      this.#task.accepted.then(noop, noop);
+      const src = (this.#task = (source as { [TASK]: TaskSource })[TASK]);
+      this.#accepted = src.acceptedNow === true;
+      src.accepted.then(() => {
+        this.#accepted = true;
+      }, noop);
     } else {
       this.#track(Promise.resolve(source as T | PromiseLike<T>));
     }
@@ -53,6 +59,11 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
   /** `(server, task)` of a task-backed result, for references. Internal. */
   get taskSource(): TaskSource | undefined {
     return this.#task;
+  }
+
+  /** Has the server accepted the call (so a reference to its task can be handed on)? Internal. */
+  get isAccepted(): boolean {
+    return this.#accepted;
   }
 
   /** The outcome, if already known locally. Internal. */

@@ -2,6 +2,8 @@
 export interface ChildConfig {
   /** Server id the parent gave the child. */
   id: string;
+  /** Token of the child's loopback listener, if it is ever asked to open one. */
+  key: string;
   /** Modules to import before serving (the module defining the class). */
   modules?: string[];
   capacity: number;

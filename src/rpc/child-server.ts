@@ -9,7 +9,10 @@ import type { ChildConfig } from "./child-config.ts";
 import { ServerConnection } from "./connection.ts";
 import { connectionFor, forgetConnection, registerConnection } from "./connections.ts";
 import { AgentServerNotAliveError, errorToWire } from "./errors.ts";
-import type { Response } from "./protocol.ts";
+import type { Request, Response } from "./protocol.ts";
+import { decodeValue } from "./codec.ts";
+import { setListenHook } from "./refs.ts";
+import type { Address } from "./transport.ts";
 import { randomId } from "./protocol.ts";
 import { IpcTransport, type IpcFrame } from "./transports/ipc.ts";
 
@@ -30,6 +33,20 @@ export interface ChildServerOptions {
 
 const TAIL_BYTES = 4096;
 const live = new Set<ChildServer>();
+const byId = new Map<string, ChildServer>();
+let upstreamListen: ((child: string) => Promise<Address>) | undefined;
+
+/** In a child process: how to ask a sibling (through the parent) to open its listener. */
+export function setUpstreamListen(f: typeof upstreamListen): void {
+  upstreamListen = f;
+}
+
+setListenHook((child) => {
+  const c = byId.get(child);
+  if (c) return c.listen();
+  if (upstreamListen) return upstreamListen(child);
+  return Promise.reject(new AgentServerNotAliveError(`child server ${child} is not reachable from this process`, { host: `child:${child}` }));
+});
 let exitHookInstalled = false;
 
 /** The command that starts a child server: the compiled binary itself, or bun + the entry file. */
@@ -49,12 +66,14 @@ export class ChildServer {
   readonly #transport: IpcTransport;
   #tail = "";
   #stopping: Promise<void> | undefined;
+  #listening: Promise<Address> | undefined;
   #exited = false;
 
   constructor(opts: ChildServerOptions = {}) {
     this.id = randomId();
     const conf: ChildConfig = {
       id: this.id,
+      key: randomId(),
       modules: opts.modules ?? [],
       capacity: opts.capacity ?? 32,
       maxQueue: opts.maxQueue ?? 65_536,
@@ -121,6 +140,7 @@ export class ChildServer {
       onExit: (_p, code, signal) => {
         this.#exited = true;
         live.delete(this);
+        byId.delete(this.id);
         clearTimeout(timer);
         forgetConnection(this.conn);
         const how = signal ? `signal ${signal}` : `code ${code}`;
@@ -151,6 +171,7 @@ export class ChildServer {
 
     registerConnection(this.conn);
     live.add(this);
+    byId.set(this.id, this);
     installExitHook();
   }
 
@@ -162,6 +183,17 @@ export class ChildServer {
   /** Has the child process ended? */
   get exited(): boolean {
     return this.#exited;
+  }
+
+  /**
+   * Open the child's loopback gRPC listener (once) so independent servers on this machine can
+   * reach its objects and results; resolves with its address (including its token).
+   */
+  listen(): Promise<Address> {
+    this.#listening ??= this.ready
+      .then(() => this.conn.value({ t: "listen" } as unknown as Request))
+      .then((bytes) => decodeValue(bytes) as Address);
+    return this.#listening;
   }
 
   /** Stop the child (SIGTERM, then SIGKILL after 2 s) and wait until it has exited. */

@@ -337,7 +337,8 @@ function decBinary(t: Record<string, unknown>, st: DecodeState): unknown {
   const start = st.blobStart + off;
   if (start + len > st.bytes.byteLength) throw new CodecError("truncated value frame (binary)");
   // Copy out: the frame buffer may be reused or huge, and aligned typed arrays need their own buffer.
-  const copy = st.bytes.slice(start, start + len);
+  // `new Uint8Array(view)`, not `.slice()`: on a Node Buffer (gRPC frames) slice is a view, not a copy.
+  const copy = new Uint8Array(st.bytes.subarray(start, start + len));
   if (kind === "Uint8Array") return copy;
   if (kind === "ArrayBuffer") return copy.buffer;
   if (kind === "Buffer") return Buffer.from(copy.buffer, 0, len);

@@ -56,7 +56,7 @@ export class ServerConnection {
     if (res.t === "error") {
       const e = errorFromWire(res.error, this.where);
       if (e.code === "UNAVAILABLE" || e.code === "UNAUTHENTICATED" || e.code === "DEADLINE_EXCEEDED") throw e;
-      throw new AgentCreationError(e.message, { ...this.where, code: e.code, cause: e });
+      throw new AgentCreationError(e.message, { ...this.where, code: res.error.code, cause: e });
     }
   }
 

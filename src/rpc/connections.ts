@@ -57,20 +57,28 @@ export function setChildRouter(r: typeof childRouter): void {
 
 /** The connection for an address, creating a gRPC one on first use. */
 export function connectionFor(a: Address, opts: GrpcConnectOptions = {}): ServerConnection {
-  const key = addressKey(a);
-  const hit = byKey.get(key);
-  if (hit && !hit.broken) {
-    if (opts.token !== undefined && a.port !== undefined) setToken(`${a.host}:${a.port}`, opts.token);
-    return hit;
-  }
   if (a.child) {
+    // A child server: over IPC if this process spawned it, through our parent if we are a
+    // child ourselves, else through the child's loopback listener when the address has one.
+    const own = byKey.get(addressKey(a));
+    if (own && !own.broken) return own;
     const routed = childRouter?.(a);
     if (routed) return routed;
+    if (a.port !== undefined) {
+      return grpcConnection({ host: a.host, port: a.port }, a.key === undefined ? opts : { ...opts, token: a.key });
+    }
     return new ServerConnection(deadTransport(new AgentServerNotAliveError(`child server ${a.child} is not reachable from this process`, { host: `child:${a.child}` })), a);
   }
   if (a.port === undefined) throw new TypeError(`address ${a.host} has no port`);
-  if (opts.token !== undefined) setToken(`${a.host}:${a.port}`, opts.token);
-  const conn = new ServerConnection(new LazyGrpcTransport(a.host, a.port, opts), a);
+  return grpcConnection({ host: a.host, port: a.port }, opts);
+}
+
+function grpcConnection(a: Address & { port: number }, opts: GrpcConnectOptions): ServerConnection {
+  const key = `${a.host}:${a.port}`;
+  if (opts.token !== undefined) setToken(key, opts.token);
+  const hit = byKey.get(key);
+  if (hit && !hit.broken) return hit;
+  const conn = new ServerConnection(new LazyGrpcTransport(a.host, a.port, opts), { host: a.host, port: a.port });
   byKey.set(key, conn);
   return conn;
 }

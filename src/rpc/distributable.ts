@@ -13,7 +13,7 @@ import { currentModelConfigs } from "../models/store.ts";
 import { takeOid } from "./oid.ts";
 import { randomId } from "./protocol.ts";
 import { makeRemote, remoteState, type Remote } from "./proxy.ts";
-import { encodeArgs, NeedsAwait } from "./refs.ts";
+import { encodeArgsWhenReady } from "./refs.ts";
 import { classInfo, entryOf, IS_DISTRIBUTABLE, type ClassEntry } from "./registry.ts";
 import { DEFAULT_RETRY, type RetryStrategy } from "./retry.ts";
 
@@ -99,17 +99,13 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, c
   const maxWaitMs = (conf.maxTimeoutSeconds ?? 5) * 1000;
   const retry = conf.retryStrategy ?? DEFAULT_RETRY;
   const info = classInfo(entry.cls);
-  const encoded = (): Promise<Uint8Array> => {
-    try {
-      return Promise.resolve(encodeArgs(args));
-    } catch (e) {
-      if (e instanceof NeedsAwait) return Promise.all(args).then((a) => encodeArgs(a));
-      return Promise.reject(new AgentCreationError(`cannot send constructor arguments of ${entry.name}: ${(e as Error).message}`, { code: "INVALID_ARGUMENT", cause: e }));
-    }
-  };
+  const encoded = (dest: "ipc" | "net"): Promise<Uint8Array> =>
+    encodeArgsWhenReady(args, dest).catch((e) => {
+      throw new AgentCreationError(`cannot send constructor arguments of ${entry.name}: ${(e as Error).message}`, { code: "INVALID_ARGUMENT", cause: e });
+    });
   if (conf.host !== undefined && conf.port !== undefined) {
     const conn = connectionFor({ host: conf.host, port: conf.port }, conf.token === undefined ? {} : { token: conf.token });
-    const ready = encoded().then((payload) => conn.create(oid, entry.name, payload));
+    const ready = encoded("net").then((payload) => conn.create(oid, entry.name, payload));
     return makeRemote<T>({ oid, conn, ready, info, created: true, retry, maxWaitMs, host: conf.host, port: conf.port });
   }
   if (!entry.module) throw new TypeError(`cannot find the module defining ${entry.name}; child mode needs it to be a file`);
@@ -121,7 +117,7 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, c
     maxTimeoutSeconds: conf.maxTimeoutSeconds ?? 5,
     modelConfigs: currentModelConfigs(),
   });
-  const payload = encoded();
+  const payload = encoded("ipc");
   payload.catch(() => child.stop());
   const ready = Promise.all([payload, child.ready]).then(([p]) => child.conn.create(oid, entry.name, p));
   ready.catch(() => child.stop());

@@ -8,7 +8,7 @@ import type { ServerConnection } from "./connection.ts";
 import { CodecError, NotFoundError } from "./errors.ts";
 import type { ClassInfo } from "./protocol.ts";
 import { randomId } from "./protocol.ts";
-import { decodeFrom, encodeArgs, NeedsAwait } from "./refs.ts";
+import { decodeFrom, encodeArgs, encodeArgsWhenReady, NeedsAwait, NeedsListener, type Destination } from "./refs.ts";
 import { isReachableName } from "./registry.ts";
 import type { RetryStrategy } from "./retry.ts";
 import type { RequestOptions } from "./transport.ts";
@@ -138,14 +138,15 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
   if (st.deleted) return rejected(new NotFoundError(`object ${st.oid} was deleted`, { host: st.host, port: st.port }));
   // Class not known yet (connect() waits for `describe`): decide sync or async once it is.
   if (kind === "call" && !st.info && !st.isReady) return new AsyncResult(st.ready.then(() => invoke(st, name, args, kind, opts).result()));
+  const dest: Destination = st.conn.address.child ? "ipc" : "net";
   let payload: Uint8Array;
   try {
-    payload = encodeArgs(args);
+    payload = encodeArgs(args, dest);
   } catch (e) {
-    if (e instanceof NeedsAwait) {
-      // An argument is the pending result of a sync call: it has no server-side reference,
-      // so wait for it here, then make the call.
-      return new AsyncResult(Promise.all(args.map((a) => a)).then((resolved) => invoke(st, name, resolved, kind, opts).result()));
+    if (e instanceof NeedsAwait || e instanceof NeedsListener) {
+      // An argument is the pending result of a sync call (no server-side reference: wait for
+      // it), or refers to a child server that needs a listener first: get ready, then call.
+      return new AsyncResult(encodeArgsWhenReady(args, dest).then(() => invoke(st, name, args, kind, opts).result()));
     }
     return rejected(e instanceof CodecError ? e : new CodecError(`cannot send arguments of ${name}: ${(e as Error).message}`));
   }

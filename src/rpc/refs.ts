@@ -17,8 +17,46 @@ import { IS_DISTRIBUTABLE } from "./registry.ts";
 import { DEFAULT_RETRY } from "./retry.ts";
 import type { Address } from "./transport.ts";
 
-/** Thrown while encoding when an argument is a still-pending result of a *sync* call. */
-export class NeedsAwait extends Error {}
+/**
+ * Thrown while encoding when a value cannot be sent yet: a still-pending result of a *sync*
+ * call (it has no server-side reference), or a task its server has not accepted yet (a
+ * reference must never reach a server before the task it names exists). The caller awaits
+ * `promise` and encodes again.
+ */
+export class NeedsAwait extends Error {
+  constructor(readonly promise: Promise<unknown>) {
+    super("a value is not ready to be sent");
+  }
+}
+
+/**
+ * Thrown while encoding a value for a gRPC server when it refers to a child server that has
+ * no network address yet: the caller starts that child's loopback listener and encodes again.
+ */
+export class NeedsListener extends Error {
+  constructor(readonly child: string) {
+    super(`child server ${child} needs a listener`);
+  }
+}
+
+/** Network addresses of child servers' loopback listeners, by child id. */
+const childListeners = new Map<string, Address>();
+
+/** Record the listener address of a child server. */
+export function setChildListener(child: string, a: Address): void {
+  childListeners.set(child, a);
+}
+
+/** Who is sent to: `ipc` (a child, or the parent) understands child addresses; `net` needs ports. */
+export type Destination = "ipc" | "net";
+
+/** Address to put in a reference sent to `dest`. */
+function addressFor(a: Address, dest: Destination): Address {
+  if (dest === "ipc" || !a.child || a.port !== undefined) return a;
+  const net = childListeners.get(a.child);
+  if (!net) throw new NeedsListener(a.child);
+  return net;
+}
 
 /** What a server process plugs in so references to its own objects and tasks resolve locally. */
 export interface LocalHooks {
@@ -67,20 +105,23 @@ function addressOut(a: Address): Address {
  * objects and tasks then resolve locally. Clients decode with no `self`, so they always get
  * proxies, even for a server that runs in the same process.
  */
-export function makeRefCodec(self?: LocalHooks): RefCodec {
+export function makeRefCodec(self?: LocalHooks, dest: Destination = "ipc"): RefCodec {
   return {
     encode(v) {
       if (v instanceof AsyncResult) {
         const s = v.settled;
         if (s?.ok) return { value: s.value };
         const src = v.taskSource;
-        if (src) return { tag: { $as: "fut", task: src.task, at: addressOut(src.conn.address) } };
+        if (src) {
+          if (!v.isAccepted) throw new NeedsAwait(src.accepted);
+          return { tag: { $as: "fut", task: src.task, at: addressFor(addressOut(src.conn.address), dest) } };
+        }
         if (s && !s.ok) throw s.error;
-        throw new NeedsAwait("argument is a pending result");
+        throw new NeedsAwait(v.pending ?? v.result());
       }
       const st = remoteState(v);
       if (st) {
-        const tag: WireRefTag = { $as: "ref", oid: st.oid, at: addressOut(st.conn.address) };
+        const tag: WireRefTag = { $as: "ref", oid: st.oid, at: addressFor(addressOut(st.conn.address), dest) };
         if (st.info) {
           tag.cls = st.info.cls;
           tag.m = st.info.methods;
@@ -91,7 +132,10 @@ export function makeRefCodec(self?: LocalHooks): RefCodec {
       if ((v as Record<symbol, unknown>)[IS_DISTRIBUTABLE]) {
         // A server-held object sent by value travels as a proxy to it.
         const home = self ?? [...servers].find((s) => s.object((v as { oid: string }).oid) === v) ?? first(servers);
-        if (home) return { tag: home.exportObject(v) };
+        if (home) {
+          const tag = home.exportObject(v);
+          return { tag: { ...tag, at: addressFor(tag.at as Address, dest) } };
+        }
         throw new CodecError(`a local ${v.constructor.name} cannot be sent as a value; send x.toDist() instead`);
       }
       return undefined;
@@ -106,6 +150,7 @@ export function makeRefCodec(self?: LocalHooks): RefCodec {
           conn,
           task: tag.task,
           accepted: Promise.resolve(),
+          acceptedNow: true,
           decode: (b) => decodeFrom(b, conn),
           maxWaitMs: 5000,
           retry: DEFAULT_RETRY,
@@ -143,8 +188,10 @@ function first<T>(s: Set<T>): T | undefined {
   return undefined;
 }
 
-/** The RefCodec of client code in this process. */
+/** The RefCodec of client code in this process (values sent to child servers, over IPC). */
 export const clientRefs: RefCodec = makeRefCodec();
+/** The RefCodec for values sent to gRPC servers: child addresses become listener addresses. */
+export const netRefs: RefCodec = makeRefCodec(undefined, "net");
 
 function stringList(v: unknown): string[] | undefined {
   if (!Array.isArray(v) || v.length > 10_000 || !v.every((x) => typeof x === "string")) return undefined;
@@ -164,12 +211,48 @@ function parseAddress(v: unknown): Address {
     if (typeof a.child !== "string" || a.child.length > 64) throw new CodecError("bad reference child id");
     out.child = a.child;
   }
+  if (a.key !== undefined) {
+    if (typeof a.key !== "string" || a.key.length > 128) throw new CodecError("bad reference key");
+    out.key = a.key;
+  }
   return out;
 }
 
-/** Encode a call's argument array with this process's references. */
-export function encodeArgs(args: unknown[]): Uint8Array {
-  return encodeValue(args, clientRefs, limits);
+/** Encode a call's argument array with this process's references, for `dest`. */
+export function encodeArgs(args: unknown[], dest: Destination = "ipc"): Uint8Array {
+  return encodeValue(args, dest === "net" ? netRefs : clientRefs, limits);
+}
+
+/** Hook that starts a child server's loopback listener (installed by child-server / child run). */
+let listenHook: ((child: string) => Promise<Address>) | undefined;
+
+/** Install how this process asks a child server to listen on loopback. */
+export function setListenHook(h: typeof listenHook): void {
+  listenHook = h;
+}
+
+/** Make sure `child` has a loopback listener, and remember its address. */
+export async function ensureChildListener(child: string): Promise<void> {
+  if (childListeners.has(child)) return;
+  if (!listenHook) throw new CodecError(`child server ${child} cannot be reached from a network server`);
+  childListeners.set(child, await listenHook(child));
+}
+
+/**
+ * Encode `args` for a connection, waiting first for whatever the encoding needs: pending
+ * sync results (awaited here) and child listeners (started here).
+ */
+export async function encodeArgsWhenReady(args: unknown[], dest: Destination): Promise<Uint8Array> {
+  for (let i = 0; ; i++) {
+    try {
+      return encodeArgs(args, dest);
+    } catch (e) {
+      if (i > 64) throw e;
+      if (e instanceof NeedsAwait) await e.promise;
+      else if (e instanceof NeedsListener) await ensureChildListener(e.child);
+      else throw e;
+    }
+  }
 }
 
 /** Encode any value with this process's references. */

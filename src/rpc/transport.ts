@@ -11,6 +11,11 @@ export interface Address {
   port?: number;
   /** Server id of a child server, reached over IPC by the process that spawned it. */
   child?: string;
+  /**
+   * Token for the loopback listener of a child server (with `port`): a capability handed out
+   * with references to that child's objects, so independent servers on this machine can call it.
+   */
+  key?: string;
 }
 
 /** Per-request options. */

@@ -31,7 +31,7 @@ import { callContext, type CallContext } from "./call-context.ts";
 /** Everything a servicer needs from its launcher. */
 export interface ServicerOptions {
   serverId: string;
-  /** How other processes reach this server (used in references it hands out). */
+  /** How other processes reach this server (used in references it hands out; a child's gains a port when it opens a listener). */
   address: Address;
   /** Other names this server answers to (e.g. "localhost" and "127.0.0.1" for a loopback bind). */
   aliases?: string[];

@@ -6,9 +6,10 @@
  */
 import type { IpcFrame } from "../../rpc/transports/ipc.ts";
 import type { Servicer } from "../servicer.ts";
+import type { Response } from "../../rpc/protocol.ts";
 
 /** Serve `servicer` on this process's IPC channel. */
-export function bindIpc(servicer: Servicer, send: (f: IpcFrame) => void): (frame: unknown) => void {
+export function bindIpc(servicer: Servicer, send: (f: IpcFrame) => void, listen?: () => Promise<Response>): (frame: unknown) => void {
   const running = new Map<number, AbortController>();
   return (frame: unknown) => {
     if (frame === null || typeof frame !== "object") return;
@@ -20,9 +21,15 @@ export function bindIpc(servicer: Servicer, send: (f: IpcFrame) => void): (frame
       return;
     }
     if (f.k !== "q") return;
+    const req = (f as { r?: { t?: unknown } }).r;
+    // `listen` is a parent-only control request: it exists on IPC, never on the network.
+    if (listen && req?.t === "listen") {
+      listen().then((r) => send({ k: "a", i, r }));
+      return;
+    }
     const ctl = new AbortController();
     running.set(i, ctl);
-    servicer.handle((f as { r?: unknown }).r, ctl.signal).then((r) => {
+    servicer.handle(req, ctl.signal).then((r) => {
       running.delete(i);
       try {
         send({ k: "a", i, r });

@@ -7,7 +7,13 @@ import { setProcessLimits } from "../../rpc/refs.ts";
 import { DEFAULT_LIMITS } from "../../rpc/limits.ts";
 import { IpcTransport, RelayedTransport, type IpcFrame } from "../../rpc/transports/ipc.ts";
 import { ServerConnection } from "../../rpc/connection.ts";
-import { addressKey, setChildRouter } from "../../rpc/connections.ts";
+import { addressKey, connectionFor, setChildRouter } from "../../rpc/connections.ts";
+import { setUpstreamListen } from "../../rpc/child-server.ts";
+import { decodeValue, encodeValue } from "../../rpc/codec.ts";
+import { AgentServerNotAliveError, errorToWire } from "../../rpc/errors.ts";
+import type { Request, Response } from "../../rpc/protocol.ts";
+import { setChildListener } from "../../rpc/refs.ts";
+import type { Address } from "../../rpc/transport.ts";
 import { LocalPool } from "../pool/local.ts";
 import { Servicer } from "../servicer.ts";
 import { bindIpc } from "./ipc-binding.ts";
@@ -43,10 +49,35 @@ export async function runChild(json: string): Promise<void> {
     limits,
     onStop: () => process.exit(0),
   });
-  const onFrame = bindIpc(servicer, (f: IpcFrame) => send(f));
+  let listening: Promise<Response> | undefined;
+  const listen = (): Promise<Response> =>
+    (listening ??= (async (): Promise<Response> => {
+      try {
+        // gRPC is loaded only now: a child nobody needs to reach over the network never loads it.
+        const { bindGrpc } = await import("../grpc/binding.ts");
+        const b = await bindGrpc({ servicer, bindHost: "127.0.0.1", port: 0, token: conf.key, maxMessageBytes: limits.maxMessageBytes });
+        const address = { host: "127.0.0.1", port: b.port, child: conf.id, key: conf.key };
+        servicer.opts.address = address;
+        setChildListener(conf.id, address);
+        return { t: "value", value: encodeValue(address) };
+      } catch (e) {
+        listening = undefined;
+        return { t: "error", error: errorToWire(e) };
+      }
+    })());
+  const onFrame = bindIpc(servicer, (f: IpcFrame) => send(f), listen);
   // Other child servers are reached through the parent, which relays requests to them.
   const upward = new IpcTransport({ send: (f) => send(f) }, "parent");
   const routed = new Map<string, ServerConnection>();
+  setUpstreamListen(async (child) => {
+    if (child === conf.id) {
+      const r = await listen();
+      if (r.t !== "value") throw new AgentServerNotAliveError(`cannot open a listener: ${r.t === "error" ? r.error.message : r.t}`);
+      return decodeValue(r.value) as Address;
+    }
+    const c = await connectionFor({ host: "localhost", child }).value({ t: "listen" } as unknown as Request);
+    return decodeValue(c) as Address;
+  });
   setChildRouter((a) => {
     const k = addressKey(a);
     let c = routed.get(k);

@@ -8,15 +8,15 @@
  *   JSON>`, kept `maxExpireTime` seconds. Task ids are the clients' random 32-hex ids, not a
  *   counter, so they are unique across servers and Redis restarts (AgentScope used a global
  *   INCR that restarts at 1 and lets servers read each other's results by counting).
- * - `as:d:<task>` is a pub/sub channel: `set` writes the entry and publishes the same bytes
- *   in one Lua call (one round trip, value sent once).
+ * - `as:d:<task>` is a pub/sub channel: `set` writes the entry and publishes it in one Lua
+ *   call (one round trip, value sent once); entries over 64 KiB are announced, not published.
  *
  * Waiting is event-driven, never polling:
  * - a task this server prepared is woken in-process by `set` (no Redis round trip to wait);
  * - a task prepared elsewhere: GET; if pending, subscribe to its channel on the pool's one
  *   subscriber connection (reference-counted per task, fanned out to local waiters), THEN GET
  *   again, so a result that lands between the two is never missed. The message carries the
- *   outcome, so waking costs no further GET.
+ *   outcome (up to 64 KiB; larger ones are fetched once per task), so waking costs no GET.
  *
  * Wake mechanisms measured before choosing (Bun 1.4.5, ioredis 6.0.0, redis-server 7.0.15,
  * loopback, 2000 samples each; `bun bench/redis-pool.ts` repeats the first three):
@@ -83,11 +83,21 @@ export interface RedisPoolOptions extends PoolOptions {
 const TAG_PENDING = 0x50; // "P"
 const TAG_VALUE = 0x56; // "V"
 const TAG_ERROR = 0x45; // "E"
+/** Published instead of a large entry: "it landed, GET it". */
+const TAG_LANDED = 0x4c; // "L"
 
-/** Write the entry and publish it to the task's waiters in one round trip. */
+/**
+ * Largest entry published whole. Redis drops a subscriber connection whose output buffer
+ * passes `client-output-buffer-limit pubsub` (32 MiB hard, 8 MiB for 60 s by default), which
+ * would fail every remote waiter of that server; bigger results are announced and fetched.
+ */
+const PUBLISH_WHOLE_MAX = 64 * 1024;
+
+/** Write the entry and tell the task's waiters, in one round trip (the value sent once). */
 const SET_AND_PUBLISH = `
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return redis.call('PUBLISH', KEYS[2], ARGV[1])`;
+if string.len(ARGV[1]) <= tonumber(ARGV[3]) then return redis.call('PUBLISH', KEYS[2], ARGV[1]) end
+return redis.call('PUBLISH', KEYS[2], 'L')`;
 
 /**
  * Keep the pending markers of tasks still running here: refresh a marker's expiry, or write
@@ -106,7 +116,7 @@ const LEASE_BATCH = 512;
 
 /** The two scripts, as ioredis `defineCommand` installs them (EVALSHA, EVAL after NOSCRIPT). */
 interface ScriptCommands {
-  asSetPublish(key: string, channel: string, entry: Buffer, ttlMs: number): Promise<number>;
+  asSetPublish(key: string, channel: string, entry: Buffer, ttlMs: number, publishWholeMax: number): Promise<number>;
   asLease(...args: Array<string | number>): Promise<number>;
 }
 
@@ -171,7 +181,7 @@ export class RedisPool implements ResultPool {
     sub.on("close", () => this.#failRemoteWaiters());
     cmd.on("ready", () => void this.#afterReconnect());
     const every = Math.min(60_000, Math.max(100, Math.floor(this.#ttlMs / 3)));
-    this.#leaseTimer = setInterval(() => void this.#lease(), every);
+    this.#leaseTimer = setInterval(() => void this.#tick(), every);
     this.#leaseTimer.unref();
   }
 
@@ -252,7 +262,7 @@ export class RedisPool implements ResultPool {
     this.#countExpiring(Date.now() + this.#ttlMs);
     const entry = encodeOutcome(outcome);
     try {
-      await this.#cmd.asSetPublish(this.#key(task), this.#channel(task), entry, this.#ttlMs);
+      await this.#cmd.asSetPublish(this.#key(task), this.#channel(task), entry, this.#ttlMs, PUBLISH_WHOLE_MAX);
     } catch (e) {
       this.#keepUnsent(task, { outcome, entry, expiresAt: Date.now() + this.#ttlMs });
       this.#wake(task, outcome);
@@ -288,11 +298,14 @@ export class RedisPool implements ResultPool {
   /** Resolve when both connections are up (after a reconnect); UNAVAILABLE after `timeoutMs`. */
   async ready(timeoutMs = 5000): Promise<void> {
     this.#open();
+    const cleanup: Array<() => void> = [];
     const up = (c: Redis) =>
       c.status === "ready"
         ? Promise.resolve()
         : new Promise<void>((resolve) => {
-            c.once("ready", () => resolve());
+            const on = () => resolve();
+            c.once("ready", on);
+            cleanup.push(() => c.off("ready", on));
           });
     let timer: Timer | undefined;
     const late = new Promise<never>((_, reject) => {
@@ -302,6 +315,7 @@ export class RedisPool implements ResultPool {
       await Promise.race([Promise.all([up(this.#cmd), up(this.#sub)]), late]);
     } finally {
       clearTimeout(timer);
+      for (const f of cleanup) f();
     }
   }
 
@@ -387,6 +401,14 @@ export class RedisPool implements ResultPool {
   #onMessage(channel: Buffer, message: Buffer): void {
     const task = channel.toString("latin1").slice(this.#channelPrefix.length);
     if (!this.#waiters.has(task)) return;
+    if (message[0] === TAG_LANDED) {
+      // One GET for all of this task's waiters here.
+      this.#read(task).then(
+        (r) => r !== "pending" && this.#settleAll(task, r),
+        (e: unknown) => this.#settleAll(task, e as Error),
+      );
+      return;
+    }
     let r: Outcome | "pending" | Error;
     try {
       r = decodeEntry(message, task);
@@ -415,6 +437,11 @@ export class RedisPool implements ResultPool {
   async #afterReconnect(): Promise<void> {
     if (this.#closed) return;
     await this.#lease();
+    await this.#flushUnsent();
+  }
+
+  /** Write outcomes kept while Redis was away (with what is left of their expiry). */
+  async #flushUnsent(): Promise<void> {
     for (const [task, u] of [...this.#unsent]) {
       const left = u.expiresAt - Date.now();
       if (left <= 0) {
@@ -422,7 +449,7 @@ export class RedisPool implements ResultPool {
         continue;
       }
       try {
-        await this.#cmd.asSetPublish(this.#key(task), this.#channel(task), u.entry, left);
+        await this.#cmd.asSetPublish(this.#key(task), this.#channel(task), u.entry, left, PUBLISH_WHOLE_MAX);
         if (this.#unsent.get(task) === u) this.#unsent.delete(task);
       } catch {
         return; // Down again: the next "ready" retries.
@@ -430,10 +457,17 @@ export class RedisPool implements ResultPool {
     }
   }
 
+  /** Timer: sweep counters, retry kept outcomes, lease running tasks' markers. */
+  async #tick(): Promise<void> {
+    this.#sweepExpiring();
+    if (this.#closed || this.#cmd.status !== "ready") return;
+    // A write that timed out on a connection that stayed up gets no "ready" to retry on.
+    if (this.#unsent.size > 0) await this.#flushUnsent();
+    await this.#lease();
+  }
+
   /** Refresh (or restore) the pending markers of tasks running here. */
   async #lease(): Promise<void> {
-    this.#sweepExpiring();
-    for (const [task, u] of this.#unsent) if (u.expiresAt <= Date.now()) this.#unsent.delete(task);
     if (this.#closed || this.#running.size === 0 || this.#cmd.status !== "ready") return;
     const keys = [...this.#running].map((t) => this.#key(t));
     for (let i = 0; i < keys.length; i += LEASE_BATCH) {
@@ -512,7 +546,7 @@ async function quit(c: Redis): Promise<void> {
 }
 
 /** An outcome as a Redis entry: a tag byte, then the value bytes or the wire error as JSON. */
-export function encodeOutcome(o: Outcome): Buffer {
+function encodeOutcome(o: Outcome): Buffer {
   if (o.ok) {
     const b = Buffer.allocUnsafe(1 + o.value.byteLength);
     b[0] = TAG_VALUE;
@@ -522,8 +556,8 @@ export function encodeOutcome(o: Outcome): Buffer {
   return Buffer.concat([Buffer.of(TAG_ERROR), Buffer.from(JSON.stringify(o.error), "utf8")]);
 }
 
-/** Read an entry written by `prepare` or `encodeOutcome`. */
-export function decodeEntry(b: Buffer, task: string): Outcome | "pending" {
+/** Read an entry written by `prepare` or `encodeOutcome`; anything else is INTERNAL. */
+function decodeEntry(b: Buffer, task: string): Outcome | "pending" {
   switch (b[0]) {
     case TAG_PENDING:
       return "pending";
@@ -531,8 +565,13 @@ export function decodeEntry(b: Buffer, task: string): Outcome | "pending" {
       // A copy: the reply buffer may be a view into a larger socket buffer.
       return { ok: true, value: new Uint8Array(b.subarray(1)) };
     case TAG_ERROR: {
-      const w = JSON.parse(b.subarray(1).toString("utf8")) as WireError;
-      if (typeof w?.code === "string" && typeof w.message === "string") return { ok: false, error: w };
+      let w: Partial<WireError> | null = null;
+      try {
+        w = JSON.parse(b.subarray(1).toString("utf8")) as Partial<WireError> | null;
+      } catch {
+        // Malformed: reported below.
+      }
+      if (typeof w?.code === "string" && typeof w.message === "string") return { ok: false, error: w as WireError };
     }
   }
   throw new AgentServerError(`result of task ${task} is malformed in Redis`, { code: "INTERNAL" });
