@@ -33,8 +33,10 @@ export class OpenAIChatModel extends ChatModel {
     super(config);
     this.#config = config;
     if (typeof config.model_name !== "string" || !config.model_name) throw this.configError("needs model_name");
-    const base = this.httpUrl(config.client_args?.base_url ?? OPENAI_BASE_URL, "client_args.base_url");
-    this.#url = `${base.replace(/\/+$/, "")}/chat/completions`;
+    const base = new URL(this.httpUrl(config.client_args?.base_url ?? OPENAI_BASE_URL, "client_args.base_url"));
+    // Appended to the path, so a query in base_url (Azure's `?api-version=`) stays a query.
+    base.pathname = `${base.pathname.replace(/\/+$/, "")}/chat/completions`;
+    this.#url = base.href;
     const extra = config.client_args?.default_headers;
     this.#headers = { "content-type": "application/json", ...(isStringRecord(extra) ? extra : {}) };
     const key = config.api_key ?? config.client_args?.api_key;

@@ -139,24 +139,30 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
   // Class not known yet (connect() waits for `describe`): decide sync or async once it is.
   if (kind === "call" && !st.info && !st.isReady) return new AsyncResult(st.ready.then(() => invoke(st, name, args, kind, opts).result()));
   const dest: Destination = st.conn.address.child ? "ipc" : "net";
-  let payload: Uint8Array;
-  try {
-    payload = encodeArgs(args, dest);
-  } catch (e) {
-    if (e instanceof NeedsAwait || e instanceof NeedsListener) {
-      // An argument is the pending result of a sync call (no server-side reference: wait for
-      // it), or refers to a child server that needs a listener first: get ready, then call.
-      return new AsyncResult(encodeArgsWhenReady(args, dest).then(() => invoke(st, name, args, kind, opts).result()));
-    }
-    return rejected(e instanceof CodecError ? e : new CodecError(`cannot send arguments of ${name}: ${(e as Error).message}`));
-  }
   const isAsync = kind === "call" && !!(st.info?.asyncSet?.has(name) ?? st.info?.async.includes(name));
+  // The task id is ours, chosen now: the AsyncResult can be handed on as a reference at once.
   const task = isAsync ? randomId() : undefined;
+  let now: Uint8Array | undefined;
+  let later: Promise<Uint8Array> | undefined;
+  try {
+    now = encodeArgs(args, dest);
+  } catch (e) {
+    if (!(e instanceof NeedsAwait || e instanceof NeedsListener)) {
+      return rejected(e instanceof CodecError ? e : new CodecError(`cannot send arguments of ${name}: ${(e as Error).message}`));
+    }
+    // An argument is not ready to be sent (a pending sync result, a task or object its server
+    // has not accepted yet, a child that needs a listener): send once it is.
+    later = encodeArgsWhenReady(args, dest);
+  }
   const conn = st.conn;
-  const send = () =>
+  const send = (payload: Uint8Array) =>
     conn.expect(task ? { t: "call", oid: st.oid, name, args: payload, task } : { t: "call", oid: st.oid, name, args: payload }, opts);
   // Calls made while the object is still being created queue behind it, in call order.
-  const sent = st.isReady ? send() : st.ready.then(send);
+  const sent = now
+    ? st.isReady
+      ? send(now)
+      : st.ready.then(() => send(now))
+    : Promise.all([later!, st.ready]).then(([p]) => send(p));
   if (!task) {
     return new AsyncResult(
       sent.then((res) => {
@@ -165,7 +171,7 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
       }),
     );
   }
-  const ordered = st.isReady === true && conn.transport.ordered === true;
+  const ordered = st.isReady === true && now !== undefined && conn.transport.ordered === true;
   return AsyncResult.fromTask({ conn, task, accepted: sent, decode: (b) => decodeFrom(b, conn), maxWaitMs: st.maxWaitMs, retry: st.retry, ordered });
 }
 

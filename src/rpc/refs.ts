@@ -119,8 +119,17 @@ export function makeRefCodec(self?: LocalHooks, dest: Destination = "ipc"): RefC
         if (s && !s.ok) throw s.error;
         throw new NeedsAwait(v.pending ?? v.result());
       }
+      if (v instanceof Promise) {
+        // A plain promise (e.g. a local agent's reply) is sent as its value once it settles.
+        const s = settledPromises.get(v);
+        if (!s) throw new NeedsAwait(v);
+        if (!s.ok) throw s.error;
+        return { value: s.value };
+      }
       const st = remoteState(v);
       if (st) {
+        // An object must exist on its server before a reference to it reaches another one.
+        if (!st.isReady) throw new NeedsAwait(st.ready);
         const tag: WireRefTag = { $as: "ref", oid: st.oid, at: addressFor(addressOut(st.conn.address), dest) };
         if (st.info) {
           tag.cls = st.info.cls;
@@ -223,6 +232,18 @@ export function encodeArgs(args: unknown[], dest: Destination = "ipc"): Uint8Arr
   return encodeValue(args, dest === "net" ? netRefs : clientRefs, limits);
 }
 
+/** Outcomes of plain promises awaited while encoding, so the next attempt can read them. */
+const settledPromises = new WeakMap<Promise<unknown>, { ok: true; value: unknown } | { ok: false; error: unknown }>();
+
+async function settle(p: Promise<unknown>): Promise<void> {
+  try {
+    settledPromises.set(p, { ok: true, value: await p });
+  } catch (error) {
+    settledPromises.set(p, { ok: false, error });
+    throw error;
+  }
+}
+
 /** Hook that starts a child server's loopback listener (installed by child-server / child run). */
 let listenHook: ((child: string) => Promise<Address>) | undefined;
 
@@ -248,7 +269,7 @@ export async function encodeArgsWhenReady(args: unknown[], dest: Destination): P
       return encodeArgs(args, dest);
     } catch (e) {
       if (i > 64) throw e;
-      if (e instanceof NeedsAwait) await e.promise;
+      if (e instanceof NeedsAwait) await settle(e.promise);
       else if (e instanceof NeedsListener) await ensureChildListener(e.child);
       else throw e;
     }

@@ -152,6 +152,8 @@ export class RedisPool implements ResultPool {
   readonly #marker: string;
   /** Tasks prepared here and not set yet (their markers are leased). */
   readonly #running = new Set<string>();
+  /** Tasks whose outcome is being written: their waiters here are woken when it lands. */
+  readonly #writing = new Set<string>();
   /** Local waiters by task. */
   readonly #waiters = new Map<string, Set<Waiter>>();
   /** Channel subscriptions by task, shared by that task's remote waiters. */
@@ -261,23 +263,25 @@ export class RedisPool implements ResultPool {
     this.#open();
     this.#countExpiring(Date.now() + this.#ttlMs);
     const entry = encodeOutcome(outcome);
+    this.#writing.add(task);
     try {
       await this.#cmd.asSetPublish(this.#key(task), this.#channel(task), entry, this.#ttlMs, PUBLISH_WHOLE_MAX);
     } catch (e) {
       this.#keepUnsent(task, { outcome, entry, expiresAt: Date.now() + this.#ttlMs });
-      this.#wake(task, outcome);
       throw this.#commandError(e, "set", " (kept in memory, written again when Redis is back)");
+    } finally {
+      this.#writing.delete(task);
+      // Woken after the write: whoever gets the result can re-read it through any server.
+      this.#wake(task, outcome);
     }
-    // Woken after the write: whoever gets the result can re-read it through any server.
-    this.#wake(task, outcome);
   }
 
   async get(task: string, timeoutMs: number, signal?: AbortSignal): Promise<Outcome | "pending"> {
     this.#open();
     const unsent = this.#unsent.get(task);
     if (unsent && unsent.expiresAt > Date.now()) return unsent.outcome;
-    if (this.#running.has(task)) {
-      // Our own running task: `set` on this pool wakes it, Redis need not be asked.
+    if (this.#running.has(task) || this.#writing.has(task)) {
+      // Our own task, running or being written: `set` on this pool wakes it, Redis need not be asked.
       return timeoutMs <= 0 ? "pending" : this.#wait(task, timeoutMs, signal, false);
     }
     const first = await this.#read(task);
