@@ -4,7 +4,7 @@ export { AgentBase, type AgentOptions } from "./agent.ts";
 export { dist, asyncFunc, syncFunc } from "./rpc/decorators.ts";
 export { Distributable, type DistConf } from "./rpc/distributable.ts";
 export { AsyncResult } from "./rpc/async-result.ts";
-export type { Remote, RemoteHandle, Pipelined } from "./rpc/proxy.ts";
+export { withOptions, type Remote, type RemoteHandle, type Pipelined, type CallOptions } from "./rpc/proxy.ts";
 export { RetryFixedTimes, RetryExponential, type RetryStrategy, type RetryFixedTimesOptions, type RetryExponentialOptions } from "./rpc/retry.ts";
 export {
   errors,

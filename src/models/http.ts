@@ -15,9 +15,13 @@ const ERROR_BODY_BYTES = 16 * 1024;
 
 /** What to send. */
 export interface ModelRequestInit {
+  /** The config the request is for (named in every error). */
   configName: string;
+  /** Full endpoint URL (only its origin and path ever appear in messages). */
   url: string;
+  /** Request headers, credentials included. */
   headers: Record<string, string>;
+  /** Sent as JSON. */
   body: unknown;
   /** Deadline, ms: for the whole request, or between chunks once `touch()` is used. */
   timeoutMs: number;

@@ -2,7 +2,9 @@
 
 /** One chat message as chat-completion APIs take it. */
 export interface ChatMessage {
+  /** Who speaks, from the prompted agent's point of view. */
   role: "system" | "user" | "assistant";
+  /** The text of the turn. */
   content: string;
   /** The speaker (letters, digits, `_` and `-` only: what the OpenAI API accepts). */
   name?: string;
@@ -33,7 +35,10 @@ export interface ModelCallOptions {
 
 /** What a model wrapper shows of itself (`toJSON`, agent lists): never its key. */
 export interface ModelInfo {
+  /** The config's `config_name`. */
   configName: string;
+  /** The config's `model_type`. */
   modelType: string;
+  /** The config's `model_name`, if it has one. */
   modelName?: string;
 }

@@ -5,7 +5,7 @@
  * pending, it travels as a reference (server, task) that the receiving server resolves itself.
  */
 import type { ServerConnection } from "./connection.ts";
-import { DeadlineExceededError, errorFromWire } from "./errors.ts";
+import { CancelledError, DeadlineExceededError, errorFromWire } from "./errors.ts";
 import type { RetryStrategy } from "./retry.ts";
 
 /** Where a task's result lives and how to fetch it. Internal. */
@@ -22,6 +22,10 @@ export interface TaskSource {
   ordered?: boolean;
   /** The task is known to exist on its server already (a reference received from elsewhere). */
   acceptedNow?: boolean;
+  /** `performance.now()` by which the result must be in (per-call deadline). */
+  deadlineAt?: number;
+  /** Cancels the task: the server is told, the result rejects with CANCELLED. */
+  signal?: AbortSignal;
 }
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
@@ -84,7 +88,26 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
     if (this.#final) return this.#final;
     const src = this.#task!;
     if (timeoutMs !== undefined) return this.#fetch(src, timeoutMs);
+    if (src.deadlineAt !== undefined || src.signal) return this.#track(this.#bounded(src));
     return this.#track(this.#fetch(src, undefined));
+  }
+
+  /** A fetch under the call's own deadline and cancellation signal. */
+  #bounded(src: TaskSource): Promise<T> {
+    const s = src.signal;
+    if (s?.aborted) return Promise.reject(this.#cancel(src));
+    const fetched = this.#fetch(src, src.deadlineAt === undefined ? undefined : Math.max(0, src.deadlineAt - performance.now()));
+    if (!s) return fetched;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(this.#cancel(src));
+      s.addEventListener("abort", onAbort, { once: true });
+      fetched.then(resolve, reject).finally(() => s.removeEventListener("abort", onAbort));
+    });
+  }
+
+  #cancel(src: TaskSource): CancelledError {
+    src.accepted.then(() => src.conn.send({ t: "cancel", task: src.task }), noop).catch(noop);
+    return new CancelledError(`call cancelled (task ${src.task})`, src.conn.where);
   }
 
   then<R1 = T, R2 = never>(
@@ -137,8 +160,10 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
         if (left <= 0) throw new DeadlineExceededError(`result of task ${src.task} not ready within ${totalMs} ms`, src.conn.where);
         waitMs = Math.min(waitMs, Math.ceil(left));
       }
-      // The transport deadline is longer than the server-side wait: it only catches a hung server.
-      const res = await src.conn.send({ t: "wait", task: src.task, timeoutMs: waitMs }, { timeoutMs: waitMs + 5000 });
+      // The transport deadline only catches a hung server: longer than the server-side wait,
+      // but never past the caller's own deadline.
+      const hungMs = deadline === undefined ? waitMs + 5000 : waitMs + 50;
+      const res = await src.conn.send({ t: "wait", task: src.task, timeoutMs: waitMs }, { timeoutMs: hungMs });
       if (res.t === "value") return src.decode(res.value) as T;
       if (res.t === "error") {
         // Sent early, a wait finds no task if the call itself was refused: report that instead.

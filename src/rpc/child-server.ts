@@ -180,6 +180,11 @@ export class ChildServer {
     return this.#proc.pid;
   }
 
+  /** Post any frame on the IPC channel, unchecked. For tests of hostile input only. */
+  rawSend(frame: unknown): void {
+    this.#proc.send(frame as IpcFrame);
+  }
+
   /** Has the child process ended? */
   get exited(): boolean {
     return this.#exited;

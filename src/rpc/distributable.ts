@@ -37,6 +37,8 @@ export interface DistConf {
   token?: string;
   /** Concurrent async calls of a spawned child server. Default 32. */
   capacity?: number;
+  /** Async calls a spawned child server queues beyond `capacity` before refusing (RESOURCE_EXHAUSTED). Default 65 536. */
+  maxQueue?: number;
 }
 
 /**
@@ -87,7 +89,7 @@ function checkConf(conf: DistConf): void {
   if (conf.port !== undefined && (!Number.isInteger(conf.port) || conf.port < 1 || conf.port > 65535)) {
     throw new TypeError(`DistConf.port must be an integer in 1..65535, not ${conf.port}`);
   }
-  for (const k of ["maxPoolSize", "maxExpireTime", "maxTimeoutSeconds", "capacity"] as const) {
+  for (const k of ["maxPoolSize", "maxExpireTime", "maxTimeoutSeconds", "capacity", "maxQueue"] as const) {
     const v = conf[k];
     if (v !== undefined && (typeof v !== "number" || !(v > 0))) throw new TypeError(`DistConf.${k} must be a positive number`);
   }
@@ -112,6 +114,7 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, c
   const child = new ChildServer({
     modules: [entry.module],
     capacity: conf.capacity ?? 32,
+    maxQueue: conf.maxQueue ?? 65_536,
     maxPoolSize: conf.maxPoolSize ?? 8192,
     maxExpireTime: conf.maxExpireTime ?? 7200,
     maxTimeoutSeconds: conf.maxTimeoutSeconds ?? 5,

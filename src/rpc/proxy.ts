@@ -3,10 +3,10 @@
  * returns an AsyncResult, every other public name is a remote attribute read, and a small
  * handle (`oid`, `host`, `port`, `delete`, `stop`, `await using`) manages the object.
  */
-import { AsyncResult } from "./async-result.ts";
+import { AsyncResult, type TaskSource } from "./async-result.ts";
 import type { ServerConnection } from "./connection.ts";
 import { CodecError, NotFoundError } from "./errors.ts";
-import type { ClassInfo } from "./protocol.ts";
+import type { CallRequest, ClassInfo } from "./protocol.ts";
 import { randomId } from "./protocol.ts";
 import { decodeFrom, encodeArgs, encodeArgsWhenReady, NeedsAwait, NeedsListener, type Destination } from "./refs.ts";
 import { isReachableName } from "./registry.ts";
@@ -64,6 +64,8 @@ export interface RemoteState {
   maxWaitMs: number;
   host: string;
   port: number | undefined;
+  /** Options every call through this proxy uses (see `withOptions`). */
+  callOpts?: CallOptions;
 }
 
 /** Symbol under which a proxy exposes its state (never a remote name: symbols are local). */
@@ -102,8 +104,8 @@ export function makeRemote<T>(st: RemoteState): Remote<T> {
       const hit = fns.get(name);
       if (hit) return hit;
       const info = st.info;
-      if (info && !info.methodSet?.has(name) && !info.methods.includes(name)) return invoke(st, name, [], "read");
-      const fn = info ? (...args: unknown[]) => invoke(st, name, args, "call") : hybrid(st, name);
+      if (info && !info.methodSet?.has(name) && !info.methods.includes(name)) return invoke(st, name, [], "read", st.callOpts);
+      const fn = info ? (...args: unknown[]) => invoke(st, name, args, "call", st.callOpts) : hybrid(st, name);
       fns.set(name, fn);
       return fn;
     },
@@ -120,8 +122,8 @@ export function makeRemote<T>(st: RemoteState): Remote<T> {
 /** For proxies whose class is not known yet: callable (a method) and awaitable (an attribute). */
 function hybrid(st: RemoteState, name: string): unknown {
   let read: AsyncResult | undefined;
-  const r = () => (read ??= invoke(st, name, [], "read"));
-  const fn = (...args: unknown[]) => invoke(st, name, args, "call");
+  const r = () => (read ??= invoke(st, name, [], "read", st.callOpts));
+  const fn = (...args: unknown[]) => invoke(st, name, args, "call", st.callOpts);
   return Object.assign(fn, {
     then: (a?: (v: unknown) => unknown, b?: (e: unknown) => unknown) => r().then(a, b),
     catch: (b?: (e: unknown) => unknown) => r().catch(b),
@@ -130,8 +132,34 @@ function hybrid(st: RemoteState, name: string): unknown {
   });
 }
 
-/** Options of one call (see `withOptions`). */
-export interface CallOptions extends RequestOptions {}
+/** Options of calls made through a proxy (see `withOptions`). */
+export interface CallOptions {
+  /**
+   * Deadline of each call, ms: a sync call or attribute read fails with DEADLINE_EXCEEDED if
+   * it has not answered by then; an async call's result likewise, and the server drops the
+   * call if it could not even start in time.
+   */
+  timeoutMs?: number;
+  /** Cancels calls: their AsyncResults reject with CANCELLED and the server's `currentCall().signal` aborts. */
+  signal?: AbortSignal;
+}
+
+/**
+ * A view of `remote` whose calls carry `opts` (deadline, cancellation). The object is the
+ * same; only calls made through the returned proxy use the options.
+ *
+ * @example
+ * const fast = withOptions(agent, { timeoutMs: 2000, signal: controller.signal });
+ * await fast.reply(msg); // DEADLINE_EXCEEDED after 2 s, CANCELLED on controller.abort()
+ */
+export function withOptions<T>(remote: Remote<T>, opts: CallOptions): Remote<T> {
+  const st = remoteState(remote);
+  if (!st) throw new TypeError("withOptions needs a remote proxy");
+  if (opts.timeoutMs !== undefined && !(opts.timeoutMs > 0)) throw new RangeError("timeoutMs must be positive");
+  const view: RemoteState = Object.create(st);
+  view.callOpts = { ...st.callOpts, ...opts };
+  return makeRemote<T>(view);
+}
 
 /** Make one call or attribute read; always returns an AsyncResult, never throws. */
 export function invoke(st: RemoteState, name: string, args: unknown[], kind: "call" | "read", opts?: CallOptions): AsyncResult {
@@ -155,8 +183,19 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
     later = encodeArgsWhenReady(args, dest);
   }
   const conn = st.conn;
-  const send = (payload: Uint8Array) =>
-    conn.expect(task ? { t: "call", oid: st.oid, name, args: payload, task } : { t: "call", oid: st.oid, name, args: payload }, opts);
+  const deadlineAt = opts?.timeoutMs === undefined ? undefined : performance.now() + opts.timeoutMs;
+  const reqOpts: RequestOptions = {};
+  if (opts?.signal) reqOpts.signal = opts.signal;
+  const send = (payload: Uint8Array) => {
+    const req: CallRequest = { t: "call", oid: st.oid, name, args: payload };
+    if (task) req.task = task;
+    if (deadlineAt !== undefined) {
+      const left = Math.max(1, Math.round(deadlineAt - performance.now()));
+      req.timeoutMs = left;
+      reqOpts.timeoutMs = left;
+    }
+    return conn.expect(req, reqOpts);
+  };
   // Calls made while the object is still being created queue behind it, in call order.
   const sent = now
     ? st.isReady
@@ -172,7 +211,10 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
     );
   }
   const ordered = st.isReady === true && now !== undefined && conn.transport.ordered === true;
-  return AsyncResult.fromTask({ conn, task, accepted: sent, decode: (b) => decodeFrom(b, conn), maxWaitMs: st.maxWaitMs, retry: st.retry, ordered });
+  const src: TaskSource = { conn, task, accepted: sent, decode: (b) => decodeFrom(b, conn), maxWaitMs: st.maxWaitMs, retry: st.retry, ordered };
+  if (deadlineAt !== undefined) src.deadlineAt = deadlineAt;
+  if (opts?.signal) src.signal = opts.signal;
+  return AsyncResult.fromTask(src);
 }
 
 async function deleteRemote(st: RemoteState): Promise<void> {

@@ -61,7 +61,6 @@ import {
   AgentServerNotAliveError,
   NotFoundError,
   ResourceExhaustedError,
-  type ErrorCode,
   type WireError,
 } from "../../rpc/errors.ts";
 import type { Outcome, PoolOptions, ResultPool } from "./types.ts";
@@ -93,11 +92,14 @@ const TAG_LANDED = 0x4c; // "L"
  */
 const PUBLISH_WHOLE_MAX = 64 * 1024;
 
-/** Write the entry and tell the task's waiters, in one round trip (the value sent once). */
+/**
+ * Write the entry and tell the task's waiters, in one round trip (the value sent once).
+ * The channel is an ARGV, not a KEY: ACLs check KEYS against key patterns (`~as:r:*`).
+ */
 const SET_AND_PUBLISH = `
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if string.len(ARGV[1]) <= tonumber(ARGV[3]) then return redis.call('PUBLISH', KEYS[2], ARGV[1]) end
-return redis.call('PUBLISH', KEYS[2], 'L')`;
+if string.len(ARGV[1]) <= tonumber(ARGV[3]) then return redis.call('PUBLISH', ARGV[4], ARGV[1]) end
+return redis.call('PUBLISH', ARGV[4], 'L')`;
 
 /**
  * Keep the pending markers of tasks still running here: refresh a marker's expiry, or write
@@ -116,7 +118,7 @@ const LEASE_BATCH = 512;
 
 /** The two scripts, as ioredis `defineCommand` installs them (EVALSHA, EVAL after NOSCRIPT). */
 interface ScriptCommands {
-  asSetPublish(key: string, channel: string, entry: Buffer, ttlMs: number, publishWholeMax: number): Promise<number>;
+  asSetPublish(key: string, entry: Buffer, ttlMs: number, publishWholeMax: number, channel: string): Promise<number>;
   asLease(...args: Array<string | number>): Promise<number>;
 }
 
@@ -158,7 +160,7 @@ export class RedisPool implements ResultPool {
   readonly #waiters = new Map<string, Set<Waiter>>();
   /** Channel subscriptions by task, shared by that task's remote waiters. */
   readonly #subs = new Map<string, Subscription>();
-  /** Outcomes whose write failed (Redis down), written again on reconnect. */
+  /** Outcomes whose write failed (Redis down), written again on reconnect or the next tick. */
   readonly #unsent = new Map<string, Unsent>();
   /** Results set here, counted by the second they expire in (for `size()`). */
   readonly #expiring = new Map<number, number>();
@@ -176,7 +178,7 @@ export class RedisPool implements ResultPool {
     this.#keyPrefix = `${prefix}r:`;
     this.#channelPrefix = `${prefix}d:`;
     this.#marker = `P${opts.serverId}`;
-    cmd.defineCommand("asSetPublish", { numberOfKeys: 2, lua: SET_AND_PUBLISH });
+    cmd.defineCommand("asSetPublish", { numberOfKeys: 1, lua: SET_AND_PUBLISH });
     cmd.defineCommand("asLease", { lua: LEASE });
     sub.on("messageBuffer", (channel: Buffer, message: Buffer) => this.#onMessage(channel, message));
     // Publishes sent while the subscriber was away are lost: its remote waiters must re-wait.
@@ -265,10 +267,10 @@ export class RedisPool implements ResultPool {
     const entry = encodeOutcome(outcome);
     this.#writing.add(task);
     try {
-      await this.#cmd.asSetPublish(this.#key(task), this.#channel(task), entry, this.#ttlMs, PUBLISH_WHOLE_MAX);
+      await this.#cmd.asSetPublish(this.#key(task), entry, this.#ttlMs, PUBLISH_WHOLE_MAX, this.#channel(task));
     } catch (e) {
       this.#keepUnsent(task, { outcome, entry, expiresAt: Date.now() + this.#ttlMs });
-      throw this.#commandError(e, "set", " (kept in memory, written again when Redis is back)");
+      throw this.#commandError(e, "set", " (the result is kept in memory here and written again later)");
     } finally {
       this.#writing.delete(task);
       // Woken after the write: whoever gets the result can re-read it through any server.
@@ -403,7 +405,7 @@ export class RedisPool implements ResultPool {
   }
 
   #onMessage(channel: Buffer, message: Buffer): void {
-    const task = channel.toString("latin1").slice(this.#channelPrefix.length);
+    const task = channel.toString().slice(this.#channelPrefix.length);
     if (!this.#waiters.has(task)) return;
     if (message[0] === TAG_LANDED) {
       // One GET for all of this task's waiters here.
@@ -453,7 +455,7 @@ export class RedisPool implements ResultPool {
         continue;
       }
       try {
-        await this.#cmd.asSetPublish(this.#key(task), this.#channel(task), u.entry, left, PUBLISH_WHOLE_MAX);
+        await this.#cmd.asSetPublish(this.#key(task), u.entry, left, PUBLISH_WHOLE_MAX, this.#channel(task));
         if (this.#unsent.get(task) === u) this.#unsent.delete(task);
       } catch {
         return; // Down again: the next "ready" retries.
@@ -520,15 +522,19 @@ export class RedisPool implements ResultPool {
     return this.#channelPrefix + task;
   }
 
-  /** A failed command as an actorscope error: connection trouble is UNAVAILABLE. */
+  /**
+   * A failed command as an actorscope error. Connection trouble, timeouts and Redis's
+   * transient refusals (loading, busy script, failover) are UNAVAILABLE: try again later.
+   */
   #commandError(e: unknown, op: string, note = ""): AgentServerError {
     const err = e instanceof Error ? e : new Error(String(e));
-    if (err.name === "ReplyError") {
-      const code: ErrorCode = /^OOM/.test(err.message) ? "RESOURCE_EXHAUSTED" : "INTERNAL";
-      const msg = `Redis refused ${op}: ${err.message}${note}`;
-      return code === "RESOURCE_EXHAUSTED" ? new ResourceExhaustedError(msg) : new AgentServerError(msg, { code });
-    }
-    return new AgentServerNotAliveError(`Redis server at ${this.#shownUrl} is unavailable (${op}: ${err.message})${note}`);
+    const unavailable = () => new AgentServerNotAliveError(`Redis server at ${this.#shownUrl} is unavailable (${op}: ${err.message})${note}`);
+    if (err.name !== "ReplyError") return unavailable();
+    const msg = `Redis refused ${op}: ${err.message}${note}`;
+    if (/^(LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN)\b/.test(err.message)) return unavailable();
+    if (/^OOM\b/.test(err.message)) return new ResourceExhaustedError(msg);
+    if (/^(NOPERM|NOAUTH|WRONGPASS)\b/.test(err.message)) return new AgentServerError(msg, { code: "PERMISSION_DENIED" });
+    return new AgentServerError(msg, { code: "INTERNAL" });
   }
 }
 
