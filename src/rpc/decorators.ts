@@ -73,6 +73,11 @@ function mark(kind: "async" | "sync", a: unknown[]): unknown {
   throw new TypeError(`@${kind === "async" ? "asyncFunc" : "syncFunc"} decorates methods`);
 }
 
+function isImportableFile(x: string): boolean {
+  if (x.startsWith("file://")) return !x.startsWith("file:///$bunfs/");
+  return x.startsWith("/") && !x.startsWith("/$bunfs/");
+}
+
 /** The file of the first stack frame outside this module: where the decorated class is. */
 function callerModule(): string | undefined {
   const orig = Error.prepareStackTrace;
@@ -81,7 +86,9 @@ function callerModule(): string | undefined {
     const holder: { stack?: unknown } = {};
     Error.captureStackTrace(holder);
     const files = holder.stack as string[];
-    const f = files.find((x) => x && x !== THIS_FILE && !x.startsWith("bun:") && !x.startsWith("node:") && x !== "native");
+    // Only real files count: bun:/node: internals and, inside a compiled binary, its own
+    // frames (under /$bunfs/, or source-mapped to relative names) are not importable.
+    const f = files.find((x) => x !== THIS_FILE && isImportableFile(x));
     if (!f) return undefined;
     return f.startsWith("file://") ? f : Bun.pathToFileURL(f).href;
   } finally {

@@ -110,9 +110,10 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, c
     const ready = encoded("net").then((payload) => conn.create(oid, entry.name, payload));
     return makeRemote<T>({ oid, conn, ready, info, created: true, retry, maxWaitMs, host: conf.host, port: conf.port });
   }
-  if (!entry.module) throw new TypeError(`cannot find the module defining ${entry.name}; child mode needs it to be a file`);
+  // A class with no module file is one built into this program (e.g. DialogAgent inside the
+  // compiled binary): the child has it registered already.
   const child = new ChildServer({
-    modules: [entry.module],
+    modules: entry.module ? [entry.module] : [],
     capacity: conf.capacity ?? 32,
     maxQueue: conf.maxQueue ?? 65_536,
     maxPoolSize: conf.maxPoolSize ?? 8192,

@@ -91,7 +91,8 @@ export function makeRemote<T>(st: RemoteState): Remote<T> {
     oid: st.oid,
     delete: () => deleteRemote(st),
     stop: () => (st.owner ? st.owner.stop() : Promise.resolve()),
-    [Symbol.asyncDispose]: () => (st.owner ? st.owner.stop() : st.created ? deleteRemote(st) : Promise.resolve()),
+    // Disposal is best effort: a server that is already gone has nothing left to release.
+    [Symbol.asyncDispose]: () => (st.owner ? st.owner.stop() : st.created ? deleteRemote(st).catch(ignoreGone) : Promise.resolve()),
     toDist: () => proxy,
   };
   const proxy: Remote<T> = new Proxy(handle, {
@@ -215,6 +216,11 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
   if (deadlineAt !== undefined) src.deadlineAt = deadlineAt;
   if (opts?.signal) src.signal = opts.signal;
   return AsyncResult.fromTask(src);
+}
+
+function ignoreGone(e: unknown): void {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (code !== "UNAVAILABLE" && code !== "NOT_FOUND") throw e;
 }
 
 async function deleteRemote(st: RemoteState): Promise<void> {

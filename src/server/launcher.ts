@@ -128,7 +128,10 @@ export class RpcAgentServerLauncher {
     }
   }
 
-  /** Resolves when the server has stopped: `shutdown()`, a remote `stop`, or the subprocess exiting. */
+  /**
+   * Resolves when the server has stopped: `shutdown()`, a remote `stop`, or the subprocess
+   * exiting. Resolves at once for a launcher that was never launched.
+   */
   waitUntilTerminate(): Promise<void> {
     return this.#launched ? this.#terminated : Promise.resolve();
   }

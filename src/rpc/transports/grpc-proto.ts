@@ -66,8 +66,13 @@ export function agentServerService(): grpc.ServiceDefinition {
 /** The protobuf request message of a protocol request: its fields without `t`. */
 export function requestMessage(req: Request): object {
   const { t: _t, ...fields } = req;
+  // uint32 on the wire: a longer deadline would wrap around to a short one.
+  const f = fields as { timeoutMs?: number };
+  if (f.timeoutMs !== undefined && f.timeoutMs > MAX_UINT32) f.timeoutMs = MAX_UINT32;
   return fields;
 }
+
+const MAX_UINT32 = 0xffff_ffff;
 
 /** protocol.ts `Response` → protobuf `Reply`. */
 export function toReply(r: Response): WireReply {

@@ -94,14 +94,19 @@ class GrpcTransport implements Transport {
         else reject(new CodecError(`empty reply to ${req.t}`, this.#where));
       };
       let call: grpc.Call;
-      if (def.responseStream) {
-        call = this.#download(def, msg, md, callOpts, ok, (e) => fail(this.#statusError(e)));
-      } else {
-        call = this.#client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize as (b: Buffer) => WireReply, msg, md, callOpts, (err, reply) => {
-          if (err) fail(this.#statusError(err));
-          else if (reply) ok(reply);
-          else fail(new CodecError(`no reply to ${req.t}`, this.#where));
-        });
+      try {
+        if (def.responseStream) {
+          call = this.#download(def, msg, md, callOpts, ok, (e) => fail(this.#statusError(e)));
+        } else {
+          call = this.#client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize as (b: Buffer) => WireReply, msg, md, callOpts, (err, reply) => {
+            if (err) fail(this.#statusError(err));
+            else if (reply) ok(reply);
+            else fail(new CodecError(`no reply to ${req.t}`, this.#where));
+          });
+        }
+      } catch (e) {
+        // grpc-js serializes synchronously: a malformed request throws here.
+        return fail(new CodecError(`cannot send ${req.t}: ${(e as Error).message}`, this.#where));
       }
       p = { call, reject: fail };
       this.#pending.add(p);

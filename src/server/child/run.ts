@@ -33,6 +33,8 @@ export async function runChild(json: string): Promise<void> {
   const conf = JSON.parse(json) as ChildConfig;
   const limits = { ...DEFAULT_LIMITS, ...(conf.maxMessageBytes ? { maxMessageBytes: conf.maxMessageBytes } : {}) };
   setProcessLimits(limits);
+  // The library's own agents (DialogAgent…) are always creatable; then the class's module.
+  await import("../../index.ts");
   for (const m of conf.modules ?? []) await import(m);
   if (conf.modelConfigs !== undefined) {
     const { init } = await import("../../models/init.ts");

@@ -19,13 +19,14 @@
  *   outcome (up to 64 KiB; larger ones are fetched once per task), so waking costs no GET.
  *
  * Wake mechanisms measured before choosing (Bun 1.4.5, ioredis 6.0.0, redis-server 7.0.15,
- * loopback, 2000 samples each; `bun bench/redis-pool.ts` repeats the first three):
+ * loopback, 2-CPU VM; a 2000-sample probe, then three runs of `bun bench/redis-pool.ts` with
+ * 1000 samples each; medians across runs, the spread is machine noise):
  *
- * | mechanism                                  | write → wake, median | p99     | connections for N waiters |
- * |--------------------------------------------|----------------------|---------|---------------------------|
- * | pub/sub, channel per task (chosen)         | 69 µs                | 0.36 ms | 1 per pool                |
- * | BLPOP on a dedicated connection (Python)   | 49 µs                | 0.20 ms | 1 per waited task         |
- * | keyspace notifications (`__keyspace@0__:`) | 55 µs                | 0.09 ms | 1 per pool                |
+ * | mechanism                                  | write → wake, median | p99          | connections for N waits |
+ * |--------------------------------------------|----------------------|--------------|-------------------------|
+ * | pub/sub, channel per task (chosen)         | 69–88 µs             | 0.28–0.54 ms | 1 per pool              |
+ * | BLPOP on a dedicated connection (Python)   | 49–64 µs             | 0.16–0.28 ms | 1 per waited task       |
+ * | keyspace notifications (`__keyspace@0__:`) | 55–78 µs             | 0.09–0.32 ms | 1 per pool              |
  *
  * SUBSCRIBE round trip: 43 µs. 1000 tasks waited on one subscriber connection: subscribing
  * all took 9.9 ms, publishing all and waking every waiter 10.2 ms; opening 200 extra
@@ -34,6 +35,12 @@
  * consumes the pushed item (AgentScope re-pushed it so other waiters wake), and keyspace
  * notifications need `CONFIG SET notify-keyspace-events` (server-wide, refused by most
  * managed Redis) and fire for the pending marker too. Pub/sub needs neither.
+ *
+ * Through an in-process Servicer (same bench): async call + wait 1:1 takes 129–199 µs with
+ * this pool (raw ioredis SET+GET pair: 82–109 µs; local pool: 6–8 µs), since it is two or
+ * three Redis round trips (prepare, set, and a GET when the wait comes after the write).
+ * 64 calls in flight: 11k–23k calls/s (local pool 70k–144k). A Redis kill fails a parked
+ * remote waiter in 9–14 ms; both connections are back 64–72 ms after the kill.
  *
  * Failure behaviour (reliability scenarios P1–P5):
  * - `connect` PINGs both connections within a bounded time (connect timeout 2 s) and never
@@ -166,6 +173,8 @@ export class RedisPool implements ResultPool {
   readonly #expiring = new Map<number, number>();
   #expiringTotal = 0;
   #leaseTimer: Timer | undefined;
+  /** The post-reconnect work (flush kept outcomes, restore markers); `ready()` awaits it. */
+  #catchingUp: Promise<void> = Promise.resolve();
   #closed = false;
 
   private constructor(cmd: Redis, sub: Redis, opts: RedisPoolOptions, shownUrl: string) {
@@ -183,7 +192,9 @@ export class RedisPool implements ResultPool {
     sub.on("messageBuffer", (channel: Buffer, message: Buffer) => this.#onMessage(channel, message));
     // Publishes sent while the subscriber was away are lost: its remote waiters must re-wait.
     sub.on("close", () => this.#failRemoteWaiters());
-    cmd.on("ready", () => void this.#afterReconnect());
+    cmd.on("ready", () => {
+      this.#catchingUp = this.#afterReconnect();
+    });
     const every = Math.min(60_000, Math.max(100, Math.floor(this.#ttlMs / 3)));
     this.#leaseTimer = setInterval(() => void this.#tick(), every);
     this.#leaseTimer.unref();
@@ -301,7 +312,10 @@ export class RedisPool implements ResultPool {
     return this.#running.size + this.#expiringTotal;
   }
 
-  /** Resolve when both connections are up (after a reconnect); UNAVAILABLE after `timeoutMs`. */
+  /**
+   * Resolve when both connections are up and the post-reconnect writes are done (kept
+   * outcomes written, running tasks' markers restored); UNAVAILABLE after `timeoutMs`.
+   */
   async ready(timeoutMs = 5000): Promise<void> {
     this.#open();
     const cleanup: Array<() => void> = [];
@@ -319,6 +333,7 @@ export class RedisPool implements ResultPool {
     });
     try {
       await Promise.race([Promise.all([up(this.#cmd), up(this.#sub)]), late]);
+      await this.#catchingUp;
     } finally {
       clearTimeout(timer);
       for (const f of cleanup) f();
@@ -439,28 +454,35 @@ export class RedisPool implements ResultPool {
     for (const set of [...this.#waiters.values()]) for (const w of [...set]) if (w.remote) w.settle(e);
   }
 
-  /** After a reconnect: restore markers of running tasks and write what could not be written. */
+  /**
+   * After a reconnect: write what could not be written and restore the markers of running
+   * tasks. Both are sent in the "ready" event itself, ahead of anything callers send next.
+   */
   async #afterReconnect(): Promise<void> {
     if (this.#closed) return;
-    await this.#lease();
-    await this.#flushUnsent();
+    await Promise.all([this.#flushUnsent(), this.#lease()]);
   }
 
   /** Write outcomes kept while Redis was away (with what is left of their expiry). */
   async #flushUnsent(): Promise<void> {
-    for (const [task, u] of [...this.#unsent]) {
-      const left = u.expiresAt - Date.now();
+    const now = Date.now();
+    const writes: Promise<unknown>[] = [];
+    for (const [task, u] of this.#unsent) {
+      const left = u.expiresAt - now;
       if (left <= 0) {
         this.#unsent.delete(task);
         continue;
       }
-      try {
-        await this.#cmd.asSetPublish(this.#key(task), u.entry, left, PUBLISH_WHOLE_MAX, this.#channel(task));
-        if (this.#unsent.get(task) === u) this.#unsent.delete(task);
-      } catch {
-        return; // Down again: the next "ready" retries.
-      }
+      writes.push(
+        this.#cmd.asSetPublish(this.#key(task), u.entry, left, PUBLISH_WHOLE_MAX, this.#channel(task)).then(
+          () => {
+            if (this.#unsent.get(task) === u) this.#unsent.delete(task);
+          },
+          () => {}, // Still failing: kept for the next "ready" or tick.
+        ),
+      );
     }
+    await Promise.all(writes);
   }
 
   /** Timer: sweep counters, retry kept outcomes, lease running tasks' markers. */
@@ -476,14 +498,13 @@ export class RedisPool implements ResultPool {
   async #lease(): Promise<void> {
     if (this.#closed || this.#running.size === 0 || this.#cmd.status !== "ready") return;
     const keys = [...this.#running].map((t) => this.#key(t));
+    const calls: Promise<unknown>[] = [];
     for (let i = 0; i < keys.length; i += LEASE_BATCH) {
       const batch = keys.slice(i, i + LEASE_BATCH);
-      try {
-        await this.#cmd.asLease(batch.length, ...batch, this.#ttlMs, this.#marker);
-      } catch {
-        return; // Redis away: the reconnect runs the lease again.
-      }
+      // A failure means Redis is away: the reconnect runs the lease again.
+      calls.push(this.#cmd.asLease(batch.length, ...batch, this.#ttlMs, this.#marker).catch(() => {}));
     }
+    await Promise.all(calls);
   }
 
   #keepUnsent(task: string, u: Unsent): void {

@@ -1,0 +1,135 @@
+/**
+ * `as-server start`: its flags (names fixed by DESIGN §4, AgentScope's `as_server start` plus
+ * `--token`, `--insecure` and a few limits) and their validation into launcher options. Kept
+ * apart from the command so it loads nothing heavy and can be unit-tested.
+ */
+import { statSync } from "node:fs";
+import { resolve } from "node:path";
+import { loadModelConfigs } from "../../src/models/init.ts";
+import type { LauncherOptions } from "../../src/server/launcher.ts";
+import {
+  UsageError,
+  isLoopback,
+  parseBool,
+  parseHost,
+  parseNonEmpty,
+  parsePort,
+  parsePositiveInt,
+  parsePositiveNumber,
+  type ArgvRules,
+} from "../args.ts";
+
+/** Flags of `as-server start`. Numbers are strings so that bad values can be reported (exit 2). */
+export const startArgs = {
+  host: { type: "string", description: "Host name clients use to reach this server", default: "localhost" },
+  port: { type: "string", description: "TCP port; 0 picks a free one (printed when listening)", default: "12310" },
+  capacity: { type: "string", description: "Async calls run at once; more wait in a bounded queue", default: "32" },
+  "pool-type": { type: "string", description: "Result pool: local or redis", valueHint: "local|redis", default: "local" },
+  "redis-url": { type: "string", description: "Redis of the redis pool", default: "redis://localhost:6379" },
+  "max-pool-size": { type: "string", description: "Results kept by the local pool", default: "8192" },
+  "max-expire-time": { type: "string", description: "Seconds a result is kept", default: "7200" },
+  "max-timeout-seconds": { type: "string", description: "Longest single wait for a result, seconds", default: "5" },
+  "local-mode": {
+    type: "string",
+    valueHint: "true|false",
+    // No citty default: whether it was given decides how it combines with --host.
+    description: "Listen on 127.0.0.1 only, else on --host (true/false, 1/0, yes/no) (Default: true; false when --host is not loopback)",
+  },
+  "agent-dir": { type: "string", description: "Load the agent classes in this directory's files (runs their code)" },
+  "model-config-path": { type: "string", description: "JSON file of model configs" },
+  "server-id": { type: "string", description: "Server id (default: generated)" },
+  "studio-url": { type: "string", description: "URL of an AgentScope Studio to register with" },
+  token: { type: "string", description: "Shared secret clients must present (prefer env AS_SERVER_TOKEN)" },
+  insecure: { type: "boolean", description: "Allow a non-loopback listener without a token" },
+  "max-message-bytes": { type: "string", description: "Largest message accepted or sent, bytes" },
+  "max-queue": { type: "string", description: "Async calls that may wait for a slot before new ones are refused" },
+  "hide-stacks": { type: "boolean", description: "Leave remote stack traces out of errors sent to callers" },
+  "file-dir": { type: "string", description: "Directory clients may download files from" },
+} as const;
+
+/** `--local-mode` may be given bare, meaning true. */
+export const startRules: ArgvRules = { optionalValue: new Set(["local-mode"]) };
+
+type Raw = Record<string, unknown>;
+
+/**
+ * Validate parsed `start` args (and `AS_SERVER_TOKEN`) into launcher options; throws
+ * UsageError on the first bad one. Explicit values for every default, so what runs is what
+ * `--help` says whatever the launcher's own defaults are (its `localMode` defaults to false).
+ */
+export function startOptions(args: Raw, env: Record<string, string | undefined> = process.env): LauncherOptions {
+  const host = parseHost(args.host);
+  const port = parsePort(args.port, "--port", true);
+  const capacity = parsePositiveInt(args.capacity, "--capacity");
+  const poolType = String(args["pool-type"] ?? "");
+  if (poolType !== "local" && poolType !== "redis") throw new UsageError(`--pool-type must be local or redis, not "${poolType}"`);
+  const redisUrl = parseNonEmpty(args["redis-url"], "--redis-url");
+  if (poolType === "redis") checkRedisUrl(redisUrl);
+  // Loopback-only unless told otherwise, or unless --host names an address others would use
+  // (AgentScope bound loopback whatever --host said, which left "--host 0.0.0.0" unreachable).
+  const localMode = args["local-mode"] === undefined ? isLoopback(host) : parseBool(args["local-mode"], "--local-mode");
+  const token = args.token !== undefined ? parseNonEmpty(args.token, "--token") : env.AS_SERVER_TOKEN || undefined;
+  const insecure = args.insecure === true;
+  // Reachable from other machines: needs a shared secret or an explicit --insecure (S3).
+  if (!localMode && !isLoopback(host) && !token && !insecure) {
+    throw new UsageError(`refusing to listen on non-loopback ${host} without a token: set AS_SERVER_TOKEN (or --token), or pass --insecure`);
+  }
+  const launcher: LauncherOptions = {
+    host,
+    port,
+    capacity,
+    poolType,
+    redisUrl,
+    maxPoolSize: parsePositiveInt(args["max-pool-size"], "--max-pool-size"),
+    maxExpireTime: parsePositiveNumber(args["max-expire-time"], "--max-expire-time"),
+    maxTimeoutSeconds: parsePositiveNumber(args["max-timeout-seconds"], "--max-timeout-seconds"),
+    localMode,
+  };
+  if (args["agent-dir"] !== undefined) launcher.agentDir = existingDir(args["agent-dir"], "--agent-dir");
+  if (args["file-dir"] !== undefined) launcher.fileDir = existingDir(args["file-dir"], "--file-dir");
+  if (args["server-id"] !== undefined) {
+    const id = parseNonEmpty(args["server-id"], "--server-id");
+    if (!/^[\w.:-]{1,128}$/.test(id)) throw new UsageError(`--server-id may only hold letters, digits and . _ : - (at most 128), not "${id}"`);
+    launcher.serverId = id;
+  }
+  if (args["studio-url"] !== undefined) launcher.studioUrl = httpUrl(args["studio-url"], "--studio-url");
+  if (token) launcher.token = token;
+  if (insecure) launcher.insecure = true;
+  if (args["max-message-bytes"] !== undefined) launcher.maxMessageBytes = parsePositiveInt(args["max-message-bytes"], "--max-message-bytes");
+  if (args["max-queue"] !== undefined) launcher.maxQueue = parsePositiveInt(args["max-queue"], "--max-queue");
+  if (args["hide-stacks"] !== undefined) launcher.hideStacks = args["hide-stacks"] === true;
+  if (args["model-config-path"] !== undefined) launcher.modelConfigs = modelConfigFile(args["model-config-path"]);
+  return launcher;
+}
+
+function existingDir(v: unknown, flag: string): string {
+  const p = resolve(parseNonEmpty(v, flag));
+  if (!statSync(p, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${flag} ${p} is not a directory`);
+  return p;
+}
+
+/** A model configs file that exists and holds valid configs; the launcher loads it. */
+function modelConfigFile(v: unknown): string {
+  const flag = "--model-config-path";
+  const p = resolve(parseNonEmpty(v, flag));
+  if (!statSync(p, { throwIfNoEntry: false })?.isFile()) throw new UsageError(`${flag} ${p} is not a file`);
+  try {
+    loadModelConfigs(p);
+  } catch (e) {
+    throw new UsageError(`${flag}: ${(e as Error).message}`);
+  }
+  return p;
+}
+
+function httpUrl(v: unknown, flag: string): string {
+  const s = parseNonEmpty(v, flag);
+  const u = URL.parse(s);
+  if (!u || (u.protocol !== "http:" && u.protocol !== "https:")) throw new UsageError(`${flag} must be an http(s) URL, not "${s}"`);
+  return s;
+}
+
+function checkRedisUrl(s: string): void {
+  const u = URL.parse(s);
+  // Never echo the URL: it may carry a password.
+  if (!u || (u.protocol !== "redis:" && u.protocol !== "rediss:")) throw new UsageError("--redis-url must be a redis:// or rediss:// URL");
+}

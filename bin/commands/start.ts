@@ -1,0 +1,90 @@
+/**
+ * `as-server start`: launch an agent server in this process, print one listening line, serve
+ * until SIGINT/SIGTERM or a remote `stop`, then drain and exit 0. The launcher (and with it
+ * gRPC) is imported only here, so `--help`, `stop`, `status` and child servers never load it.
+ */
+import { defineCommand } from "citty";
+import { UsageError } from "../args.ts";
+import { log } from "../log.ts";
+import { installRuntimeModule } from "../runtime-module.ts";
+import { startArgs, startOptions } from "./start-args.ts";
+import type { LauncherOptions, RpcAgentServerLauncher } from "../../src/server/launcher.ts";
+
+/** The server this process runs, so that `cleanup()` can stop it whatever happened. */
+let running: RpcAgentServerLauncher | undefined;
+let detachSignals: (() => void) | undefined;
+
+/** `as-server start`. */
+export const start = defineCommand({
+  meta: { name: "start", description: "Start an agent server" },
+  args: startArgs,
+  async run({ args }) {
+    const opts = startOptions(args);
+    if (opts.studioUrl !== undefined) log.warn("--studio-url is accepted for AgentScope compatibility; actorscope does not register with Studio");
+    // Agent files import "actorscope"; inside the binary that must be the binary's own classes.
+    await installRuntimeModule();
+    const launcher = await createLauncher(opts);
+    try {
+      await launcher.launch();
+    } catch (e) {
+      throw new Error(launchFailure(e, opts));
+    }
+    running = launcher;
+    detachSignals = onStopSignals(launcher);
+    // The one line scripts wait for (see test/helpers/cli.ts): host, real port, server id.
+    log.success(`as-server listening on ${launcher.host}:${launcher.port} (server id ${launcher.serverId})`);
+    await launcher.waitUntilTerminate();
+    running = undefined;
+    log.info("as-server stopped");
+  },
+  async cleanup() {
+    detachSignals?.();
+    const l = running;
+    running = undefined;
+    if (l) await l.shutdown();
+  },
+});
+
+async function createLauncher(opts: LauncherOptions): Promise<RpcAgentServerLauncher> {
+  const { RpcAgentServerLauncher } = await import("../../src/server/launcher.ts");
+  try {
+    return new RpcAgentServerLauncher(opts);
+  } catch (e) {
+    // The launcher checks its options too (e.g. exposure without a token): still bad input.
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** SIGINT/SIGTERM: drain and exit 0; a second signal while draining exits at once. */
+function onStopSignals(launcher: RpcAgentServerLauncher): () => void {
+  let draining = false;
+  const handler = (sig: NodeJS.Signals): void => {
+    if (draining) {
+      log.warn(`${sig} again: exiting without waiting for calls in flight`);
+      process.exit(130);
+    }
+    draining = true;
+    log.info(`${sig}: draining calls in flight, then exiting`);
+    launcher.shutdown().catch((e: unknown) => {
+      log.error(`shutdown failed: ${(e as Error).message}`);
+      process.exitCode = 1;
+    });
+  };
+  process.on("SIGINT", handler);
+  process.on("SIGTERM", handler);
+  return () => {
+    process.off("SIGINT", handler);
+    process.off("SIGTERM", handler);
+  };
+}
+
+/** One clear line for a failed launch; a taken port is the usual cause (scenario C2). */
+function launchFailure(e: unknown, opts: LauncherOptions): string {
+  let msg = e instanceof Error ? e.message : String(e);
+  if (opts.token) msg = msg.split(opts.token).join("<redacted>");
+  const where = opts.port ? `${opts.host}:${opts.port}` : String(opts.host);
+  if (/EADDRINUSE|address already in use|No address added/i.test(msg)) {
+    return `cannot listen on ${where}: the port is already in use (pick another with --port, or --port 0 for a free one)`;
+  }
+  return `cannot start the server on ${where}: ${msg}`;
+}

@@ -1,0 +1,41 @@
+/**
+ * The CLI's consola instance. The level comes from the environment (`AS_LOG_LEVEL`, a name or
+ * a number, else consola's own `CONSOLA_LEVEL`), never from consola's default: that default
+ * drops to "warn" under `NODE_ENV=test`, which would hide the listening line that scripts and
+ * tests wait for. The plain (basic) reporter is used in CI and whenever stdout is not a
+ * terminal, so piped output stays one parseable line per event.
+ */
+import { consola, createConsola, LogLevels, type ConsolaInstance, type LogType } from "consola";
+
+/** Resolve a log level from `AS_LOG_LEVEL` / `CONSOLA_LEVEL`; info when unset or unreadable. */
+export function logLevelFromEnv(env: Record<string, string | undefined> = process.env): number {
+  for (const raw of [env.AS_LOG_LEVEL, env.CONSOLA_LEVEL]) {
+    const v = raw?.trim().toLowerCase();
+    if (!v) continue;
+    if (/^-?\d+$/.test(v)) return Number(v);
+    if (Object.hasOwn(LogLevels, v)) return LogLevels[v as LogType];
+  }
+  return LogLevels.info;
+}
+
+/** True when output should be plain: in CI, or when stdout is not a terminal. */
+export function plainOutput(env: Record<string, string | undefined> = process.env): boolean {
+  const ci = env.CI !== undefined && env.CI !== "" && env.CI !== "false" && env.CI !== "0";
+  return ci || !process.stdout.isTTY;
+}
+
+// tsc picks consola's browser typings (moduleResolution "bundler" has no "node" condition);
+// Bun loads the node build, whose createConsola also takes `fancy`.
+const options: Parameters<typeof createConsola>[0] & { fancy?: boolean } = {
+  level: logLevelFromEnv(),
+  fancy: !plainOutput(),
+  formatOptions: { date: false },
+};
+const root: ConsolaInstance = createConsola(options);
+// Library code logs through consola's shared instance (e.g. the class loader's "skipped" warning):
+// give it the same level and reporter so the CLI's output is uniform.
+consola.level = root.level;
+consola.setReporters(root.options.reporters);
+
+/** The `as-server` logger; subsystems derive their own with `log.withTag(...)`. */
+export const log: ConsolaInstance = root.withTag("as-server");
