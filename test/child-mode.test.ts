@@ -64,6 +64,15 @@ describe("child mode", () => {
     expect(pid).not.toBe(process.pid);
   });
 
+  test("the child's config (which may hold API keys) is passed off the command line and removed from its environment", async () => {
+    const c = track(new Counter().toDist());
+    const pid = await c.pid();
+    pids.push(pid);
+    const cmdline = await Bun.file(`/proc/${pid}/cmdline`).text();
+    expect(cmdline).not.toContain("maxPoolSize");
+    expect(await c.envVar("AS_CHILD_CONFIG")).toBeUndefined();
+  });
+
   test("X.toDist creates remotely and never constructs locally", async () => {
     const before = built.counter;
     const c = track(Counter.toDist(true, 40, "remote"));

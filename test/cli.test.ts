@@ -311,10 +311,11 @@ describe("compiled as-server", () => {
   });
 
   test("__child serves over IPC: it imports a user module and sends the ready frame", async () => {
-    const conf = { id: "c".repeat(32), modules: [pathToFileURL(agentFile).href], capacity: 4, maxQueue: 16, maxPoolSize: 16, maxExpireTime: 60, maxTimeoutSeconds: 5 };
+    const conf = { id: "c".repeat(32), key: "k".repeat(32), modules: [pathToFileURL(agentFile).href], capacity: 4, maxQueue: 16, maxPoolSize: 16, maxExpireTime: 60, maxTimeoutSeconds: 5 };
     const { promise: ready, resolve } = Promise.withResolvers<unknown>();
-    await using child = Bun.spawn([bin, "__child", JSON.stringify(conf)], {
+    await using child = Bun.spawn([bin, "__child"], {
       cwd: bare,
+      env: { ...process.env, AS_CHILD_CONFIG: JSON.stringify(conf) },
       stdio: ["ignore", "ignore", "pipe"],
       serialization: "advanced",
       ipc: (msg) => resolve(msg),

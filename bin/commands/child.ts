@@ -1,16 +1,17 @@
 /**
- * The hidden `as-server __child <json>` entry: the compiled binary's child server. Child mode
- * spawns `[process.execPath, "__child", json]` when running compiled (src/rpc/child-server.ts),
+ * The hidden `as-server __child` entry: the compiled binary's child server. Child mode
+ *  spawns `[process.execPath, "__child"]` (config in `AS_CHILD_CONFIG`) when running compiled (src/rpc/child-server.ts),
  * so the binary alone serves `toDist()` children. Kept free of citty and consola: a child starts
  * on every `toDist()` and must load only what it serves with.
  */
 import { installRuntimeModule, isCompiled } from "../runtime-module.ts";
 
-/** Run a child server from its JSON config (argv after `__child`). */
+/** Run a child server from its JSON config (in `AS_CHILD_CONFIG`, or the one argument after `__child`). */
 export async function runChildCommand(argv: readonly string[]): Promise<void> {
-  const json = argv[0];
-  if (json === undefined || argv.length !== 1) {
-    process.stderr.write("as-server: __child takes exactly one argument, the child config as JSON\n");
+  const { takeChildConfig } = await import("../../src/rpc/child-config.ts");
+  const json = takeChildConfig() ?? argv[0];
+  if (json === undefined || argv.length > 1) {
+    process.stderr.write("as-server: __child needs its config in AS_CHILD_CONFIG (or as one JSON argument)\n");
     process.exit(2);
   }
   // The child imports the module defining the class, which imports "actorscope".

@@ -5,16 +5,18 @@
  * OpenAI, …). AgentScope's distributed debate, in Bun.
  *
  *   LLM_BASE_URL=http://localhost:11434/v1 LLM_MODEL=llama3.2 \
- *     bun examples/llm-debate/debate.ts [--rounds N] [--topic T] [--host H --port P] [--token T]
+ *     bun examples/llm-debate/debate.ts [--rounds N] [--topic T]
+ *                                       [--host H --port P [--token T] [--send-config]]
  *
  * Env: LLM_BASE_URL (default http://localhost:11434/v1), LLM_MODEL (default llama3.2),
  * LLM_API_KEY (optional). Without --host/--port each agent gets its own child server, which
  * inherits the model config built from these variables. With them the agents are created on a
- * running server that already holds a model config named `debate` (see README.md): the key
- * then stays on the server and never travels.
+ * running server (see README.md) that holds a model config named `debate` — its own, from
+ * `--model-config-path`, so the key never leaves it; or, with --send-config, the one built
+ * from these variables, sent by `RpcClient.setModelConfigs`.
  */
 import { parseArgs } from "node:util";
-import { DialogAgent, Msg, init, type DistConf, type Remote } from "../../src/index.ts";
+import { DialogAgent, Msg, RpcClient, init, type DistConf, type Remote } from "../../src/index.ts";
 
 /** The model config every debater uses. */
 export const CONFIG_NAME = "debate";
@@ -69,6 +71,7 @@ if (import.meta.main) {
       host: { type: "string" },
       port: { type: "string" },
       token: { type: "string" },
+      "send-config": { type: "boolean", default: false },
     },
   });
   const rounds = Number(values.rounds);
@@ -80,6 +83,14 @@ if (import.meta.main) {
   if (values.host || values.port) {
     conf = { host: values.host ?? "localhost", port: Number(values.port) };
     if (values.token) conf.token = values.token;
+    if (values["send-config"]) {
+      const client = new RpcClient(conf.host!, conf.port!, values.token ? { token: values.token } : {});
+      try {
+        await client.setModelConfigs([configFromEnv()]);
+      } finally {
+        client.close();
+      }
+    }
   } else {
     init({ modelConfigs: [configFromEnv()] });
   }

@@ -5,7 +5,7 @@
  */
 import type { Subprocess } from "bun";
 import { fileURLToPath } from "node:url";
-import type { ChildConfig } from "./child-config.ts";
+import { CHILD_CONFIG_ENV, type ChildConfig } from "./child-config.ts";
 import { ServerConnection } from "./connection.ts";
 import { connectionFor, forgetConnection, registerConnection } from "./connections.ts";
 import { AgentServerNotAliveError, errorToWire } from "./errors.ts";
@@ -126,7 +126,10 @@ export class ChildServer {
     this.ready.catch(() => {});
     let started = false;
 
-    proc = Bun.spawn([...childCommand(), JSON.stringify(conf)], {
+    // The config travels in the environment, not argv: it may hold API keys and the listener
+    // token, and any local user can read a command line.
+    proc = Bun.spawn(childCommand(), {
+      env: { ...process.env, [CHILD_CONFIG_ENV]: JSON.stringify(conf) },
       stdio: ["ignore", "inherit", "pipe"],
       serialization: "advanced",
       ipc: (msg: IpcFrame) => {

@@ -11,7 +11,10 @@ import type { ModelConfig } from "../models/store.ts";
 import { AgentServerNotAliveError } from "../rpc/errors.ts";
 import { entryOf } from "../rpc/registry.ts";
 
-/** What the subprocess is told on its command line (JSON). */
+/**
+ * What the subprocess is told on its command line (JSON): the launcher's resolved options
+ * (each field as in `LauncherOptions`), minus the token and with classes by reference.
+ */
 export interface ServerProcessConfig {
   host: string;
   port: number;

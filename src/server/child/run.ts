@@ -20,7 +20,7 @@ import { bindIpc } from "./ipc-binding.ts";
 import type { ChildConfig } from "../../rpc/child-config.ts";
 
 /** Start a child server from its JSON config and serve until the parent disconnects. */
-export async function runChild(json: string): Promise<void> {
+export async function runChild(json: string | undefined): Promise<void> {
   const send = process.send?.bind(process);
   if (!send) {
     console.error("as-server: a child server must be spawned with an IPC channel");
@@ -30,6 +30,10 @@ export async function runChild(json: string): Promise<void> {
   process.on("disconnect", () => process.exit(0));
   process.on("SIGTERM", () => process.exit(0));
   process.on("SIGINT", () => process.exit(0));
+  if (json === undefined) {
+    console.error("as-server: a child server needs its config in AS_CHILD_CONFIG");
+    process.exit(2);
+  }
   const conf = JSON.parse(json) as ChildConfig;
   const limits = { ...DEFAULT_LIMITS, ...(conf.maxMessageBytes ? { maxMessageBytes: conf.maxMessageBytes } : {}) };
   setProcessLimits(limits);
@@ -50,6 +54,11 @@ export async function runChild(json: string): Promise<void> {
     maxTimeoutSeconds: conf.maxTimeoutSeconds,
     limits,
     onStop: () => process.exit(0),
+    // Reachable over loopback gRPC once it listens, so it takes model configs like any server.
+    setModelConfigs: async (c) => {
+      const { applyModelConfigs } = await import("../../models/init.ts");
+      applyModelConfigs(c as never, { fromPeer: true });
+    },
   });
   let listening: Promise<Response> | undefined;
   const listen = (): Promise<Response> =>

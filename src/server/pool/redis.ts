@@ -19,14 +19,16 @@
  *   outcome (up to 64 KiB; larger ones are fetched once per task), so waking costs no GET.
  *
  * Wake mechanisms measured before choosing (Bun 1.4.5, ioredis 6.0.0, redis-server 7.0.15,
- * loopback, 2-CPU VM; a 2000-sample probe, then three runs of `bun bench/redis-pool.ts` with
- * 1000 samples each; medians across runs, the spread is machine noise):
+ * loopback, shared 2-CPU VM; a 2000-sample probe, then five runs of `bun bench/redis-pool.ts`
+ * with 1000 samples each; the ranges are the spread across runs, i.e. machine noise):
  *
- * | mechanism                                  | write → wake, median | p99          | connections for N waits |
- * |--------------------------------------------|----------------------|--------------|-------------------------|
- * | pub/sub, channel per task (chosen)         | 69–88 µs             | 0.28–0.54 ms | 1 per pool              |
- * | BLPOP on a dedicated connection (Python)   | 49–64 µs             | 0.16–0.28 ms | 1 per waited task       |
- * | keyspace notifications (`__keyspace@0__:`) | 55–78 µs             | 0.09–0.32 ms | 1 per pool              |
+ * | mechanism                                  | write → wake, median | p99             | connections for N waits |
+ * |--------------------------------------------|----------------------|-----------------|-------------------------|
+ * | pub/sub, channel per task (chosen)         | 69–88 µs             | 0.28–0.54 ms    | 1 per pool              |
+ * | BLPOP on a dedicated connection (Python)   | 49–64 µs             | 0.11–0.31 ms    | 1 per waited task       |
+ * | keyspace notifications (`__keyspace@0__:`) | 55–78 µs             | 0.09–0.32 ms *  | 1 per pool              |
+ *
+ * (* one run had a 3.7 ms p99.)
  *
  * SUBSCRIBE round trip: 43 µs. 1000 tasks waited on one subscriber connection: subscribing
  * all took 9.9 ms, publishing all and waking every waiter 10.2 ms; opening 200 extra
@@ -36,11 +38,11 @@
  * notifications need `CONFIG SET notify-keyspace-events` (server-wide, refused by most
  * managed Redis) and fire for the pending marker too. Pub/sub needs neither.
  *
- * Through an in-process Servicer (same bench): async call + wait 1:1 takes 129–199 µs with
- * this pool (raw ioredis SET+GET pair: 82–109 µs; local pool: 6–8 µs), since it is two or
+ * Through an in-process Servicer (same bench, four runs): async call + wait 1:1 takes
+ * 129–164 µs with this pool (raw ioredis SET+GET pair: 82–109 µs; local pool: 6–8 µs): two or
  * three Redis round trips (prepare, set, and a GET when the wait comes after the write).
- * 64 calls in flight: 11k–23k calls/s (local pool 70k–144k). A Redis kill fails a parked
- * remote waiter in 9–14 ms; both connections are back 64–72 ms after the kill.
+ * 64 calls in flight: 16k–23k calls/s (local pool 70k–144k). A Redis kill fails a parked
+ * remote waiter in 3–14 ms; both connections are back 57–72 ms after the kill.
  *
  * Failure behaviour (reliability scenarios P1–P5):
  * - `connect` PINGs both connections within a bounded time (connect timeout 2 s) and never
@@ -52,8 +54,10 @@
  *   UNAVAILABLE (a publish may have been missed); they re-wait, which re-reads the key.
  *   Waiters for this server's own tasks keep waiting: `set` wakes them in-process.
  * - A `set` while Redis is down rejects UNAVAILABLE (the servicer swallows it), but the
- *   outcome is not lost: local waiters get it at once, `get` on this server answers from
- *   memory, and it is written to Redis (remaining expiry) as soon as the connection is back.
+ *   outcome is not lost: waiters on this server get it at once, `get` on this server answers
+ *   from memory, and it is written to Redis (remaining expiry) as soon as the connection is
+ *   back (`ready()` resolves after that write). Until then other servers answer UNAVAILABLE
+ *   while Redis is down, and afterwards pending, or NOT_FOUND if the restart lost the marker.
  *   At most `maxPoolSize` such outcomes are held (oldest dropped): it is the only thing
  *   `maxPoolSize` bounds here; Redis itself holds results until they expire, like AgentScope.
  * - Pending markers of tasks still running here are refreshed every third of the expiry and
