@@ -271,7 +271,8 @@ export class Servicer {
       o = { ok: false, error: this.#wireError(e) };
     }
     this.opts.pool.set(task, o).catch(() => {
-      // The pool is gone (Redis down, shut down): waiters get their error from the pool.
+      // Redis is away: the Redis pool keeps the outcome for waiters on this server and writes it
+      // when the connection returns; nothing else can be done here.
     });
   }
 
