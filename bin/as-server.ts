@@ -7,8 +7,9 @@
  * as-server status --port 12310
  * as-server stop --port 12310
  *
- * The hidden `__child <json>` subcommand is the compiled binary's child server; it is routed
- * before the CLI loads, so a child never pays for citty, consola or the launcher.
+ * Hidden subcommands, routed before the CLI loads so they never pay for citty or consola:
+ * `__child` is the compiled binary's child server, `__server <json>` the server process of
+ * `launch({ inSubprocess: true })`.
  */
 export {};
 
@@ -16,6 +17,11 @@ const argv = process.argv.slice(2);
 if (argv[0] === "__child") {
   const { runChildCommand } = await import("./commands/child.ts");
   await runChildCommand(argv.slice(1));
+} else if (argv[0] === "__server") {
+  const { installRuntimeModule } = await import("./runtime-module.ts");
+  await installRuntimeModule();
+  const { runServerMain } = await import("../src/server/launcher-main.ts");
+  await runServerMain(argv[1] ?? "{}");
 } else {
   const { main } = await import("./main.ts");
   await main(argv);

@@ -5,7 +5,7 @@
  */
 import { AsyncResult, type TaskSource } from "./async-result.ts";
 import type { ServerConnection } from "./connection.ts";
-import { CodecError, NotFoundError } from "./errors.ts";
+import { AgentServerError, CodecError, NotFoundError } from "./errors.ts";
 import type { CallRequest, ClassInfo } from "./protocol.ts";
 import { randomId } from "./protocol.ts";
 import { decodeFrom, encodeArgs, encodeArgsWhenReady, NeedsAwait, NeedsListener, type Destination } from "./refs.ts";
@@ -177,7 +177,7 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
     now = encodeArgs(args, dest);
   } catch (e) {
     if (!(e instanceof NeedsAwait || e instanceof NeedsListener)) {
-      return rejected(e instanceof CodecError ? e : new CodecError(`cannot send arguments of ${name}: ${(e as Error).message}`));
+      return rejected(e instanceof AgentServerError ? e : new CodecError(`cannot send arguments of ${name}: ${(e as Error).message}`));
     }
     // An argument is not ready to be sent (a pending sync result, a task or object its server
     // has not accepted yet, a child that needs a listener): send once it is.

@@ -17,7 +17,7 @@
  */
 import { CodecError } from "../rpc/errors.ts";
 import { DEFAULT_LIMITS } from "../rpc/limits.ts";
-import { entryOf, findClass, type AnyClass } from "../rpc/registry.ts";
+import { entryOf, type AnyClass } from "../rpc/registry.ts";
 import type { Address } from "../rpc/transport.ts";
 import type { GrpcBinding } from "./grpc/binding.ts";
 import { advertisedHost, aliasesOf, isLoopback, resolveOptions, type LauncherOptions, type ResolvedLauncherOptions } from "./launcher-options.ts";
@@ -159,8 +159,9 @@ export class RpcAgentServerLauncher {
   /** Name → class: this launcher's own table; a client can never add to it. */
   async #classTable(): Promise<Map<string, AnyClass>> {
     const table = new Map<string, AnyClass>();
-    const builtin = findClass("DialogAgent");
-    if (builtin?.module?.startsWith(new URL("../", import.meta.url).href)) table.set("DialogAgent", builtin.cls);
+    // The built-in DialogAgent is always served (AgentScope servers could create it too).
+    const { DialogAgent } = await import("../models/dialog-agent.ts");
+    table.set("DialogAgent", DialogAgent);
     const custom = [...(this.#opts.customAgentClasses ?? [])];
     if (this.#opts.agentDir) {
       const { loadAgentsFromDir } = await import("./class-loader.ts");
@@ -176,7 +177,31 @@ export class RpcAgentServerLauncher {
 
   async #launchSubprocess(): Promise<void> {
     const o = this.#opts;
-    const sub = await launchSubprocess({ ...o, port: this.#port, serverId: this.serverId, customAgentClasses: o.customAgentClasses ?? [] }, this.#token);
+    const sub = await launchSubprocess(
+      {
+        host: o.host,
+        port: this.#port,
+        serverId: this.serverId,
+        capacity: o.capacity,
+        poolType: o.poolType,
+        redisUrl: o.redisUrl,
+        maxPoolSize: o.maxPoolSize,
+        maxExpireTime: o.maxExpireTime,
+        maxTimeoutSeconds: o.maxTimeoutSeconds,
+        localMode: o.localMode,
+        maxMessageBytes: o.maxMessageBytes,
+        maxQueue: o.maxQueue,
+        shutdownGraceMs: o.shutdownGraceMs,
+        ...(o.agentDir === undefined ? {} : { agentDir: o.agentDir }),
+        ...(o.insecure ? { insecure: true } : {}),
+        ...(o.hideStacks ? { hideStacks: true } : {}),
+        ...(o.fileDir === undefined ? {} : { fileDir: o.fileDir }),
+        ...(o.modelConfigs === undefined ? {} : { modelConfigs: o.modelConfigs }),
+        customAgentClasses: o.customAgentClasses ?? [],
+      },
+      // The token goes through the environment, never the command line.
+      this.#token,
+    );
     this.#sub = sub;
     this.#port = sub.port;
     sub.exited.then(() => this.#markTerminated());

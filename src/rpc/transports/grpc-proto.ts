@@ -110,6 +110,11 @@ export function fromReply(r: WireReply): Response | undefined {
   return undefined;
 }
 
+/** `host:port` as a gRPC target (IPv6 literals bracketed). */
+export function grpcTarget(host: string, port: number): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /** gRPC status number → our code name. */
 export const CODE_OF_STATUS: ReadonlyMap<number, ErrorCode> = new Map(
   (Object.entries(GRPC_STATUS) as Array<[ErrorCode, number]>).map(([k, v]) => [v, k]),

@@ -10,7 +10,7 @@ import { AgentServerNotAliveError, CancelledError, CodecError, ResourceExhausted
 import { DEFAULT_LIMITS } from "../limits.ts";
 import type { Request, Response } from "../protocol.ts";
 import type { RequestOptions, Transport } from "../transport.ts";
-import { CODE_OF_STATUS, FRAMING_HEADROOM_BYTES, RPC_OF, agentServerService, fromReply, requestMessage, type WireReply } from "./grpc-proto.ts";
+import { CODE_OF_STATUS, FRAMING_HEADROOM_BYTES, RPC_OF, agentServerService, fromReply, grpcTarget, requestMessage, type WireReply } from "./grpc-proto.ts";
 
 /** Options of `createGrpcTransport`. */
 export interface GrpcTransportOptions {
@@ -23,11 +23,6 @@ export interface GrpcTransportOptions {
 interface Pending {
   call: grpc.Call;
   reject(e: Error): void;
-}
-
-/** `host:port` as a gRPC target (IPv6 literals bracketed). */
-export function grpcTarget(host: string, port: number): string {
-  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** A Transport to the agent server at `host:port` over one gRPC channel. */

@@ -11,8 +11,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Request } from "../../rpc/protocol.ts";
-import { DOWNLOAD_CHUNK_BYTES, FRAMING_HEADROOM_BYTES, RPC_OF, agentServerService, toReply, type WireReply } from "../../rpc/transports/grpc-proto.ts";
-import { grpcTarget } from "../../rpc/transports/grpc.ts";
+import { DOWNLOAD_CHUNK_BYTES, FRAMING_HEADROOM_BYTES, RPC_OF, agentServerService, grpcTarget, toReply, type WireReply } from "../../rpc/transports/grpc-proto.ts";
 import type { Servicer } from "../servicer.ts";
 
 /** The one message for every authentication failure: it must not tell a wrong token from a missing one. */
@@ -56,7 +55,11 @@ export async function bindGrpc(opts: GrpcBindingOptions): Promise<GrpcBinding> {
   }
   server.addService(agentServerService(), impl);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(grpcTarget(opts.bindHost, opts.port), grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    server.bindAsync(grpcTarget(opts.bindHost, opts.port), grpc.ServerCredentials.createInsecure(), (err, p) => {
+      if (!err) return resolve(p);
+      server.forceShutdown();
+      reject(err);
+    });
   });
   let closing: Promise<void> | undefined;
   return {
