@@ -14,7 +14,9 @@ const quick = process.argv.includes("--quick");
 const ROUNDS = quick ? 20 : 100;
 
 const servers = [new RpcAgentServerLauncher({ port: 0, customAgentClasses: [Adder] }), new RpcAgentServerLauncher({ port: 0, customAgentClasses: [Adder] })];
-await Promise.all(servers.map((s) => s.launch()));
+// Servers in their own processes, as in a deployment: in-process they would share the
+// caller's event loop and serialise every hop.
+await Promise.all(servers.map((s) => s.launch({ inSubprocess: true })));
 try {
   const agents = Array.from({ length: 10 }, (_, i) => new Adder(`A${i}`, 0).toDist({ host: servers[i % 2]!.host, port: servers[i % 2]!.port }));
   await Promise.all(agents.map((a) => a.name));

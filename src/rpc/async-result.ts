@@ -18,10 +18,14 @@ export interface TaskSource {
   /** Longest single server-side wait, ms (the server's `maxTimeoutSeconds`). */
   maxWaitMs: number;
   retry: RetryStrategy;
-  /** The first `wait` may be sent before the call is answered (see `Transport.ordered`). */
-  ordered?: boolean;
   /** The task is known to exist on its server already (a reference received from elsewhere). */
   acceptedNow?: boolean;
+  /**
+   * Until when (`performance.now()`) the task may not be registered on its server yet, so
+   * waits are sent *fresh* (an unknown task is waited for, not NOT_FOUND). Own calls: until
+   * accepted; references received before their call was accepted: a grace period.
+   */
+  freshUntil?: number;
   /** `performance.now()` by which the result must be in (per-call deadline). */
   deadlineAt?: number;
   /** Cancels the task: the server is told, the result rejects with CANCELLED. */
@@ -31,6 +35,12 @@ export interface TaskSource {
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
 const TASK = Symbol("actorscope.task");
+
+/** How long a reference received before its task was accepted may still find it missing. */
+export const FRESH_GRACE_MS = 10_000;
+
+/** Acceptance of a task nobody here can observe (a fresh reference from elsewhere). */
+export const UNKNOWN_ACCEPTANCE: Promise<unknown> = new Promise(() => {});
 const noop = () => {};
 
 /** The future of a remote call. */
@@ -144,8 +154,10 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
 
   async #fetch(src: TaskSource, totalMs: number | undefined): Promise<T> {
     const deadline = totalMs === undefined ? undefined : performance.now() + totalMs;
-    const early = src.ordered === true;
-    if (!early) await (deadline === undefined ? src.accepted : withDeadline(src.accepted, totalMs!, src));
+    // The first wait goes out at once, even before the call is answered: the server holds a
+    // fresh wait for a task it has not seen yet. A refused call still fails this fetch at once.
+    const refused = src.accepted.then(() => new Promise<never>(() => {}));
+    refused.catch(noop);
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) {
         const delay = src.retry.nextDelayMs(attempt);
@@ -160,25 +172,17 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
         if (left <= 0) throw new DeadlineExceededError(`result of task ${src.task} not ready within ${totalMs} ms`, src.conn.where);
         waitMs = Math.min(waitMs, Math.ceil(left));
       }
+      const fresh = !this.#accepted && performance.now() < (src.freshUntil ?? 0);
       // The transport deadline only catches a hung server: longer than the server-side wait,
       // but never past the caller's own deadline.
       const hungMs = deadline === undefined ? waitMs + 5000 : waitMs + 50;
-      const res = await src.conn.send({ t: "wait", task: src.task, timeoutMs: waitMs }, { timeoutMs: hungMs });
+      const sent = src.conn.send(fresh ? { t: "wait", task: src.task, timeoutMs: waitMs, fresh } : { t: "wait", task: src.task, timeoutMs: waitMs }, { timeoutMs: hungMs });
+      const res = this.#accepted ? await sent : await Promise.race([sent, refused]);
       if (res.t === "value") return src.decode(res.value) as T;
       if (res.t === "error") {
-        // Sent early, a wait finds no task if the call itself was refused: report that instead.
-        if (early && attempt === 0 && res.error.code === "NOT_FOUND") await src.accepted;
         throw errorFromWire(res.error, src.conn.where);
       }
       if (res.t !== "pending") throw new DeadlineExceededError(`unexpected answer ${res.t} to wait`, src.conn.where);
     }
   }
-}
-
-function withDeadline(p: Promise<unknown>, ms: number, src: TaskSource): Promise<unknown> {
-  let t: Timer | undefined;
-  const timeout = new Promise((_, reject) => {
-    t = setTimeout(() => reject(new DeadlineExceededError(`task ${src.task} not accepted within ${ms} ms`, src.conn.where)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
 }

@@ -85,6 +85,8 @@ export class ChildServer {
     if (opts.modelConfigs !== undefined) conf.modelConfigs = opts.modelConfigs;
 
     let proc: Subprocess | undefined;
+    let started = false;
+    const early: IpcFrame[] = [];
     // Keep the parent alive only while it waits for this child. Going idle is acted on 20 ms
     // later, so back-to-back calls do not toggle ref/unref on every call.
     let busy = false;
@@ -92,8 +94,10 @@ export class ChildServer {
     let idleCheck: Timer | undefined;
     this.#transport = new IpcTransport(
       {
+        // Frames wait until the child is serving: relayed requests can come before its ready.
         send: (f) => {
-          proc!.send(f);
+          if (started) proc!.send(f);
+          else early.push(f);
         },
         busy: () => {
           busy = true;
@@ -124,7 +128,6 @@ export class ChildServer {
       readyReject = rej;
     });
     this.ready.catch(() => {});
-    let started = false;
 
     // The config travels in the environment, not argv: it may hold API keys and the listener
     // token, and any local user can read a command line.
@@ -136,6 +139,7 @@ export class ChildServer {
         if (msg?.k === "ready") {
           started = true;
           clearTimeout(timer);
+          for (const f of early.splice(0)) proc!.send(f);
           readyResolve();
         } else if (msg?.k === "q") this.#relay(msg);
         else this.#transport.deliver(msg);

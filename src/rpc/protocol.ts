@@ -42,8 +42,13 @@ export interface CallRequest {
 export interface WaitRequest {
   t: "wait";
   task: string;
-  /** How long the server may hold the wait before answering DEADLINE_EXCEEDED (not ready). */
+  /** How long the server may hold the wait before answering `pending` (not ready). */
   timeoutMs: number;
+  /**
+   * The task may not be registered yet (its call is still on its way, possibly on another
+   * connection): wait for it to appear instead of answering NOT_FOUND at once.
+   */
+  fresh?: boolean;
 }
 
 /** Remove one object from the server. Deleting an absent object is a no-op. */

@@ -211,8 +211,7 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
       }),
     );
   }
-  const ordered = st.isReady === true && now !== undefined && conn.transport.ordered === true;
-  const src: TaskSource = { conn, task, accepted: sent, decode: (b) => decodeFrom(b, conn), maxWaitMs: st.maxWaitMs, retry: st.retry, ordered };
+  const src: TaskSource = { conn, task, accepted: sent, decode: (b) => decodeFrom(b, conn), maxWaitMs: st.maxWaitMs, retry: st.retry, freshUntil: Infinity };
   if (deadlineAt !== undefined) src.deadlineAt = deadlineAt;
   if (opts?.signal) src.signal = opts.signal;
   return AsyncResult.fromTask(src);

@@ -5,7 +5,7 @@
  * makes a working proxy or AsyncResult again — or, on the server that holds the object or
  * task, the local object or a local wait, so identity survives a round trip.
  */
-import { AsyncResult } from "./async-result.ts";
+import { AsyncResult, FRESH_GRACE_MS, UNKNOWN_ACCEPTANCE } from "./async-result.ts";
 import type { ServerConnection } from "./connection.ts";
 import { connectionFor } from "./connections.ts";
 import { decodeValue, encodeValue, type RefCodec, type WireRefTag } from "./codec.ts";
@@ -113,8 +113,11 @@ export function makeRefCodec(self?: LocalHooks, dest: Destination = "ipc"): RefC
         if (s?.ok) return { value: s.value };
         const src = v.taskSource;
         if (src) {
-          if (!v.isAccepted) throw new NeedsAwait(src.accepted);
-          return { tag: { $as: "fut", task: src.task, at: addressFor(addressOut(src.conn.address), dest) } };
+          const tag: WireRefTag = { $as: "fut", task: src.task, at: addressFor(addressOut(src.conn.address), dest) };
+          // Not accepted yet: the call may still be on its way to its server. The receiver
+          // waits for the task to appear there instead of taking its absence as NOT_FOUND.
+          if (!v.isAccepted) tag.fresh = true;
+          return { tag };
         }
         if (s && !s.ok) throw s.error;
         throw new NeedsAwait(v.pending ?? v.result());
@@ -155,11 +158,13 @@ export function makeRefCodec(self?: LocalHooks, dest: Destination = "ipc"): RefC
         if (!isId(tag.task)) throw new CodecError("bad task reference");
         if (self?.isSelf(at)) return self.task(tag.task);
         const conn = connectionFor(at);
+        const fresh = tag.fresh === true;
         return AsyncResult.fromTask({
           conn,
           task: tag.task,
-          accepted: Promise.resolve(),
-          acceptedNow: true,
+          accepted: fresh ? UNKNOWN_ACCEPTANCE : Promise.resolve(),
+          acceptedNow: !fresh,
+          freshUntil: fresh ? performance.now() + FRESH_GRACE_MS : 0,
           decode: (b) => decodeFrom(b, conn),
           maxWaitMs: 5000,
           retry: DEFAULT_RETRY,

@@ -32,12 +32,6 @@ export interface Transport {
   request(req: Request, opts?: RequestOptions): Promise<Response>;
   /** Tear the link down; every pending request rejects with `reason`. */
   abort(reason: Error): void;
-  /**
-   * True when requests reach the server in the order they were sent and the server registers
-   * an async task before it reads the next request (Bun IPC to a child with a local pool).
-   * Lets a client send `wait` right behind `call` instead of after the call's answer.
-   */
-  readonly ordered?: boolean;
   /** Set by the owner: called once when the link breaks (peer died, disconnected). */
   onBroken?: (err: Error) => void;
 }

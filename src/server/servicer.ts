@@ -68,6 +68,8 @@ export class Servicer {
   readonly refs: RefCodec;
   readonly #objects = new Map<string, Held>();
   readonly #running = new Map<string, AbortController>();
+  /** Fresh waits for tasks not prepared yet, by task id. */
+  readonly #preparing = new Map<string, Set<() => void>>();
   readonly #hooks: LocalHooks;
   #cpuMark = { at: performance.now(), usage: process.cpuUsage() };
   #closed = false;
@@ -159,7 +161,7 @@ export class Servicer {
         return this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal);
       case "wait": {
         const ms = Math.max(0, Math.min(req.timeoutMs, this.opts.maxTimeoutSeconds * 1000));
-        const o = await this.opts.pool.get(req.task, ms, signal);
+        const o = await this.#wait(req.task, ms, req.fresh === true, signal);
         if (o === "pending") return { t: "pending" };
         return o.ok ? { t: "value", value: o.value } : { t: "error", error: o.error };
       }
@@ -203,6 +205,44 @@ export class Servicer {
         this.#running.get(req.task)?.abort();
         return { t: "ok" };
     }
+  }
+
+  /**
+   * Wait for a task's outcome. A *fresh* wait may arrive before the call that creates the
+   * task (it came with a reference, or was sent right behind the call on another stream): an
+   * unknown task is then waited for until it is prepared here, within the same time budget.
+   */
+  async #wait(task: string, ms: number, fresh: boolean, signal?: AbortSignal): Promise<Outcome | "pending"> {
+    try {
+      return await this.opts.pool.get(task, ms, signal);
+    } catch (e) {
+      if (!fresh || !(e instanceof NotFoundError)) throw e;
+    }
+    const until = performance.now() + ms;
+    if (!(await this.#prepared(task, ms, signal))) return "pending";
+    return this.opts.pool.get(task, Math.max(0, Math.round(until - performance.now())), signal);
+  }
+
+  /** Resolves true when `task` is prepared on this server within `ms`, false otherwise. */
+  #prepared(task: string, ms: number, signal?: AbortSignal): Promise<boolean> {
+    if (ms <= 0 || signal?.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      let set = this.#preparing.get(task);
+      if (!set) this.#preparing.set(task, (set = new Set()));
+      const waiters = set;
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        waiters.delete(wake);
+        if (waiters.size === 0 && this.#preparing.get(task) === waiters) this.#preparing.delete(task);
+        resolve(ok);
+      };
+      const wake = () => done(true);
+      const onAbort = () => done(false);
+      const timer = setTimeout(() => done(false), ms);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      waiters.add(wake);
+    });
   }
 
   #held(oid: string): Held {
@@ -251,6 +291,8 @@ export class Servicer {
     const deadlineAt = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
     this.capacity.admit();
     await this.opts.pool.prepare(id);
+    const early = this.#preparing.get(id);
+    if (early) for (const wake of [...early]) wake();
     const ctl = new AbortController();
     this.#running.set(id, ctl);
     this.capacity

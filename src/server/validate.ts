@@ -28,6 +28,7 @@ export function validateRequest(raw: unknown): Request {
     case "wait":
       id(r.task, "task");
       num(r.timeoutMs, "timeoutMs");
+      if (r.fresh !== undefined && typeof r.fresh !== "boolean") throw new CodecError("fresh must be a boolean");
       break;
     case "delete":
     case "describe":

@@ -39,7 +39,6 @@ export class IpcTransport implements Transport {
   readonly #where: { host: string; port: undefined };
   #next = 1;
   #broken: Error | undefined;
-  readonly ordered = true;
   onBroken?: (err: Error) => void;
 
   constructor(link: IpcLink, label = "child") {
@@ -131,8 +130,6 @@ export class IpcTransport implements Transport {
 /** A transport to `to`, relayed by the peer at the other end of `via` (a child's parent). */
 export class RelayedTransport implements Transport {
   onBroken?: (err: Error) => void;
-  /** The parent relays to child servers over IPC, in order. */
-  readonly ordered = true;
 
   constructor(
     readonly via: IpcTransport,
