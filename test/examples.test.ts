@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 
 async function runScript(args: string[], timeoutMs = 30_000): Promise<{ code: number; out: string; err: string }> {
-  await using p = Bun.spawn(["bun", ...args], { cwd: import.meta.dir + "/..", stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
+  await using p = Bun.spawn([process.execPath, ...args], { cwd: import.meta.dir + "/..", stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
   const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   return { code, out, err };
 }
@@ -18,6 +18,32 @@ describe("examples", () => {
     expect(num("distributed time")).toBeGreaterThanOrEqual(S);
     expect(num("distributed time")).toBeLessThan(2 * S);
     expect(num("init time")).toBeLessThan(2);
+  });
+
+  test("web-search, independent mode: init of 5 agents on a running server takes milliseconds", async () => {
+    await using server = Bun.spawn([process.execPath, "examples/web-search/dist_server.ts", "--port", "0"], {
+      cwd: import.meta.dir + "/..",
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    const reader = server.stdout.getReader();
+    let text = "";
+    while (!/listening on \S+:\d+/.test(text)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`dist_server exited: ${text}`);
+      text += new TextDecoder().decode(value);
+    }
+    reader.releaseLock();
+    const [, host, port] = text.match(/listening on (\S+):(\d+)/)!;
+    const S = 0.3;
+    const { code, out } = await runScript(["examples/web-search/dist_main.ts", "--sleep", String(S), "--host", host!, "--port", port!]);
+    expect(code).toBe(0);
+    const num = (label: string) => Number(out.match(new RegExp(`${label}: ([0-9.]+) s`))?.[1]);
+    expect(num("init time")).toBeLessThan(0.5);
+    expect(num("distributed time")).toBeGreaterThanOrEqual(S);
+    expect(num("distributed time")).toBeLessThan(2 * S);
+    server.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
   });
 
   test("sync-async: sync blocks about 1 s, async calls return at once, _protected is unreachable", async () => {

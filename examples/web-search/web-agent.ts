@@ -1,7 +1,9 @@
 /**
- * The seed's WebAgent: "crawling" a page is S seconds of *blocking* work (`Bun.sleepSync`,
- * standing in for the seed's `time.sleep` or a crawler's parsing). Blocking work does not
- * overlap on one event loop, so five local agents take 5·S; five distributed ones take S.
+ * The seed's WebAgent: "crawling" a page takes S seconds. With `work = "blocking"` that is
+ * `Bun.sleepSync` (the seed's `time.sleep`, or a crawler's parsing): blocking work does not
+ * overlap on one event loop, so five local agents take 5·S and five agents in five child
+ * servers take S. With `work = "io"` it is `await Bun.sleep` (waiting on the network), which
+ * overlaps inside one server too — the right model when all agents share one server.
  */
 import { AgentBase, Msg, asyncFunc, dist } from "../../src/index.ts";
 
@@ -10,14 +12,19 @@ export class WebAgent extends AgentBase {
   /** Work of one crawl, in seconds. A constructor argument, so the server-side copy gets it too. */
   readonly sleepSeconds: number;
 
-  constructor(name: string, sleepSeconds = 5) {
+  /** How the crawl spends its time: blocking the thread, or awaiting (I/O). */
+  readonly work: "blocking" | "io";
+
+  constructor(name: string, sleepSeconds = 5, work: "blocking" | "io" = "blocking") {
     super(name);
     this.sleepSeconds = sleepSeconds;
+    this.work = work;
   }
 
   /** Pretend to crawl `url` and find the answer to `query` in it. */
-  getAnswer(url: string, query: string): string {
-    Bun.sleepSync(this.sleepSeconds * 1000);
+  async getAnswer(url: string, query: string): Promise<string> {
+    if (this.work === "io") await Bun.sleep(this.sleepSeconds * 1000);
+    else Bun.sleepSync(this.sleepSeconds * 1000);
     return `Answer from ${this.name} (${url}: ${query})`;
   }
 
@@ -25,6 +32,6 @@ export class WebAgent extends AgentBase {
   override async reply(x?: Msg): Promise<Msg> {
     const m = await x;
     const { url, query } = (m?.content ?? {}) as { url: string; query: string };
-    return new Msg({ name: this.name, role: "assistant", content: this.getAnswer(url, query) });
+    return new Msg({ name: this.name, role: "assistant", content: await this.getAnswer(url, query) });
   }
 }
