@@ -3,6 +3,7 @@ export { Memory } from "./memory.ts";
 export { AgentBase, type AgentOptions } from "./agent.ts";
 export { dist, asyncFunc, syncFunc } from "./rpc/decorators.ts";
 export { Distributable, type DistConf } from "./rpc/distributable.ts";
+export { ServerGroup, type ServerGroupOptions, type GroupServer, type GroupServerStatus, type PlacementStrategy } from "./rpc/placement.ts";
 export { AsyncResult } from "./rpc/async-result.ts";
 export { withOptions, type Remote, type RemoteHandle, type Pipelined, type CallOptions } from "./rpc/proxy.ts";
 export { RetryFixedTimes, RetryExponential, type RetryStrategy, type RetryFixedTimesOptions, type RetryExponentialOptions } from "./rpc/retry.ts";

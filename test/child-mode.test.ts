@@ -100,7 +100,7 @@ describe("child mode", () => {
   test("result(timeoutMs) gives DEADLINE_EXCEEDED without caching it; a later read still gets the value", async () => {
     const c = track(new Counter(9).toDist());
     const r = c.sleepy(400);
-    const e = await r.result(50).catch((x) => x);
+    const e = await r.result(50).catch((x: any) => x);
     expect(e).toBeInstanceOf(DeadlineExceededError);
     expect(await r).toBe(9);
   });
@@ -109,7 +109,7 @@ describe("child mode", () => {
     const c = track(new Counter().toDist({ maxTimeoutSeconds: 0.1, retryStrategy: new RetryFixedTimes({ maxRetries: 2 }) }));
     await c.inc(0);
     const t0 = performance.now();
-    const e = await c.sleepy(5000).catch((x) => x);
+    const e = await c.sleepy(5000).catch((x: any) => x);
     const took = performance.now() - t0;
     expect(e).toBeInstanceOf(DeadlineExceededError);
     expect(e.message).toContain("not ready after 3 waits");
@@ -149,7 +149,7 @@ describe("child mode", () => {
     const c = track(new Counter().toDist());
     const r = c.fail("bad input");
     for (let i = 0; i < 2; i++) {
-      const e = await r.then(() => undefined, (x) => x);
+      const e = await r.then(() => undefined, (x: any) => x);
       expect(e).toBeInstanceOf(AgentCallError);
       expect(e.code).toBe("UNKNOWN");
       expect(e.remote.name).toBe("TypeError");
@@ -163,8 +163,8 @@ describe("child mode", () => {
   test("a remote exception in an async call rejects every read of the result", async () => {
     const c = track(new Counter().toDist());
     const r = c.failLater("async boom");
-    const e1 = await r.result().catch((x) => x);
-    const e2 = await r.catch((x) => x);
+    const e1 = await r.result().catch((x: any) => x);
+    const e2 = await r.catch((x: any) => x);
     for (const e of [e1, e2]) {
       expect(e).toBeInstanceOf(AgentCallError);
       expect(e.remote.name).toBe("RangeError");
@@ -192,11 +192,11 @@ describe("child mode", () => {
     await c.inc(0);
     const t0 = performance.now();
     c.crash();
-    const e = await pending.result().catch((x) => x);
+    const e = await pending.result().catch((x: any) => x);
     expect(e).toBeInstanceOf(AgentServerNotAliveError);
     expect(e.code).toBe("UNAVAILABLE");
     expect(performance.now() - t0).toBeLessThan(1000);
-    const later = await c.inc().catch((x) => x);
+    const later = await c.inc().catch((x: any) => x);
     expect(later).toBeInstanceOf(AgentServerNotAliveError);
   });
 
@@ -208,7 +208,7 @@ describe("child mode", () => {
     await c.inc(0);
     const t0 = performance.now();
     process.kill(pid, "SIGKILL");
-    const e = await call.result().catch((x) => x);
+    const e = await call.result().catch((x: any) => x);
     expect(e).toBeInstanceOf(AgentServerNotAliveError);
     expect(performance.now() - t0).toBeLessThan(1000);
   });
@@ -220,7 +220,7 @@ describe("child mode", () => {
     await c.stop();
     expect(performance.now() - t0).toBeLessThan(500);
     expect(isAlive(pid)).toBe(false);
-    const e = await c.inc().catch((x) => x);
+    const e = await c.inc().catch((x: any) => x);
     expect(e.code).toBe("UNAVAILABLE");
   });
 
@@ -239,13 +239,13 @@ describe("child mode", () => {
     await c.inc();
     await c.delete();
     await c.delete();
-    const e = await c.inc().catch((x) => x);
+    const e = await c.inc().catch((x: any) => x);
     expect(e).toBeInstanceOf(NotFoundError);
   });
 
   test("a function argument is refused with a clear codec error", async () => {
     const c = track(new Counter().toDist());
-    const e = await c.echo((() => 1) as never).catch((x) => x);
+    const e: any = await c.echo((() => 1) as never).catch((x: any) => x as any);
     expect(e).toBeInstanceOf(CodecError);
     expect(e.message).toContain("functions are not values");
     expect(await c.inc()).toBe(1);
@@ -253,7 +253,7 @@ describe("child mode", () => {
 
   test("an unserializable return value fails the call with INTERNAL and the object stays usable", async () => {
     const c = track(new Counter().toDist());
-    const e = await c.returnsFunction().catch((x) => x);
+    const e = await c.returnsFunction().catch((x: any) => x);
     expect(e.code).toBe("INTERNAL");
     expect(await c.inc()).toBe(1);
   });
@@ -264,14 +264,14 @@ describe("child mode", () => {
 
   test("a constructor argument that cannot be sent fails creation clearly", async () => {
     const c = track(Counter.toDist(true, (() => 0) as never));
-    const e = await c.inc().catch((x) => x);
+    const e = await c.inc().catch((x: any) => x);
     expect(e).toBeInstanceOf(AgentCreationError);
     expect(e.message).toContain("functions are not values");
   });
 
   test("a child whose module fails to load rejects with its stderr tail", async () => {
     const p = track(new WillNotLoad().toDist());
-    const err = await remoteState(p)!.ready.catch((x) => x);
+    const err = await remoteState(p)!.ready.catch((x: any) => x);
     expect(err).toBeInstanceOf(AgentServerNotAliveError);
     expect(String(err.message)).toContain("refusing to load in a child server on purpose");
   });

@@ -92,7 +92,7 @@ describe("pipelining between child servers", () => {
     const r2 = b.reply(r1);
     await r2.taskSource!.accepted;
     await a.stop();
-    const e = await r2.catch((x) => x);
+    const e = await r2.catch((x: any) => x);
     expect(e).toBeInstanceOf(AgentServerNotAliveError);
     expect(e.message).toContain("child");
   });

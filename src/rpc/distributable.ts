@@ -12,6 +12,7 @@ import { AgentCreationError } from "./errors.ts";
 import { currentModelConfigs } from "../models/store.ts";
 import { takeOid } from "./oid.ts";
 import { randomId } from "./protocol.ts";
+import { ServerGroup } from "./placement.ts";
 import { makeRemote, remoteState, type Remote } from "./proxy.ts";
 import { encodeArgsWhenReady } from "./refs.ts";
 import { classInfo, entryOf, IS_DISTRIBUTABLE, type ClassEntry } from "./registry.ts";
@@ -39,6 +40,11 @@ export interface DistConf {
   capacity?: number;
   /** Async calls a spawned child server queues beyond `capacity` before refusing (RESOURCE_EXHAUSTED). Default 65 536. */
   maxQueue?: number;
+  /**
+   * Spread objects over these servers instead of one `host`/`port` (see `ServerGroup`: round-robin
+   * or least-loaded, dead servers skipped). `toDist(group)` is short for `toDist({ group })`.
+   */
+  group?: ServerGroup;
 }
 
 /**
@@ -60,16 +66,16 @@ export class Distributable {
     this.oid = takeOid();
   }
 
-  /** Clone this object into an agent server (from its constructor arguments); returns a proxy. */
-  toDist(conf: DistConf = {}): Remote<this> {
+  /** Clone this object into an agent server (from its constructor arguments); returns a proxy. A `ServerGroup` picks the server. */
+  toDist(conf: DistConf | ServerGroup = {}): Remote<this> {
     if (remoteState(this)) return this as unknown as Remote<this>;
     const entry = requireEntry(this.constructor);
     const args = ((this as Record<symbol, unknown>)[CTOR_ARGS] as unknown[] | undefined) ?? [];
     return distribute<this>(entry, args, this.oid, conf);
   }
 
-  /** Create an object of this class directly in an agent server; it is never built locally. */
-  static toDist<T, A extends unknown[]>(this: new (...a: A) => T, conf: DistConf | true, ...args: A): Remote<T> {
+  /** Create an object of this class directly in an agent server (a `ServerGroup` picks which); it is never built locally. */
+  static toDist<T, A extends unknown[]>(this: new (...a: A) => T, conf: DistConf | ServerGroup | true, ...args: A): Remote<T> {
     const entry = requireEntry(this);
     return distribute<T>(entry, args, randomId(), conf === true ? {} : conf);
   }
@@ -85,6 +91,9 @@ function requireEntry(cls: Function): ClassEntry {
 
 function checkConf(conf: DistConf): void {
   if (conf === null || typeof conf !== "object") throw new TypeError("DistConf must be an object");
+  if (conf.group !== undefined && (!(conf.group instanceof ServerGroup) || conf.host !== undefined || conf.port !== undefined)) {
+    throw new TypeError("DistConf.group must be a ServerGroup, given without host/port");
+  }
   if ((conf.host === undefined) !== (conf.port === undefined)) throw new TypeError("DistConf needs both host and port (or neither, for child mode)");
   if (conf.port !== undefined && (!Number.isInteger(conf.port) || conf.port < 1 || conf.port > 65535)) {
     throw new TypeError(`DistConf.port must be an integer in 1..65535, not ${conf.port}`);
@@ -96,8 +105,10 @@ function checkConf(conf: DistConf): void {
 }
 
 /** Create `entry` with `args` on the server `conf` names; returns its proxy at once. */
-export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, conf: DistConf): Remote<T> {
+export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, target: DistConf | ServerGroup): Remote<T> {
+  const conf = target instanceof ServerGroup ? { group: target } : target;
   checkConf(conf);
+  if (conf.group) return conf.group.place<T>(entry, args, oid, conf);
   const maxWaitMs = (conf.maxTimeoutSeconds ?? 5) * 1000;
   const retry = conf.retryStrategy ?? DEFAULT_RETRY;
   const info = classInfo(entry.cls);

@@ -11,10 +11,14 @@ import { randomId } from "./protocol.ts";
 import { decodeFrom, encodeArgs, encodeArgsWhenReady, NeedsAwait, NeedsListener, type Destination } from "./refs.ts";
 import { isReachableName } from "./registry.ts";
 import type { RetryStrategy } from "./retry.ts";
+import type { Distributable } from "./distributable.ts";
 import type { RequestOptions } from "./transport.ts";
 
-/** Each argument may also be the pending result of another call, or a proxy. */
-export type Pipelined<A extends readonly unknown[]> = { [I in keyof A]: A[I] | AsyncResult<A[I]> | PromiseLike<A[I]> };
+/** Each argument may also be the pending result of another call, a promise, or a proxy in place of an object. */
+export type Pipelined<A extends readonly unknown[]> = { [I in keyof A]: Sendable<A[I]> };
+
+/** What may be passed where a `V` is expected. */
+export type Sendable<V> = V | Arrived<V> | AsyncResult<V> | AsyncResult<Arrived<V>> | PromiseLike<V>;
 
 /** Members every proxy has, whatever the remote class. */
 export interface RemoteHandle {
@@ -38,11 +42,14 @@ type RemoteKey<T, K> = K extends string
     : T[K & keyof T] extends never ? never : K
   : never;
 
+/** A value as it arrives from a server: server-held objects (Distributables) come as proxies. */
+export type Arrived<V> = V extends Distributable ? Remote<V> : V extends Array<infer E> ? Array<Arrived<E>> : V;
+
 /** The remote view of `T`: methods return AsyncResults, fields read as AsyncResults. */
 export type Remote<T> = {
   readonly [K in keyof T as RemoteKey<T, K>]: T[K] extends (...args: infer A) => infer R
-    ? (...args: Pipelined<A>) => AsyncResult<Awaited<R>>
-    : AsyncResult<Awaited<T[K]>>;
+    ? (...args: Pipelined<A>) => AsyncResult<Arrived<Awaited<R>>>
+    : AsyncResult<Arrived<Awaited<T[K]>>>;
 } & RemoteHandle;
 
 /** Internal state behind a proxy. */

@@ -23,7 +23,7 @@ describe("child server faults", () => {
     const waiting = r.result();
     const t0 = performance.now();
     process.kill(pid, "SIGKILL");
-    const e = await waiting.catch((x) => x);
+    const e = await waiting.catch((x: any) => x);
     expect(e).toBeInstanceOf(AgentServerNotAliveError);
     expect(e.code).toBe("UNAVAILABLE");
     expect(performance.now() - t0).toBeLessThan(1000);
@@ -36,12 +36,12 @@ describe("child server faults", () => {
     process.kill(pid, "SIGSTOP");
     try {
       const t0 = performance.now();
-      const e = await fast.echo("late").catch((x) => x);
+      const e = await fast.echo("late").catch((x: any) => x);
       const took = performance.now() - t0;
       expect(e).toBeInstanceOf(DeadlineExceededError);
       expect(took).toBeGreaterThanOrEqual(290);
       expect(took).toBeLessThan(1000);
-      const ea = await fast.work(1).catch((x) => x);
+      const ea = await fast.work(1).catch((x: any) => x);
       expect(ea).toBeInstanceOf(DeadlineExceededError);
     } finally {
       process.kill(pid, "SIGCONT");
@@ -56,7 +56,7 @@ describe("child server faults", () => {
     await r.taskSource!.accepted;
     const pending = r.result();
     ctl.abort();
-    expect(await pending.catch((x) => x)).toBeInstanceOf(CancelledError);
+    expect(await pending.catch((x: any) => x)).toBeInstanceOf(CancelledError);
     // The server saw the cancellation: the method returned after its signal aborted.
     for (let i = 0; i < 100 && (await w.cancelled) === 0; i++) await w.echo(0);
     expect(await w.cancelled).toBe(1);
@@ -68,7 +68,7 @@ describe("child server faults", () => {
     const r = withOptions(w, { signal: ctl.signal }).syncUntilCancelled();
     await w.echo(0);
     ctl.abort();
-    expect(await r.catch((x) => x)).toBeInstanceOf(CancelledError);
+    expect(await r.catch((x: any) => x)).toBeInstanceOf(CancelledError);
     for (let i = 0; i < 100 && (await w.cancelled) === 0; i++) await w.echo(0);
     expect(await w.cancelled).toBe(1);
   });
