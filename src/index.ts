@@ -25,6 +25,7 @@ export {
   type RemoteErrorInfo,
 } from "./rpc/errors.ts";
 export { DEFAULT_LIMITS, type Limits } from "./rpc/limits.ts";
+export { configureLimits } from "./rpc/refs.ts";
 export type { AgentInfo, ServerInfo, ClassInfo } from "./rpc/protocol.ts";
 export { currentCall, type CallContext } from "./server/call-context.ts";
 export { init, type InitOptions } from "./models/init.ts";

@@ -5,6 +5,7 @@
  * that never talks gRPC never loads it.
  */
 import { ServerConnection } from "./connection.ts";
+import { processLimits } from "./refs.ts";
 import { AgentServerNotAliveError } from "./errors.ts";
 import type { Request, Response } from "./protocol.ts";
 import type { Address, RequestOptions, Transport } from "./transport.ts";
@@ -113,7 +114,7 @@ class LazyGrpcTransport implements Transport {
     this.#inner ??= import("./transports/grpc.ts").then((m) => {
       const t = m.createGrpcTransport(this.host, this.port, {
         token: () => tokenFor(this.host, this.port),
-        maxMessageBytes: this.opts.maxMessageBytes,
+        maxMessageBytes: this.opts.maxMessageBytes ?? processLimits().maxMessageBytes,
       });
       t.onBroken = (e) => this.onBroken?.(e);
       this.#ready = t;

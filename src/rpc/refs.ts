@@ -90,6 +90,22 @@ export function setProcessLimits(l: Limits): void {
   limits = l;
 }
 
+/**
+ * Change this process's limits (e.g. `maxMessageBytes` for arguments over 32 MiB). Applies to
+ * values encoded and decoded from now on and to gRPC connections opened from now on; servers
+ * take their own limits from their launcher options.
+ *
+ * @example
+ * configureLimits({ maxMessageBytes: 64 * 1024 * 1024 });
+ */
+export function configureLimits(l: Partial<Limits>): Limits {
+  for (const [k, v] of Object.entries(l)) {
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new RangeError(`${k} must be a positive integer`);
+  }
+  limits = { ...limits, ...l };
+  return limits;
+}
+
 /** The limits in force in this process. */
 export function processLimits(): Limits {
   return limits;
