@@ -30,10 +30,15 @@ afterAll(async () => {
   for (const pid of pids) expect(isAlive(pid)).toBe(false);
 });
 
+/** Running, not exited: a zombie (exited, not yet reaped by pid 1) counts as gone. */
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    return !/State:\s+Z/.test(require("node:fs").readFileSync(`/proc/${pid}/status`, "utf8"));
   } catch {
     return false;
   }
@@ -211,6 +216,26 @@ describe("child mode", () => {
     const e = await call.result().catch((x: any) => x);
     expect(e).toBeInstanceOf(AgentServerNotAliveError);
     expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
+  test("a child never outlives its parent: kill -9 of the parent ends the child", async () => {
+    await using parent = Bun.spawn([process.execPath, import.meta.dir + "/fixtures/orphan-parent.ts"], { stdout: "pipe", stderr: "inherit" });
+    const reader = parent.stdout.getReader();
+    let text = "";
+    while (!/child pid \d+/.test(text)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`parent exited early: ${text}`);
+      text += new TextDecoder().decode(value);
+    }
+    const childPid = Number(text.match(/child pid (\d+)/)![1]);
+    expect(isAlive(childPid)).toBe(true);
+    parent.kill("SIGKILL");
+    await parent.exited;
+    // Process death has no event to wait on from here: poll the pid, bounded.
+    const t0 = performance.now();
+    while (isAlive(childPid) && performance.now() - t0 < 3000) await Bun.sleep(5);
+    expect(isAlive(childPid)).toBe(false);
+    expect(performance.now() - t0).toBeLessThan(500);
   });
 
   test("stop() ends the child quickly, and calls afterwards fail with UNAVAILABLE", async () => {
