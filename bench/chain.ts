@@ -1,55 +1,77 @@
 #!/usr/bin/env bun
 /**
- * A chain of 10 agents over 2 independent servers with trivial work: time from the first call
- * to the final result when each AsyncResult is handed straight to the next agent (the servers
- * resolve it between themselves), against the caller awaiting each hop itself.
+ * A chain of 10 agents with trivial work: time from the first call to the final result when
+ * each AsyncResult is handed straight to the next agent (the servers resolve the references
+ * between themselves: promise pipelining), against the caller awaiting each hop itself.
+ * Over 2 independent servers (own processes, agents alternating) and over 10 child servers.
  *
  *   bun bench/chain.ts [--quick]
  */
-import { Msg, RpcAgentServerLauncher, type AsyncResult } from "../src/index.ts";
+import { Msg, type AsyncResult, type Remote } from "../src/index.ts";
 import { Adder } from "../test/fixtures/pipeline-agents.ts";
-import { medianOf, printTable, saveResults, type Row } from "./lib.ts";
+import { serverProcess } from "./grpc.ts";
+import { quick, runSection, stats, type Row } from "./lib.ts";
 
-const quick = process.argv.includes("--quick");
 const ROUNDS = quick ? 20 : 100;
 
-const servers = [new RpcAgentServerLauncher({ port: 0, customAgentClasses: [Adder] }), new RpcAgentServerLauncher({ port: 0, customAgentClasses: [Adder] })];
-// Servers in their own processes, as in a deployment: in-process they would share the
-// caller's event loop and serialise every hop.
-await Promise.all(servers.map((s) => s.launch({ inSubprocess: true })));
-try {
-  const agents = Array.from({ length: 10 }, (_, i) => new Adder(`A${i}`, 0).toDist({ host: servers[i % 2]!.host, port: servers[i % 2]!.port }));
+const start = () => new Msg({ name: "u", metadata: { value: 0 } });
+function check(m: Msg): void {
+  if ((m.metadata as { value: number }).value !== 10) throw new Error("wrong chain result");
+}
+
+async function pipelined(agents: Array<Remote<Adder>>): Promise<void> {
+  let r: AsyncResult<Msg> | Msg = start();
+  for (const a of agents) r = a.reply(r);
+  check(await r);
+}
+
+async function awaited(agents: Array<Remote<Adder>>): Promise<void> {
+  let m = start();
+  for (const a of agents) m = await a.reply(m);
+  check(m);
+}
+
+async function chainRows(label: string, key: string, agents: Array<Remote<Adder>>): Promise<Row[]> {
   await Promise.all(agents.map((a) => a.name));
-  const start = () => new Msg({ name: "u", metadata: { value: 0 } });
-  const check = (m: Msg) => {
-    if ((m.metadata as { value: number }).value !== 10) throw new Error("wrong chain result");
-  };
   for (let i = 0; i < 5; i++) {
-    let r: AsyncResult<Msg> | Msg = start();
-    for (const a of agents) r = a.reply(r);
-    check(await r);
+    await pipelined(agents);
+    await awaited(agents);
   }
-  const pipelined = await medianOf(ROUNDS, async () => {
-    const t = performance.now();
-    let r: AsyncResult<Msg> | Msg = start();
-    for (const a of agents) r = a.reply(r);
-    check(await r);
-    return performance.now() - t;
-  });
-  const awaited = await medianOf(ROUNDS, async () => {
-    const t = performance.now();
-    let m = start();
-    for (const a of agents) m = await a.reply(m);
-    check(m);
-    return performance.now() - t;
-  });
-  const rows: Row[] = [
-    { name: "10-hop chain, pipelined (servers resolve refs)", value: pipelined, unit: "ms", floor: awaited },
-    { name: "10-hop chain, caller awaits each hop", value: awaited, unit: "ms" },
+  const p: number[] = [];
+  const w: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    let t = performance.now();
+    await pipelined(agents);
+    p.push(performance.now() - t);
+    t = performance.now();
+    await awaited(agents);
+    w.push(performance.now() - t);
+  }
+  return [
+    { id: `chain.${key}.pipelined`, name: `10-hop chain, ${label}: pipelined (servers resolve refs)`, value: stats(p).median, p99: stats(p).p99, unit: "ms", floorId: `chain.${key}.awaited` },
+    { id: `chain.${key}.awaited`, name: `10-hop chain, ${label}: caller awaits each hop`, value: stats(w).median, p99: stats(w).p99, unit: "ms" },
   ];
-  printTable("10-agent chain over 2 gRPC servers (ratio = pipelined / awaited)", rows);
-  await saveResults(new URL("./results.json", import.meta.url).pathname, "chain", rows);
-  await Promise.all(agents.map((a) => a.delete()));
-} finally {
-  await Promise.all(servers.map((s) => s.shutdown()));
+}
+
+async function grpcChain(): Promise<Row[]> {
+  const servers = await Promise.all([0, 1].map(() => serverProcess({ customAgentClasses: [Adder] })));
+  try {
+    const agents = Array.from({ length: 10 }, (_, i) => new Adder(`A${i}`, 0).toDist({ host: servers[i % 2]!.host, port: servers[i % 2]!.port }));
+    return await chainRows("2 gRPC servers", "grpc", agents);
+  } finally {
+    await Promise.all(servers.map((s) => s.shutdown()));
+  }
+}
+
+async function childChain(): Promise<Row[]> {
+  const agents = Array.from({ length: 10 }, (_, i) => new Adder(`A${i}`, 0).toDist());
+  try {
+    return await chainRows("10 child servers", "child", agents);
+  } finally {
+    await Promise.all(agents.map((a) => a.stop()));
+  }
+}
+
+if (import.meta.main) {
+  await runSection("10-agent chain (ratio = pipelined / awaited)", async () => [...(await grpcChain()), ...(await childChain())]);
 }

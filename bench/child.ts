@@ -1,112 +1,78 @@
 #!/usr/bin/env bun
 /**
- * Child-mode benchmarks against the raw Bun IPC floor, in one run:
- * init and stop of 5 child agents, the seed scenario (S = 1), sync round trip vs a raw IPC
- * ping-pong, async 1:1 throughput (submit many, then collect).
+ * Child mode (Bun IPC), against the raw Bun IPC floor: init and stop of 5 child agents, the
+ * seed scenario (S = 1), sync round trip, async call latency, async pipelined throughput
+ * (one client), and n:n throughput (4 agents in 4 children, 4 concurrent callers).
  *
  *   bun bench/child.ts [--quick]
  */
-import { Msg } from "../src/index.ts";
+import type { Remote } from "../src/index.ts";
+import { seedRounds } from "./fixtures/seed.ts";
 import { Echo, Worker } from "./fixtures/bench-agents.ts";
-import { medianOf, printTable, saveResults, stats, type Row } from "./lib.ts";
+import { WINDOW } from "./floors.ts";
+import { latencyRow, pumpCalls, quick, runSection, stats, throughputRow, type Row } from "./lib.ts";
 
-const quick = process.argv.includes("--quick");
-const N = quick ? 2000 : 10_000;
 const ROUNDS = quick ? 3 : 5;
+const N = quick ? 2000 : 10_000;
+const PIPE = quick ? 10_000 : 40_000;
+const S = 1;
 
-async function rawIpcPingUs(): Promise<number> {
-  let resolve!: (v: unknown) => void;
-  const p = Bun.spawn([process.execPath, new URL("./fixtures/echo-child.ts", import.meta.url).pathname], {
-    serialization: "advanced",
-    ipc: (m) => resolve(m),
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  await new Promise((r) => (resolve = r));
-  // The same shape as an actorscope call: a small envelope with a byte payload.
-  const msg = { k: "q", i: 1, r: { t: "call", oid: "0".repeat(32), name: "echo", args: new Uint8Array(40) } };
-  const once = () => new Promise((r) => ((resolve = r), p.send(msg)));
-  for (let i = 0; i < 1000; i++) await once();
-  const us = await medianOf(ROUNDS, async () => {
-    const t = performance.now();
-    for (let i = 0; i < N; i++) await once();
-    return ((performance.now() - t) * 1000) / N;
-  });
-  p.kill();
-  await p.exited;
-  return us;
-}
-
-async function main(): Promise<void> {
-  const rows: Row[] = [];
-
-  // Init and stop of 5 child agents (init = until each answers a call).
-  const initMs: number[] = [];
-  const stopMs: number[] = [];
+async function lifecycleRows(): Promise<Row[]> {
+  const inits: number[] = [];
+  const stops: number[] = [];
+  const seeds: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     const t0 = performance.now();
-    const agents = Array.from({ length: 5 }, (_, i) => new Worker(`W${i}`, 0).toDist());
+    const agents = Array.from({ length: 5 }, (_, i) => new Worker(`W${i}`, S).toDist());
+    // Init ends when every agent answers a call.
     await Promise.all(agents.map((a) => a.name));
-    initMs.push(performance.now() - t0);
-    const t1 = performance.now();
+    inits.push(performance.now() - t0);
+    if (r < (quick ? 1 : 2)) seeds.push(...(await seedRounds(agents, quick ? 1 : 2)));
+    const t2 = performance.now();
     await Promise.all(agents.map((a) => a.stop()));
-    stopMs.push(performance.now() - t1);
+    stops.push(performance.now() - t2);
   }
-  rows.push({ name: "child init of 5 agents", value: stats(initMs).median, unit: "ms", budget: "≤ 100 ms (AgentScope 108 ms)", ok: stats(initMs).median <= 100 });
-  rows.push({ name: "stop 5 children", value: stats(stopMs).median, unit: "ms", budget: "≤ 100 ms (AgentScope ~29 s)", ok: stats(stopMs).median <= 100 });
-
-  // Seed scenario, S = 1: five agents each doing 1 s of blocking work.
-  const S = 1;
-  const agents = Array.from({ length: 5 }, (_, i) => new Worker(`W${i}`, S).toDist());
-  await Promise.all(agents.map((a) => a.name));
-  const seedMs = await medianOf(quick ? 1 : 3, async () => {
-    const t = performance.now();
-    const rs = agents.map((a) => a.reply(new Msg({ name: "u", content: "q" })));
-    for (const r of rs) await r;
-    return performance.now() - t;
-  });
-  await Promise.all(agents.map((a) => a.stop()));
-  rows.push({ name: "seed scenario S=1 (5 agents)", value: seedMs, unit: "ms", budget: "≤ S + 50 ms", ok: seedMs <= S * 1000 + 50 });
-
-  // Sync round trip vs raw IPC.
-  const raw = await rawIpcPingUs();
-  await using e = new Echo().toDist();
-  for (let i = 0; i < 1000; i++) await e.echo(i);
-  const syncUs = await medianOf(ROUNDS, async () => {
-    const t = performance.now();
-    for (let i = 0; i < N; i++) await e.echo(i);
-    return ((performance.now() - t) * 1000) / N;
-  });
-  rows.push({ name: "sync call round trip", value: syncUs, unit: "µs", floor: raw, budget: "≤ 1.5× raw IPC (AgentScope 445 µs)", ok: syncUs <= raw * 1.5 });
-
-  // Async 1:1: submit a batch, then collect it (`Promise.all`, like Ray's `ray.get(list)`).
-  const batch = quick ? 5000 : 20_000;
-  const perSec = await medianOf(ROUNDS, async () => {
-    const t = performance.now();
-    const rs = [];
-    for (let i = 0; i < batch; i++) rs.push(e.aecho(i));
-    await Promise.all(rs);
-    return batch / ((performance.now() - t) / 1000);
-  });
-  rows.push({ name: "async 1:1 throughput (submit, then Promise.all)", value: perSec, unit: "calls/s", budget: "≥ 20k/s (AgentScope ~1k/s)", ok: perSec >= 20_000 });
-  // The same, collected one by one in a loop (each read is one round trip).
-  const seqPerSec = await medianOf(ROUNDS, async () => {
-    const t = performance.now();
-    const rs = [];
-    for (let i = 0; i < batch; i++) rs.push(e.aecho(i));
-    for (const r of rs) await r;
-    return batch / ((performance.now() - t) / 1000);
-  });
-  rows.push({ name: "async 1:1 (submit, then await each in turn)", value: seqPerSec, unit: "calls/s" });
-  // Latency of one async call awaited at once (two round trips: call, then wait).
-  const asyncUs = await medianOf(ROUNDS, async () => {
-    const t = performance.now();
-    for (let i = 0; i < N / 2; i++) await e.aecho(i);
-    return ((performance.now() - t) * 1000) / (N / 2);
-  });
-  rows.push({ name: "async call latency (call + wait)", value: asyncUs, unit: "µs", floor: raw });
-
-  printTable("child mode (Bun IPC)", rows);
-  await saveResults(new URL("./results.json", import.meta.url).pathname, "child", rows);
+  return [
+    { id: "child.init5", name: "child: init of 5 agents (spawn → answering)", value: stats(inits).median, unit: "ms", rounds: inits, budget: { text: "≤ 100 ms (AgentScope 108 ms)", max: 100 } },
+    { id: "child.seed", name: `child: seed scenario S=${S} (5 agents, blocking work)`, value: stats(seeds).median, unit: "ms", rounds: seeds, budget: { text: `≤ S + 50 ms`, max: S * 1000 + 50 } },
+    { id: "child.stop5", name: "child: stop 5 children", value: stats(stops).median, unit: "ms", rounds: stops, budget: { text: "≤ 100 ms (AgentScope ~29 s)", max: 100 } },
+  ];
 }
 
-await main();
+async function callRows(): Promise<Row[]> {
+  const rows: Row[] = [];
+  const e = new Echo().toDist();
+  await e.echo(0);
+  rows.push(await latencyRow({ id: "child.sync", name: "child: sync call round trip", floorId: "floor.ipc.rtt", budget: { text: "≤ 1.5× raw IPC (AgentScope 445 µs)", maxRatio: 1.5 } }, ROUNDS, N, (i) => e.echo(i)));
+  rows.push(await latencyRow({ id: "child.async.lat", name: "child: async call, awaited at once (call + wait)", floorId: "floor.ipc.rtt" }, ROUNDS, N / 2, (i) => e.aecho(i)));
+  rows.push(
+    await throughputRow(
+      { id: "child.async.pipe", name: `child: async pipelined, 1 client (${WINDOW} in flight)`, floorId: "floor.ipc.pipe", budget: { text: "≥ 20k/s (AgentScope 1,029/s)", min: 20_000 } },
+      ROUNDS, PIPE, WINDOW, (i) => e.aecho(i),
+    ),
+  );
+  rows.push(await throughputRow({ id: "child.sync.pipe", name: `child: sync pipelined, 1 client (${WINDOW} in flight)`, floorId: "floor.ipc.pipe" }, ROUNDS, PIPE, WINDOW, (i) => e.echo(i)));
+  await e.stop();
+  return rows;
+}
+
+/** 4 agents, each in its own child; 4 callers, each spreading its calls over all 4 agents. */
+async function nnRow(): Promise<Row> {
+  const agents: Array<Remote<Echo>> = Array.from({ length: 4 }, () => new Echo().toDist());
+  await Promise.all(agents.map((a) => a.echo(0)));
+  const per = PIPE / 4;
+  const run = () => Promise.all(Array.from({ length: 4 }, (_, c) => pumpCalls(per, WINDOW / 4, (i) => agents[(c + i) % 4]!.aecho(i))));
+  await run();
+  const rates: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const t = performance.now();
+    await run();
+    rates.push(PIPE / ((performance.now() - t) / 1000));
+  }
+  await Promise.all(agents.map((a) => a.stop()));
+  return { id: "child.async.nn", name: "child: async n:n (4 callers × 4 agents in 4 children)", value: stats(rates).median, unit: "calls/s", rounds: rates, note: "callers are 4 concurrent loops of one process; each child is its own IPC connection" };
+}
+
+if (import.meta.main) {
+  await runSection("child mode (Bun IPC)", async () => [...(await lifecycleRows()), ...(await callRows()), await nnRow()]);
+}

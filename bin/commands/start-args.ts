@@ -3,7 +3,7 @@
  * `--token`, `--insecure` and a few limits) and their validation into launcher options. Kept
  * apart from the command so it loads nothing heavy and can be unit-tested.
  */
-import { statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { loadModelConfigs } from "../../src/models/init.ts";
 import type { LauncherOptions } from "../../src/server/launcher.ts";
@@ -45,6 +45,10 @@ export const startArgs = {
   "max-queue": { type: "string", description: "Async calls that may wait for a slot before new ones are refused" },
   "hide-stacks": { type: "boolean", description: "Leave remote stack traces out of errors sent to callers" },
   "file-dir": { type: "string", description: "Directory clients may download files from" },
+  "tls-cert": { type: "string", description: "Serve over TLS with this PEM certificate (chain) file; needs --tls-key" },
+  "tls-key": { type: "string", description: "PEM private key file of --tls-cert" },
+  "tls-client-ca": { type: "string", description: "Require client certificates signed by this PEM CA file (mutual TLS)" },
+  "shutdown-grace-ms": { type: "string", description: "On SIGTERM/SIGINT/stop, how long calls in flight may finish, ms (Default: 5000)" },
 } as const;
 
 /** `--local-mode` may be given bare, meaning true. */
@@ -70,9 +74,14 @@ export function startOptions(args: Raw, env: Record<string, string | undefined> 
   const localMode = args["local-mode"] === undefined ? isLoopback(host) : parseBool(args["local-mode"], "--local-mode");
   const token = args.token !== undefined ? parseNonEmpty(args.token, "--token") : env.AS_SERVER_TOKEN || undefined;
   const insecure = args.insecure === true;
-  // Reachable from other machines: needs a shared secret or an explicit --insecure (S3).
-  if (!localMode && !isLoopback(host) && !token && !insecure) {
-    throw new UsageError(`refusing to listen on non-loopback ${host} without a token: set AS_SERVER_TOKEN (or --token), or pass --insecure`);
+  const tlsCert = args["tls-cert"] === undefined ? undefined : existingFile(args["tls-cert"], "--tls-cert");
+  const tlsKey = args["tls-key"] === undefined ? undefined : existingFile(args["tls-key"], "--tls-key");
+  const tlsClientCa = args["tls-client-ca"] === undefined ? undefined : existingFile(args["tls-client-ca"], "--tls-client-ca");
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError("--tls-cert and --tls-key go together");
+  if (tlsClientCa !== undefined && tlsCert === undefined) throw new UsageError("--tls-client-ca needs --tls-cert and --tls-key");
+  // Reachable from other machines: needs a shared secret, client certificates, or an explicit --insecure (S3).
+  if (!localMode && !isLoopback(host) && !token && !tlsClientCa && !insecure) {
+    throw new UsageError(`refusing to listen on non-loopback ${host} without a token: set AS_SERVER_TOKEN (or --token), require client certificates (--tls-client-ca), or pass --insecure`);
   }
   const launcher: LauncherOptions = {
     host,
@@ -98,8 +107,35 @@ export function startOptions(args: Raw, env: Record<string, string | undefined> 
   if (args["max-message-bytes"] !== undefined) launcher.maxMessageBytes = parsePositiveInt(args["max-message-bytes"], "--max-message-bytes");
   if (args["max-queue"] !== undefined) launcher.maxQueue = parsePositiveInt(args["max-queue"], "--max-queue");
   if (args["hide-stacks"] !== undefined) launcher.hideStacks = args["hide-stacks"] === true;
+  if (tlsCert !== undefined && tlsKey !== undefined) {
+    launcher.tlsCert = tlsCert;
+    launcher.tlsKey = tlsKey;
+    if (tlsClientCa !== undefined) launcher.tlsClientCa = tlsClientCa;
+  }
+  if (args["shutdown-grace-ms"] !== undefined) launcher.shutdownGraceMs = parseNonNegativeInt(args["shutdown-grace-ms"], "--shutdown-grace-ms");
   if (args["model-config-path"] !== undefined) launcher.modelConfigs = modelConfigFile(args["model-config-path"]);
   return launcher;
+}
+
+/** A readable PEM file (checked here so that a bad path is bad input, exit 2). */
+function existingFile(v: unknown, flag: string): string {
+  const p = resolve(parseNonEmpty(v, flag));
+  if (!statSync(p, { throwIfNoEntry: false })?.isFile()) throw new UsageError(`${flag} ${p} is not a file`);
+  let text: string;
+  try {
+    text = readFileSync(p, "latin1");
+  } catch (e) {
+    throw new UsageError(`${flag} ${p} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  if (!text.includes("-----BEGIN ")) throw new UsageError(`${flag} ${p} holds no PEM data`);
+  return p;
+}
+
+function parseNonNegativeInt(v: unknown, flag: string): number {
+  const s = String(v ?? "").trim();
+  const n = /^\d+$/.test(s) ? Number(s) : NaN;
+  if (!Number.isSafeInteger(n)) throw new UsageError(`${flag} must be an integer ≥ 0, not "${s}"`);
+  return n;
 }
 
 function existingDir(v: unknown, flag: string): string {

@@ -4,7 +4,7 @@
  * gRPC) is imported only here, so `--help`, `stop`, `status` and child servers never load it.
  */
 import { defineCommand } from "citty";
-import { UsageError } from "../args.ts";
+import { UsageError, isLoopback } from "../args.ts";
 import { log } from "../log.ts";
 import { installRuntimeModule } from "../runtime-module.ts";
 import { startArgs, startOptions } from "./start-args.ts";
@@ -21,6 +21,9 @@ export const start = defineCommand({
   async run({ args }) {
     const opts = startOptions(args);
     if (opts.studioUrl !== undefined) log.warn("--studio-url is accepted for AgentScope compatibility; actorscope does not register with Studio");
+    if (!opts.localMode && !isLoopback(opts.host ?? "") && !opts.token && opts.tlsClientCa === undefined) {
+      log.warn(`--insecure: listening on ${opts.host} with no token and no client certificates: anyone who can reach this port can create agents and run their methods`);
+    }
     // Agent files import "actorscope"; inside the binary that must be the binary's own classes.
     await installRuntimeModule();
     const launcher = await createLauncher(opts);
@@ -32,7 +35,8 @@ export const start = defineCommand({
     running = launcher;
     detachSignals = onStopSignals(launcher);
     // The one line scripts wait for (see test/helpers/cli.ts): host, real port, server id.
-    log.success(`as-server listening on ${launcher.host}:${launcher.port} (server id ${launcher.serverId})`);
+    const tls = opts.tlsClientCa !== undefined ? " over TLS, client certificates required" : opts.tlsCert !== undefined ? " over TLS" : "";
+    log.success(`as-server listening on ${launcher.host}:${launcher.port} (server id ${launcher.serverId})${tls}`);
     await launcher.waitUntilTerminate();
     running = undefined;
     log.info("as-server stopped");

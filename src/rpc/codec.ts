@@ -54,12 +54,13 @@ interface EncodeState {
   blobBytes: number;
   refs: RefCodec;
   limits: Limits;
-  seen: Set<object>;
+  /** Objects being encoded, outermost first (cycle check; as deep as the value, ≤ maxDepth). */
+  seen: object[];
 }
 
 /** Encode `value` into one frame. Throws CodecError for functions, symbols, cycles, depth. */
 export function encodeValue(value: unknown, refs: RefCodec = NO_REFS, limits: Limits = DEFAULT_LIMITS): Uint8Array {
-  const st: EncodeState = { blobs: [], blobBytes: 0, refs, limits, seen: new Set() };
+  const st: EncodeState = { blobs: [], blobBytes: 0, refs, limits, seen: [] };
   const tree = enc(value, st, 0);
   const json = encoder.encode(JSON.stringify(tree === undefined ? { $as: "u" } : tree));
   const blobStart = align8(HEADER + json.length);
@@ -68,7 +69,9 @@ export function encodeValue(value: unknown, refs: RefCodec = NO_REFS, limits: Li
     throw new ResourceExhaustedError(`encoded value is ${size} bytes, over the ${limits.maxMessageBytes}-byte message limit`);
   }
   const out = new Uint8Array(size);
-  new DataView(out.buffer).setUint32(0, json.length, true);
+  // Byte by byte: reading `.buffer` of a fresh small typed array (for a DataView) makes the
+  // engine materialise its ArrayBuffer, which costs more than the rest of a small encode.
+  writeU32(out, json.length);
   out.set(json, HEADER);
   let at = blobStart;
   for (const b of st.blobs) {
@@ -76,6 +79,18 @@ export function encodeValue(value: unknown, refs: RefCodec = NO_REFS, limits: Li
     at = align8(at + b.byteLength);
   }
   return out;
+}
+
+/** Little-endian u32 at the start of `b`. */
+function writeU32(b: Uint8Array, n: number): void {
+  b[0] = n & 0xff;
+  b[1] = (n >>> 8) & 0xff;
+  b[2] = (n >>> 16) & 0xff;
+  b[3] = n >>> 24;
+}
+
+function readU32(b: Uint8Array): number {
+  return (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
 }
 
 function align8(n: number): number {
@@ -102,17 +117,17 @@ function enc(v: unknown, st: EncodeState, depth: number): unknown {
   if (v === null) return null;
   const o = v as object;
   if (depth >= st.limits.maxDepth) throw new CodecError(`value nested deeper than ${st.limits.maxDepth} levels`);
-  if (st.seen.has(o)) throw new CodecError("cyclic values cannot be sent");
+  if (st.seen.includes(o)) throw new CodecError("cyclic values cannot be sent");
   const ref = st.refs.encode(o);
   if (ref) {
     if ("tag" in ref) return ref.tag;
     return enc(ref.value, st, depth);
   }
-  st.seen.add(o);
+  st.seen.push(o);
   try {
     return encObject(o, st, depth + 1);
   } finally {
-    st.seen.delete(o);
+    st.seen.pop();
   }
 }
 
@@ -224,7 +239,7 @@ export function decodeValue(bytes: Uint8Array, refs: RefCodec = NO_REFS, limits:
     throw new ResourceExhaustedError(`value of ${bytes.byteLength} bytes is over the ${limits.maxMessageBytes}-byte message limit`);
   }
   if (bytes.byteLength < HEADER) throw new CodecError("truncated value frame");
-  const jsonLen = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0, true);
+  const jsonLen = readU32(bytes);
   if (jsonLen > bytes.byteLength - HEADER) throw new CodecError("truncated value frame");
   let tree: unknown;
   try {

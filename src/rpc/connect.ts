@@ -9,6 +9,7 @@ import { isId, type ClassInfo } from "./protocol.ts";
 import { makeRemote, type Remote, type RemoteState } from "./proxy.ts";
 import { decodeFrom } from "./refs.ts";
 import { DEFAULT_RETRY } from "./retry.ts";
+import type { ClientTlsOption } from "./tls.ts";
 
 /** Where the object is. */
 export interface ConnectTarget {
@@ -18,6 +19,8 @@ export interface ConnectTarget {
   oid: string;
   /** Token the server requires, if any. */
   token?: string;
+  /** TLS for the server (see `RpcClientOptions.tls`). */
+  tls?: ClientTlsOption;
 }
 
 /**
@@ -32,11 +35,11 @@ export interface ConnectTarget {
  */
 export function connect<T = unknown>(to: ConnectTarget): Remote<T> {
   if (to === null || typeof to !== "object") throw new TypeError("connect() needs { host, port, oid }");
-  const { host, port, oid, token } = to;
+  const { host, port, oid, token, tls } = to;
   if (typeof host !== "string" || !host) throw new TypeError("connect(): host must be a non-empty string");
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TypeError(`connect(): port must be an integer in 1..65535, not ${port}`);
   if (!isId(oid)) throw new TypeError("connect(): oid must be 32 lowercase hex characters");
-  const conn = connectionFor({ host, port }, token === undefined ? {} : { token });
+  const conn = connectionFor({ host, port }, { ...(token === undefined ? {} : { token }), ...(tls === undefined ? {} : { tls }) });
   const st: RemoteState = { oid, conn, ready: Promise.resolve(), retry: DEFAULT_RETRY, maxWaitMs: 5000, host, port };
   st.ready = conn.value({ t: "describe", oid }).then((bytes) => {
     const info = decodeFrom(bytes, conn) as ClassInfo;

@@ -8,17 +8,22 @@ import { ServerConnection } from "./connection.ts";
 import { processLimits } from "./refs.ts";
 import { AgentServerNotAliveError } from "./errors.ts";
 import type { Request, Response } from "./protocol.ts";
+import { clientTls, envTls, type ClientTls, type ClientTlsOption } from "./tls.ts";
 import type { Address, RequestOptions, Transport } from "./transport.ts";
 
 const byKey = new Map<string, ServerConnection>();
 /** Tokens to present to servers, by "host:port"; `*` is the default for any server. */
 const tokens = new Map<string, string>();
+/** TLS to use with servers, by "host:port" (`null`: plaintext); `*` is the default for any server. */
+const tlsTable = new Map<string, ClientTls | null>();
 
 /** Options for a gRPC connection. */
 export interface GrpcConnectOptions {
   token?: string;
   /** Largest message each way, bytes. */
   maxMessageBytes?: number;
+  /** TLS for this server (remembered for later connections to it, like the token). */
+  tls?: ClientTlsOption;
 }
 
 /** A stable key for an address. */
@@ -35,6 +40,46 @@ export function setToken(hostPort: string, token: string | undefined): void {
 /** Token for a server: its own, else the default (`"*"`), else `AS_CLIENT_TOKEN`/`AS_SERVER_TOKEN`. */
 export function tokenFor(host: string, port: number): string | undefined {
   return tokens.get(`${host}:${port}`) ?? tokens.get("*") ?? process.env.AS_CLIENT_TOKEN ?? process.env.AS_SERVER_TOKEN;
+}
+
+/**
+ * Remember how to reach `host:port` (or every server, with `"*"`): TLS material, `true` (TLS
+ * against `AS_TLS_CA` or the system roots), `false` (plaintext), or `undefined` to forget.
+ * A connection made with other settings is replaced on next use.
+ */
+export function setTls(hostPort: string, tls: ClientTlsOption | undefined): void {
+  if (tls === undefined) {
+    tlsTable.delete(hostPort);
+    return;
+  }
+  const next = clientTls(tls) ?? null;
+  const prev = tlsTable.get(hostPort);
+  // The same settings again keep their object: connections made with them stay valid.
+  if (prev === undefined || !sameTls(prev, next)) tlsTable.set(hostPort, next);
+}
+
+function sameTls(a: ClientTls | null, b: ClientTls | null): boolean {
+  if (a === null || b === null) return a === b;
+  const eq = (x?: Buffer, y?: Buffer) => (x === undefined ? y === undefined : y !== undefined && x.equals(y));
+  return eq(a.ca, b.ca) && eq(a.cert, b.cert) && eq(a.key, b.key);
+}
+
+/**
+ * TLS for a server: its own setting, else the default (`"*"`), else the environment
+ * (`AS_TLS_CA`, `AS_TLS_CERT`/`AS_TLS_KEY`, read once per process); undefined for plaintext.
+ */
+export function tlsFor(host: string, port: number): ClientTls | undefined {
+  for (const k of [`${host}:${port}`, "*"]) {
+    const own = tlsTable.get(k);
+    if (own !== undefined) return own ?? undefined; // null: plaintext, on purpose
+  }
+  return processTls();
+}
+
+let envDefault: { tls: ClientTls | undefined } | undefined;
+function processTls(): ClientTls | undefined {
+  envDefault ??= { tls: envTls() };
+  return envDefault.tls;
 }
 
 /** Register the connection of a child server this process spawned (or can route to). */
@@ -66,7 +111,8 @@ export function connectionFor(a: Address, opts: GrpcConnectOptions = {}): Server
     const routed = childRouter?.(a);
     if (routed) return routed;
     if (a.port !== undefined) {
-      return grpcConnection({ host: a.host, port: a.port }, a.key === undefined ? opts : { ...opts, token: a.key });
+      // A child's listener: loopback, plaintext, guarded by its own random token.
+      return grpcConnection({ host: a.host, port: a.port }, a.key === undefined ? { ...opts, tls: false } : { ...opts, token: a.key, tls: false });
     }
     return new ServerConnection(deadTransport(new AgentServerNotAliveError(`child server ${a.child} is not reachable from this process`, { host: `child:${a.child}` })), a);
   }
@@ -77,9 +123,11 @@ export function connectionFor(a: Address, opts: GrpcConnectOptions = {}): Server
 function grpcConnection(a: Address & { port: number }, opts: GrpcConnectOptions): ServerConnection {
   const key = `${a.host}:${a.port}`;
   if (opts.token !== undefined) setToken(key, opts.token);
+  if (opts.tls !== undefined) setTls(key, opts.tls);
+  const tls = tlsFor(a.host, a.port);
   const hit = byKey.get(key);
-  if (hit && !hit.broken) return hit;
-  const conn = new ServerConnection(new LazyGrpcTransport(a.host, a.port, opts), { host: a.host, port: a.port });
+  if (hit && !hit.broken && (hit.transport as Partial<LazyGrpcTransport>).tls === tls) return hit;
+  const conn = new ServerConnection(new LazyGrpcTransport(a.host, a.port, opts, tls), { host: a.host, port: a.port });
   byKey.set(key, conn);
   return conn;
 }
@@ -106,6 +154,8 @@ class LazyGrpcTransport implements Transport {
     readonly host: string,
     readonly port: number,
     readonly opts: GrpcConnectOptions,
+    /** The TLS this connection was made with (undefined: plaintext). */
+    readonly tls: ClientTls | undefined,
   ) {}
 
   request(req: Request, opts?: RequestOptions): Promise<Response> {
@@ -115,6 +165,7 @@ class LazyGrpcTransport implements Transport {
       const t = m.createGrpcTransport(this.host, this.port, {
         token: () => tokenFor(this.host, this.port),
         maxMessageBytes: this.opts.maxMessageBytes ?? processLimits().maxMessageBytes,
+        tls: this.tls,
       });
       t.onBroken = (e) => this.onBroken?.(e);
       this.#ready = t;

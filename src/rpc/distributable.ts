@@ -17,6 +17,7 @@ import { makeRemote, remoteState, type Remote } from "./proxy.ts";
 import { encodeArgsWhenReady } from "./refs.ts";
 import { classInfo, entryOf, IS_DISTRIBUTABLE, type ClassEntry } from "./registry.ts";
 import { DEFAULT_RETRY, type RetryStrategy } from "./retry.ts";
+import type { ClientTlsOption } from "./tls.ts";
 
 /** Where and how an object is distributed. No `host`/`port` means child mode. */
 export interface DistConf {
@@ -36,6 +37,8 @@ export interface DistConf {
   retryStrategy?: RetryStrategy;
   /** Shared secret for servers that require one. */
   token?: string;
+  /** TLS for an independent server: `{ ca?, cert?, key? }`, `true` or `false` (see `RpcClientOptions.tls`). */
+  tls?: ClientTlsOption;
   /** Concurrent async calls of a spawned child server. Default 32. */
   capacity?: number;
   /** Async calls a spawned child server queues beyond `capacity` before refusing (RESOURCE_EXHAUSTED). Default 65 536. */
@@ -117,7 +120,7 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, t
       throw new AgentCreationError(`cannot send constructor arguments of ${entry.name}: ${(e as Error).message}`, { code: "INVALID_ARGUMENT", cause: e });
     });
   if (conf.host !== undefined && conf.port !== undefined) {
-    const conn = connectionFor({ host: conf.host, port: conf.port }, conf.token === undefined ? {} : { token: conf.token });
+    const conn = connectionFor({ host: conf.host, port: conf.port }, { ...(conf.token === undefined ? {} : { token: conf.token }), ...(conf.tls === undefined ? {} : { tls: conf.tls }) });
     const ready = encoded("net").then((payload) => conn.create(oid, entry.name, payload));
     return makeRemote<T>({ oid, conn, ready, info, created: true, retry, maxWaitMs, host: conf.host, port: conf.port });
   }

@@ -18,14 +18,15 @@
  */
 import type { ServerConnection } from "./connection.ts";
 import { ServerConnection as Connection } from "./connection.ts";
-import { connectionFor } from "./connections.ts";
+import { connectionFor, type GrpcConnectOptions } from "./connections.ts";
 import type { DistConf } from "./distributable.ts";
-import { AgentCreationError, AgentServerError, AgentServerNotAliveError } from "./errors.ts";
+import { AgentCreationError, AgentServerError, AgentServerNotAliveError, DeadlineExceededError } from "./errors.ts";
 import type { ServerInfo } from "./protocol.ts";
 import { makeRemote, type Remote, type RemoteState } from "./proxy.ts";
-import { decodeFrom, encodeArgsWhenReady } from "./refs.ts";
+import { decodeFrom, encodeArgsWhenReady, NeedsAwait } from "./refs.ts";
 import { classInfo, type ClassEntry } from "./registry.ts";
 import { DEFAULT_RETRY } from "./retry.ts";
+import type { ClientTlsOption } from "./tls.ts";
 import type { Address, Transport } from "./transport.ts";
 
 /** One server of a group. */
@@ -34,6 +35,8 @@ export interface GroupServer {
   port: number;
   /** Token of this server, when it differs from the group's. */
   token?: string;
+  /** TLS of this server, when it differs from the group's. */
+  tls?: ClientTlsOption;
 }
 
 /** How a group picks the server for each new object. */
@@ -45,6 +48,8 @@ export interface ServerGroupOptions {
   strategy?: PlacementStrategy;
   /** Token for every server that has none of its own (else `DistConf.token`, else the process default). */
   token?: string;
+  /** TLS for every server that has none of its own (else `DistConf.tls`, else the process default: `AS_TLS_CA`...). */
+  tls?: ClientTlsOption;
   /** least-loaded: load figures older than this are refreshed (in the background once known), ms. Default 1000. */
   loadMaxAgeMs?: number;
   /** Deadline of one `getServerInfo` probe, ms. Default 2000. */
@@ -102,7 +107,7 @@ export class ServerGroup {
   readonly servers: readonly GroupServer[];
   readonly strategy: PlacementStrategy;
   readonly #members: Member[];
-  readonly #opts: Required<Omit<ServerGroupOptions, "token" | "strategy">> & { token?: string };
+  readonly #opts: Required<Omit<ServerGroupOptions, "token" | "tls" | "strategy">> & { token?: string; tls?: ClientTlsOption };
   #next = 0;
   #probing: Promise<void> | undefined;
 
@@ -128,6 +133,7 @@ export class ServerGroup {
       deadRetryMs: positive(opts.deadRetryMs, 5000, "deadRetryMs"),
     };
     if (opts.token !== undefined) this.#opts.token = opts.token;
+    if (opts.tls !== undefined) this.#opts.tls = opts.tls;
   }
 
   /**
@@ -168,6 +174,22 @@ export class ServerGroup {
   }
 
   /**
+   * The server the strategy picks for the next `count` objects (counted as placed there),
+   * for code that places objects in bulk itself (e.g. one request creating many). Skips dead
+   * servers; rejects with AgentServerNotAliveError when every server is marked dead.
+   */
+  async pick(count = 1): Promise<GroupServer> {
+    if (!Number.isInteger(count) || count < 1) throw new TypeError("ServerGroup.pick(count): count must be a positive integer");
+    const i = await this.#pick(new Set());
+    if (i === undefined) {
+      const why = this.#members.map((m) => `${m.key} (${m.error ?? "marked dead"})`).join("; ");
+      throw new AgentServerNotAliveError(`no server of the group is alive: ${why}`, { host: this.#members[0]!.addr.host, port: this.#members[0]!.addr.port });
+    }
+    this.#members[i]!.placed += count - 1;
+    return this.servers[i]!;
+  }
+
+  /**
    * Create `entry` with `args` and id `oid` on the server the strategy picks; returns its
    * proxy at once. Called by `toDist` for a group target.
    * @internal
@@ -192,7 +214,7 @@ export class ServerGroup {
       host: tentative.addr.host,
       port: tentative.addr.port,
     };
-    st.ready = this.#create(entry.name, oid, payload, first, conf.token, st).then(
+    st.ready = this.#create(entry.name, oid, payload, first, conf, st).then(
       (conn) => chosen.resolve(conn),
       (e: unknown) => {
         chosen.reject(e);
@@ -203,7 +225,7 @@ export class ServerGroup {
   }
 
   /** Try servers in the strategy's order until one creates the object. */
-  async #create(cls: string, oid: string, payload: Promise<Uint8Array>, first: number | undefined, fallbackToken: string | undefined, st: RemoteState): Promise<ServerConnection> {
+  async #create(cls: string, oid: string, payload: Promise<Uint8Array>, first: number | undefined, conf: DistConf, st: RemoteState): Promise<ServerConnection> {
     let args: Uint8Array;
     try {
       args = await payload;
@@ -222,19 +244,22 @@ export class ServerGroup {
       }
       const m = this.#members[i]!;
       tried.add(i);
-      const conn = this.#connection(m, fallbackToken);
+      const conn = this.#connection(m, conf);
       st.host = m.addr.host;
       st.port = m.addr.port;
+      // The time limit is our own timer, not a gRPC deadline: requests without one are
+      // batched by the transport (many creations per RPC), which is what makes bulk placement fast.
+      const created = conn.create(oid, cls, args);
       try {
-        await conn.create(oid, cls, args, { timeoutMs: this.#opts.createTimeoutMs });
+        await withinMs(created, this.#opts.createTimeoutMs, () => new DeadlineExceededError(`no answer to the creation of ${cls} ${oid} within ${this.#opts.createTimeoutMs} ms`, conn.where));
         st.conn = conn;
         return conn;
       } catch (e) {
         m.placed--;
         if (!unreachable(e)) throw e;
         const code = (e as AgentServerError).code;
-        // A creation that timed out may still land: ask that server to drop it, best effort.
-        if (code === "DEADLINE_EXCEEDED") void conn.send({ t: "delete", oid }, { timeoutMs: this.#opts.createTimeoutMs }).catch(() => {});
+        // A creation that timed out may still land: then ask that server to drop it.
+        created.then(() => conn.send({ t: "delete", oid }), () => {}).catch(() => {});
         this.#markDead(m, `${code}: ${(e as Error).message}`);
         failures.push(`${m.key} (${code})`);
         i = undefined;
@@ -242,9 +267,14 @@ export class ServerGroup {
     }
   }
 
-  #connection(m: Member, fallbackToken: string | undefined): ServerConnection {
-    const token = m.addr.token ?? this.#opts.token ?? fallbackToken;
-    return connectionFor({ host: m.addr.host, port: m.addr.port }, token === undefined ? {} : { token });
+  /** The process's connection to a member, with its token and TLS (own, else the group's, else the DistConf's). */
+  #connection(m: Member, conf: DistConf | undefined): ServerConnection {
+    const opts: GrpcConnectOptions = {};
+    const token = m.addr.token ?? this.#opts.token ?? conf?.token;
+    const tls = m.addr.tls ?? this.#opts.tls ?? conf?.tls;
+    if (token !== undefined) opts.token = token;
+    if (tls !== undefined) opts.tls = tls;
+    return connectionFor({ host: m.addr.host, port: m.addr.port }, opts);
   }
 
   #markDead(m: Member, why: string): void {
@@ -328,8 +358,11 @@ export class ServerGroup {
 
 /**
  * The connection of a proxy whose server is still being chosen: requests wait for the
- * choice and go to the chosen server; its address is the chosen server's once known (so
- * references to results of calls made early name the right server).
+ * choice and go to the chosen server. Its address is the chosen server's once known; before
+ * that it names the first candidate, and a reference encoded in the meantime (the result of
+ * a call made before the object existed, handed on at once) waits for the choice instead of
+ * naming a server that may turn out dead: the codec serialises references with JSON, and this
+ * address's `toJSON` asks the encoder to wait (NeedsAwait), as a not-yet-ready value does.
  */
 class PlacedConnection extends Connection {
   constructor(chosen: Promise<ServerConnection>, tentative: Address) {
@@ -343,10 +376,34 @@ class PlacedConnection extends Connection {
       (c) => (box.target = c),
       () => {},
     );
+    const pending: Address = {
+      ...tentative,
+      toJSON: () => {
+        if (box.target) return box.target.address;
+        throw new NeedsAwait(chosen);
+      },
+    } as Address;
     const where = this.where;
-    Object.defineProperty(this, "address", { get: () => box.target?.address ?? tentative });
+    Object.defineProperty(this, "address", { get: () => box.target?.address ?? pending });
     Object.defineProperty(this, "where", { get: () => box.target?.where ?? where });
   }
+}
+
+/** `p`, or the error `timeout()` makes if `p` has not settled within `ms`. */
+function withinMs<T>(p: Promise<T>, ms: number, timeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(timeout()), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
 }
 
 function unreachable(e: unknown): boolean {
@@ -367,6 +424,7 @@ function checkServer(s: GroupServer, i: number): GroupServer {
   if (s.token !== undefined && (typeof s.token !== "string" || !s.token)) throw new TypeError(`ServerGroup server ${i}: token must be a non-empty string`);
   const out: GroupServer = { host: s.host, port: s.port };
   if (s.token !== undefined) out.token = s.token;
+  if (s.tls !== undefined) out.tls = s.tls;
   return out;
 }
 

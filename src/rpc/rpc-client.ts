@@ -11,6 +11,7 @@ import { connectionFor } from "./connections.ts";
 import { AgentCreationError, AgentServerError, AgentServerNotAliveError } from "./errors.ts";
 import { isId, randomId, type AgentInfo, type ServerInfo } from "./protocol.ts";
 import { decodeFrom, encodeWithRefs } from "./refs.ts";
+import { clientTls, type ClientTlsOption } from "./tls.ts";
 
 /** Options of `RpcClient`. */
 export interface RpcClientOptions {
@@ -18,6 +19,12 @@ export interface RpcClientOptions {
   token?: string;
   /** Largest message each way, bytes (used when this creates the connection). Default 32 MiB. */
   maxMessageBytes?: number;
+  /**
+   * TLS for this server: `{ ca?, cert?, key? }` (PEM text, Buffers or file paths), `true` (TLS
+   * against `AS_TLS_CA` or the system roots) or `false` (plaintext). Default: the process's
+   * setting for that server, else `AS_TLS_CA`, else plaintext.
+   */
+  tls?: ClientTlsOption;
   /** Where `downloadFile` saves files. Default `<os tmpdir>/actorscope-downloads`. */
   downloadDir?: string;
 }
@@ -32,7 +39,7 @@ export interface RpcClientOptions {
 export class RpcClient {
   readonly host: string;
   readonly port: number;
-  readonly #connOpts: { token?: string; maxMessageBytes?: number } = {};
+  readonly #connOpts: { token?: string; maxMessageBytes?: number; tls?: ClientTlsOption } = {};
   readonly #downloadDir: string;
   #closed = false;
 
@@ -43,6 +50,8 @@ export class RpcClient {
     this.port = port;
     if (opts.token !== undefined) this.#connOpts.token = opts.token;
     if (opts.maxMessageBytes !== undefined) this.#connOpts.maxMessageBytes = opts.maxMessageBytes;
+    // Read (files included) once, here: a bad certificate path fails the constructor.
+    if (opts.tls !== undefined) this.#connOpts.tls = clientTls(opts.tls) ?? false;
     this.#downloadDir = opts.downloadDir ?? join(tmpdir(), "actorscope-downloads");
   }
 

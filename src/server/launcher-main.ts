@@ -9,7 +9,7 @@ import { setProcessLimits } from "../rpc/refs.ts";
 import { DEFAULT_LIMITS } from "../rpc/limits.ts";
 import { findClass } from "../rpc/registry.ts";
 import { RpcAgentServerLauncher } from "./launcher.ts";
-import type { ServerProcessConfig } from "./launcher-subprocess.ts";
+import { TLS_ENV, type ServerProcessConfig } from "./launcher-subprocess.ts";
 
 /** Run a server subprocess from its JSON config; never returns. */
 export async function runServerMain(json: string): Promise<never> {
@@ -25,7 +25,15 @@ export async function runServerMain(json: string): Promise<never> {
       if (!e) throw new Error(`class ${c.name} is not @dist-registered in ${c.module}`);
       custom.push(e.cls as unknown as Function);
     }
-    const launcher = new RpcAgentServerLauncher({ ...opts, customAgentClasses: custom });
+    // TLS material comes in the environment (never argv); child servers must not inherit it.
+    const tlsJson = process.env[TLS_ENV];
+    delete process.env[TLS_ENV];
+    const tls = tlsJson ? (JSON.parse(tlsJson) as { cert: string; key: string; clientCa?: string }) : undefined;
+    const launcher = new RpcAgentServerLauncher({
+      ...opts,
+      customAgentClasses: custom,
+      ...(tls ? { tlsCert: tls.cert, tlsKey: tls.key, ...(tls.clientCa ? { tlsClientCa: tls.clientCa } : {}) } : {}),
+    });
     await launcher.launch();
     const stop = () => void launcher.shutdown();
     process.once("SIGTERM", stop);

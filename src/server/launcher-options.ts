@@ -5,6 +5,7 @@
 import { hostname } from "node:os";
 import type { ModelConfig } from "../models/store.ts";
 import { DEFAULT_LIMITS } from "../rpc/limits.ts";
+import type { PemSource } from "../rpc/tls.ts";
 
 /** Options of `RpcAgentServerLauncher` (AgentScope's, camelCased, plus a few extras). */
 export interface LauncherOptions {
@@ -50,6 +51,15 @@ export interface LauncherOptions {
   modelConfigs?: string | ModelConfig | ModelConfig[];
   /** How long `shutdown()` lets in-flight calls finish before cutting them, ms. Default 5000. */
   shutdownGraceMs?: number;
+  /** Serve over TLS with this certificate (chain): PEM text, a Buffer, or a file path. Needs `tlsKey`. */
+  tlsCert?: PemSource;
+  /** Private key of `tlsCert`: PEM text, a Buffer, or a file path. */
+  tlsKey?: PemSource;
+  /**
+   * Require client certificates signed by this CA (PEM text, Buffer or path; needs `tlsCert`).
+   * A server that requires them counts as authenticated: it may listen beyond loopback without a token.
+   */
+  tlsClientCa?: PemSource;
 }
 
 /** Options with every default filled in. */

@@ -10,6 +10,10 @@ import { fileURLToPath } from "node:url";
 import type { ModelConfig } from "../models/store.ts";
 import { AgentServerNotAliveError } from "../rpc/errors.ts";
 import { entryOf } from "../rpc/registry.ts";
+import type { ServerTls } from "../rpc/tls.ts";
+
+/** Environment variable carrying a subprocess server's TLS material (JSON of PEM texts). */
+export const TLS_ENV = "AS_SERVER_TLS_PEM";
 
 /**
  * What the subprocess is told on its command line (JSON): the launcher's resolved options
@@ -57,10 +61,12 @@ const READY = /^AS-SERVER READY (\S+) (\d+) (\S+)$/m;
 const TAIL_BYTES = 4096;
 
 /** Start a server subprocess; resolves once it accepts calls. */
-export async function launchSubprocess(opts: SubprocessOptions, token: string | undefined): Promise<ServerSubprocess> {
+export async function launchSubprocess(opts: SubprocessOptions, token: string | undefined, tls?: ServerTls): Promise<ServerSubprocess> {
   const { customAgentClasses, readyTimeoutMs = 15_000, ...rest } = opts;
   const conf: ServerProcessConfig = { ...rest, classes: customAgentClasses.map(classRef), exitOnStdinClose: true };
-  const env = { ...process.env, AS_SERVER_TOKEN: token ?? "" };
+  const env: Record<string, string | undefined> = { ...process.env, AS_SERVER_TOKEN: token ?? "" };
+  delete env[TLS_ENV];
+  if (tls) env[TLS_ENV] = JSON.stringify({ cert: tls.cert.toString(), key: tls.key.toString(), ...(tls.clientCa ? { clientCa: tls.clientCa.toString() } : {}) });
   const proc = Bun.spawn([...serverCommand(), JSON.stringify(conf)], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env });
   let tail = "";
   void pump(proc.stderr, process.stderr, (s) => {

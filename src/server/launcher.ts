@@ -18,6 +18,7 @@
 import { CodecError } from "../rpc/errors.ts";
 import { DEFAULT_LIMITS } from "../rpc/limits.ts";
 import { entryOf, type AnyClass } from "../rpc/registry.ts";
+import { serverTls, type ServerTls } from "../rpc/tls.ts";
 import type { Address } from "../rpc/transport.ts";
 import type { GrpcBinding } from "./grpc/binding.ts";
 import { advertisedHost, aliasesOf, isLoopback, resolveOptions, type LauncherOptions, type ResolvedLauncherOptions } from "./launcher-options.ts";
@@ -34,6 +35,7 @@ export class RpcAgentServerLauncher {
   readonly serverId: string;
   readonly #opts: ResolvedLauncherOptions;
   readonly #token: string | undefined;
+  readonly #tls: ServerTls | undefined;
   readonly #bindHost: string;
   #port: number;
   #launched = false;
@@ -50,9 +52,11 @@ export class RpcAgentServerLauncher {
     this.#port = o.port ?? 0;
     this.#token = opts.token || process.env.AS_SERVER_TOKEN || undefined;
     this.#bindHost = o.localMode ? "127.0.0.1" : o.host;
-    if (!isLoopback(this.#bindHost) && !this.#token && !o.insecure) {
+    // Read now: a missing or unreadable certificate is a fatal misconfiguration, never plaintext.
+    this.#tls = serverTls(o);
+    if (!isLoopback(this.#bindHost) && !this.#token && !this.#tls?.clientCa && !o.insecure) {
       throw new Error(
-        `refusing to listen on non-loopback ${this.#bindHost} without a token: set token (or AS_SERVER_TOKEN), use localMode, or pass insecure: true`,
+        `refusing to listen on non-loopback ${this.#bindHost} without a token: set token (or AS_SERVER_TOKEN), require client certificates (tlsClientCa), use localMode, or pass insecure: true`,
       );
     }
     this.serverId = opts.serverId ?? RpcAgentServerLauncher.generateServerId(o.host, this.#port);
@@ -147,7 +151,7 @@ export class RpcAgentServerLauncher {
       },
     });
     try {
-      const binding = await bindGrpc({ servicer, bindHost: this.#bindHost, port: this.#port, token: this.#token, maxMessageBytes: o.maxMessageBytes });
+      const binding = await bindGrpc({ servicer, bindHost: this.#bindHost, port: this.#port, token: this.#token, maxMessageBytes: o.maxMessageBytes, tls: this.#tls });
       address.port = this.#port = binding.port;
       this.#inProc = { binding, servicer };
     } catch (e) {
@@ -199,8 +203,9 @@ export class RpcAgentServerLauncher {
         ...(o.modelConfigs === undefined ? {} : { modelConfigs: o.modelConfigs }),
         customAgentClasses: o.customAgentClasses ?? [],
       },
-      // The token goes through the environment, never the command line.
+      // The token and TLS material go through the environment, never the command line.
       this.#token,
+      this.#tls,
     );
     this.#sub = sub;
     this.#port = sub.port;

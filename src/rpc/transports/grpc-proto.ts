@@ -38,6 +38,17 @@ export interface WireReply {
   error?: { code: string; message: string; remote?: { name: string; message: string; stack?: string } };
 }
 
+/**
+ * Request kinds a `Batch` call may carry. The `BatchItem` field of each is named like the
+ * kind, so an item is `{ [req.t]: requestMessage(req) }`.
+ */
+export const BATCH_KINDS: ReadonlySet<string> = new Set<Request["t"]>(["call", "wait", "create", "delete", "describe", "cancel"]);
+
+/** `BatchReply` as proto-loader builds and reads it (a 0 index is absent on the wire). */
+export interface WireBatchReply {
+  answers?: Array<{ index?: number; reply?: WireReply }>;
+}
+
 /** Largest chunk a Download stream carries. */
 export const DOWNLOAD_CHUNK_BYTES = 1024 * 1024;
 

@@ -6,10 +6,14 @@
  * Loaded lazily by `connections.ts`, so processes that never talk gRPC never load grpc-js.
  */
 import * as grpc from "@grpc/grpc-js";
+import { isIP } from "node:net";
+import { checkServerIdentity } from "node:tls";
 import { AgentServerNotAliveError, CancelledError, CodecError, ResourceExhaustedError, errorFromWire } from "../errors.ts";
 import { DEFAULT_LIMITS } from "../limits.ts";
 import type { Request, Response } from "../protocol.ts";
+import type { ClientTls } from "../tls.ts";
 import type { RequestOptions, Transport } from "../transport.ts";
+import { RequestBatcher } from "./grpc-batch.ts";
 import { CODE_OF_STATUS, FRAMING_HEADROOM_BYTES, RPC_OF, agentServerService, fromReply, grpcTarget, requestMessage, type WireReply } from "./grpc-proto.ts";
 
 /** Options of `createGrpcTransport`. */
@@ -18,6 +22,8 @@ export interface GrpcTransportOptions {
   token: () => string | undefined;
   /** Largest message each way, bytes (default 32 MiB). */
   maxMessageBytes?: number | undefined;
+  /** TLS material; undefined for a plaintext channel. */
+  tls?: ClientTls | undefined;
 }
 
 interface Pending {
@@ -31,12 +37,15 @@ export function createGrpcTransport(host: string, port: number, opts: GrpcTransp
 }
 
 class GrpcTransport implements Transport {
-  readonly #client: grpc.Client;
+  #client: grpc.Client;
   readonly #methods: grpc.ServiceDefinition;
   readonly #where: { host: string; port: number };
   readonly #token: () => string | undefined;
   readonly #maxBytes: number;
+  readonly #newClient: () => grpc.Client;
   readonly #pending = new Set<Pending>();
+  /** Coalesces the requests of one tick into one Batch RPC (see grpc-batch.ts). */
+  readonly #batcher: RequestBatcher;
   #broken: Error | undefined;
   onBroken?: (err: Error) => void;
 
@@ -47,27 +56,70 @@ class GrpcTransport implements Transport {
     this.#methods = agentServerService();
     const Client = grpc.makeGenericClientConstructor(this.#methods, "AgentServer");
     const wire = this.#maxBytes + FRAMING_HEADROOM_BYTES;
-    this.#client = new Client(grpcTarget(host, port), grpc.credentials.createInsecure(), {
+    const options: grpc.ChannelOptions = {
       "grpc.max_send_message_length": wire,
       "grpc.max_receive_message_length": wire,
       // Notice a silently dead peer within ~15 s even on an idle channel.
       "grpc.keepalive_time_ms": 10_000,
       "grpc.keepalive_timeout_ms": 5_000,
       "grpc.keepalive_permit_without_calls": 1,
-      // A restarted server is found again within a second.
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": 1_000,
+    };
+    const creds = channelCredentials(host, opts.tls, options);
+    this.#newClient = () => new Client(grpcTarget(host, port), creds, options);
+    this.#client = this.#newClient();
+    this.#batcher = new RequestBatcher({
+      solo: (req, o) => this.#unary(req, o),
+      open: (msg, deadline) => {
+        const def = this.#methods.Batch!;
+        return this.#channel().makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize as (b: Buffer) => never, msg, this.#metadata(), deadline === undefined ? {} : { deadline });
+      },
+      statusError: (e) => this.#statusError(e),
+      where: this.#where,
+      maxBytes: this.#maxBytes,
     });
   }
 
+  #metadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    const token = this.#token();
+    if (token) md.set("authorization", `Bearer ${token}`);
+    return md;
+  }
+
+  /**
+   * The channel to use now. A channel in TRANSIENT_FAILURE (the server was down when it last
+   * tried) fails every call until its reconnect backoff runs out; a fresh channel connects at
+   * once instead, so a call made right after the server is back succeeds, and one made while
+   * it is still down fails fast (connection refused) all the same.
+   */
+  #channel(): grpc.Client {
+    if (this.#client.getChannel().getConnectivityState(false) === grpc.connectivityState.TRANSIENT_FAILURE) {
+      this.#client.close();
+      this.#client = this.#newClient();
+    }
+    return this.#client;
+  }
+
   request(req: Request, opts?: RequestOptions): Promise<Response> {
+    if (!this.#broken && this.#batcher.accepts(req, opts)) return this.#batcher.add(req, opts);
+    return this.#unary(req, opts);
+  }
+
+  /** One request as its own RPC. */
+  #unary(req: Request, opts?: RequestOptions): Promise<Response> {
     if (this.#broken) return Promise.reject(this.#broken);
     if (opts?.signal?.aborted) return Promise.reject(new CancelledError("request aborted", this.#where));
     const def = this.#methods[RPC_OF[req.t]];
     if (!def) return Promise.reject(new CodecError(`no RPC for request kind ${req.t}`, this.#where));
-    const md = new grpc.Metadata();
-    const token = this.#token();
-    if (token) md.set("authorization", `Bearer ${token}`);
+    // Checked before anything is sent: a frame over our limit never leaves this process.
+    const size = payloadBytes(req);
+    if (size > this.#maxBytes) {
+      return Promise.reject(new ResourceExhaustedError(`${req.t} request of ${size} bytes is over the ${this.#maxBytes}-byte message limit (not sent)`, this.#where));
+    }
+    const client = this.#channel();
+    const md = this.#metadata();
     const callOpts: grpc.CallOptions = {};
     if (opts?.timeoutMs !== undefined) callOpts.deadline = Date.now() + opts.timeoutMs;
     const msg = requestMessage(req);
@@ -91,9 +143,9 @@ class GrpcTransport implements Transport {
       let call: grpc.Call;
       try {
         if (def.responseStream) {
-          call = this.#download(def, msg, md, callOpts, ok, (e) => fail(this.#statusError(e)));
+          call = this.#download(client, def, msg, md, callOpts, ok, (e) => fail(this.#statusError(e)));
         } else {
-          call = this.#client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize as (b: Buffer) => WireReply, msg, md, callOpts, (err, reply) => {
+          call = client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize as (b: Buffer) => WireReply, msg, md, callOpts, (err, reply) => {
             if (err) fail(this.#statusError(err));
             else if (reply) ok(reply);
             else fail(new CodecError(`no reply to ${req.t}`, this.#where));
@@ -116,8 +168,8 @@ class GrpcTransport implements Transport {
   }
 
   /** Collect a Download stream into one `value` reply (or its one `error` reply). */
-  #download(def: grpc.MethodDefinition<object, unknown>, msg: object, md: grpc.Metadata, callOpts: grpc.CallOptions, ok: (r: WireReply) => void, fail: (e: grpc.ServiceError | Error) => void): grpc.Call {
-    const stream = this.#client.makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize as (b: Buffer) => WireReply, msg, md, callOpts);
+  #download(client: grpc.Client, def: grpc.MethodDefinition<object, unknown>, msg: object, md: grpc.Metadata, callOpts: grpc.CallOptions, ok: (r: WireReply) => void, fail: (e: grpc.ServiceError | Error) => void): grpc.Call {
+    const stream = client.makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize as (b: Buffer) => WireReply, msg, md, callOpts);
     const chunks: Uint8Array[] = [];
     let size = 0;
     let done = false;
@@ -163,6 +215,7 @@ class GrpcTransport implements Transport {
   abort(reason: Error): void {
     if (this.#broken) return;
     this.#broken = reason;
+    this.#batcher.abort(reason);
     const all = [...this.#pending];
     this.#pending.clear();
     for (const p of all) {
@@ -172,4 +225,28 @@ class GrpcTransport implements Transport {
     this.#client.close();
     this.onBroken?.(reason);
   }
+}
+
+/** Bytes of the codec frames (or other byte fields) a request carries. */
+function payloadBytes(req: Request): number {
+  let n = 0;
+  for (const v of Object.values(req)) if (v instanceof Uint8Array) n += v.byteLength;
+  return n;
+}
+
+/**
+ * Channel credentials: plaintext, or TLS verified against `tls.ca` (the system roots when
+ * absent) with an optional client certificate. For an IP-literal host the TLS server name
+ * (SNI) cannot be the address (Bun refuses it), so a placeholder name is sent and the
+ * certificate is still checked against the address itself (its IP subjectAltName).
+ */
+function channelCredentials(host: string, tls: ClientTls | undefined, options: grpc.ChannelOptions): grpc.ChannelCredentials {
+  if (!tls) return grpc.credentials.createInsecure();
+  const bare = host.replace(/^\[|\]$/g, "");
+  const verify: grpc.VerifyOptions = {};
+  if (isIP(bare)) {
+    options["grpc.ssl_target_name_override"] = "ip-literal.invalid";
+    verify.checkServerIdentity = (_name, cert) => checkServerIdentity(bare, cert);
+  }
+  return grpc.credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null, verify);
 }

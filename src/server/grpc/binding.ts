@@ -11,8 +11,10 @@
 import * as grpc from "@grpc/grpc-js";
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Request } from "../../rpc/protocol.ts";
+import type { ServerTls } from "../../rpc/tls.ts";
 import { DOWNLOAD_CHUNK_BYTES, FRAMING_HEADROOM_BYTES, RPC_OF, agentServerService, grpcTarget, toReply, type WireReply } from "../../rpc/transports/grpc-proto.ts";
 import type { Servicer } from "../servicer.ts";
+import { batchHandler } from "./batch.ts";
 
 /** The one message for every authentication failure: it must not tell a wrong token from a missing one. */
 export const UNAUTHENTICATED_MESSAGE = "invalid or missing authentication token";
@@ -28,6 +30,8 @@ export interface GrpcBindingOptions {
   token?: string | undefined;
   /** Largest codec frame accepted or sent; gRPC messages may exceed it by framing headroom. */
   maxMessageBytes: number;
+  /** Serve over TLS with this certificate (and require client certificates when `clientCa` is set). */
+  tls?: ServerTls | undefined;
 }
 
 /** A listening gRPC server. */
@@ -53,9 +57,16 @@ export async function bindGrpc(opts: GrpcBindingOptions): Promise<GrpcBinding> {
   for (const [t, rpc] of Object.entries(RPC_OF) as Array<[Request["t"], string]>) {
     impl[rpc] = t === "download" ? download(opts.servicer, authorized) : unary(opts.servicer, authorized, t);
   }
+  impl.Batch = batchHandler({
+    servicer: opts.servicer,
+    authorized,
+    cancelSignal: (call) => cancelSignal(call as unknown as grpc.ServerWritableStream<object, WireReply>),
+    unauthenticated: UNAUTHENTICATED,
+    invalid: (details) => ({ code: grpc.status.INVALID_ARGUMENT, details }),
+  });
   server.addService(agentServerService(), impl);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(grpcTarget(opts.bindHost, opts.port), grpc.ServerCredentials.createInsecure(), (err, p) => {
+    server.bindAsync(grpcTarget(opts.bindHost, opts.port), serverCredentials(opts.tls), (err, p) => {
       if (!err) return resolve(p);
       server.forceShutdown();
       reject(err);
@@ -78,6 +89,12 @@ export async function bindGrpc(opts: GrpcBindingOptions): Promise<GrpcBinding> {
       return closing;
     },
   };
+}
+
+/** Plaintext, or TLS with our certificate; with `clientCa`, a client certificate it signed is required. */
+function serverCredentials(tls: ServerTls | undefined): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  return grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.clientCa !== undefined);
 }
 
 type Auth = (md: grpc.Metadata) => boolean;

@@ -1,0 +1,327 @@
+#!/usr/bin/env bun
+/**
+ * Scale-out: a million agents across four `as-server` processes on one machine (the compiled
+ * binary, each with a small --agent-dir holding a tiny agent class), placed with a
+ * `ServerGroup`. Two ways to get there, measured side by side:
+ *
+ * 1. **One RPC per operation** (today's protocol): `Cell.toDist(group, i)` for every agent with
+ *    `--window` creations in flight, then a round of one sync call per agent. Rate, and the CPU
+ *    each operation costs the client and the servers (from /proc), which says what limits it.
+ * 2. **Bulk** (what `createMany` / `callMany` requests would do): a `Hub` object on each server
+ *    creates `--chunk` agents per request (returned by value, so the server holds them and the
+ *    client gets proxies) and calls every agent of a chunk it is handed (references to its own
+ *    objects arrive as the objects). The group picks the server of each chunk
+ *    (`ServerGroup.pick(n)`).
+ *
+ * Memory per idle agent: each server's RSS from `getServerInfo()` before/after, and its heap
+ * and RSS after a full GC (`Hub.memory()`), over the agents it holds. The client's RSS per proxy.
+ *
+ *   bun bench/scale-out.ts [--quick] [--agents N] [--rpc-agents M] [--servers 4] [--chunk 10000]
+ *                          [--window 1024] [--strategy round-robin|least-loaded] [--bin PATH | --source]
+ *
+ * Full run: 1,000,000 bulk + 100,000 per-RPC agents; --quick: 100,000 bulk + 20,000 per-RPC.
+ * Results go to bench/results-scale-out.json. Servers listen on loopback only.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { Distributable, RpcClient, ServerGroup, dist, type PlacementStrategy, type Remote, type ServerInfo } from "../src/index.ts";
+import { closeAllConnections } from "../src/rpc/connections.ts";
+import { remoteState } from "../src/rpc/proxy.ts";
+
+/** The servers' agent file: the tiny agent, and the bulk helper. */
+const AGENT_FILE = `import { Distributable, dist } from "actorscope";
+
+/** A tiny agent: one number. */
+@dist
+export class Cell extends Distributable {
+  v: number;
+  constructor(v = 0) {
+    super();
+    this.v = v;
+  }
+  tick(by: number): number {
+    return (this.v += by);
+  }
+}
+
+/** Bulk operations inside one server: what createMany / callMany requests would do. */
+@dist
+export class Hub extends Distributable {
+  /** n new Cells; returned by value, so this server holds them and the caller gets proxies. */
+  spawn(n: number, first: number): Cell[] {
+    const out = new Array(n);
+    for (let i = 0; i < n; i++) out[i] = new Cell(first + i);
+    return out;
+  }
+  /** Call tick(by) on every Cell handed over (references to this server's objects arrive as the objects). */
+  tickAll(cells: Cell[], by: number): number {
+    let sum = 0;
+    for (const c of cells) sum += c.tick(by);
+    return sum;
+  }
+  /** Heap and RSS after a full GC, bytes. */
+  memory(): { rss: number; heap: number } {
+    Bun.gc(true);
+    const m = process.memoryUsage();
+    return { rss: m.rss, heap: m.heapUsed };
+  }
+}
+`;
+
+/** Client-side twins: only names and method kinds matter. */
+@dist
+class Cell extends Distributable {
+  constructor(readonly v = 0) {
+    super();
+  }
+  tick(_by: number): number {
+    throw new Error("runs on the servers");
+  }
+}
+
+@dist
+class Hub extends Distributable {
+  spawn(_n: number, _first: number): Cell[] {
+    throw new Error("runs on the servers");
+  }
+  tickAll(_cells: Cell[], _by: number): number {
+    throw new Error("runs on the servers");
+  }
+  memory(): { rss: number; heap: number } {
+    throw new Error("runs on the servers");
+  }
+}
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    agents: { type: "string" },
+    "rpc-agents": { type: "string" },
+    servers: { type: "string", default: "4" },
+    chunk: { type: "string", default: "10000" },
+    window: { type: "string", default: "1024" },
+    strategy: { type: "string", default: "round-robin" },
+    bin: { type: "string" },
+    source: { type: "boolean", default: false },
+  },
+});
+const int = (v: string | undefined, name: string, dflt: number): number => {
+  const n = v === undefined ? dflt : Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer`);
+  return n;
+};
+const N = int(flags.agents, "agents", flags.quick ? 100_000 : 1_000_000);
+const M = int(flags["rpc-agents"], "rpc-agents", flags.quick ? 20_000 : 100_000);
+const SERVERS = int(flags.servers, "servers", 4);
+const CHUNK = int(flags.chunk, "chunk", 10_000);
+const WINDOW = int(flags.window, "window", 1024);
+const STRATEGY = flags.strategy as PlacementStrategy;
+const ROOT = resolve(import.meta.dir, "..");
+const CLK_TCK = 100;
+
+interface Server {
+  proc: ReturnType<typeof Bun.spawn>;
+  host: string;
+  port: number;
+  client: RpcClient;
+}
+
+interface Row {
+  name: string;
+  value: number;
+  unit: string;
+  note?: string;
+}
+const rows: Row[] = [];
+function row(name: string, value: number, unit: string, note?: string): void {
+  rows.push(note === undefined ? { name, value, unit } : { name, value, unit, note });
+  const v = value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(3);
+  console.log(`  ${name.padEnd(58)} ${`${v} ${unit}`.padStart(16)}${note ? `   ${note}` : ""}`);
+}
+
+/** The as-server command: --bin, AS_SERVER_BIN, --source, or a fresh build into a temp dir. */
+async function serverCommand(scratch: string): Promise<string[]> {
+  if (flags.bin) return [resolve(flags.bin)];
+  if (process.env.AS_SERVER_BIN) return [process.env.AS_SERVER_BIN];
+  if (flags.source) return [process.execPath, join(ROOT, "bin/as-server.ts")];
+  const bin = join(scratch, "as-server");
+  const p = Bun.spawn([process.execPath, join(ROOT, "scripts/build.ts"), "--outfile", bin], { stdout: "pipe", stderr: "pipe" });
+  if ((await p.exited) !== 0) throw new Error(`build failed:\n${await new Response(p.stderr).text()}`);
+  return [bin];
+}
+
+async function startServer(cmd: string[], agentDir: string, cwd: string): Promise<Server> {
+  // Results of async calls are not used here; the pool is sized anyway so that it never limits.
+  const args = ["start", "--port", "0", "--agent-dir", agentDir, "--max-pool-size", String(Math.max(8192, 2 * WINDOW)), "--max-queue", String(Math.max(65_536, 4 * WINDOW))];
+  const proc = Bun.spawn([...cmd, ...args], { cwd, stdin: "ignore", stdout: "pipe", stderr: "inherit", env: { ...process.env, NO_COLOR: "1" } });
+  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`as-server exited before listening:\n${buf}`);
+    buf += dec.decode(value, { stream: true });
+    const m = /listening on (\S+):(\d+)/.exec(buf);
+    if (m) {
+      // Keep draining its stdout so the server never blocks on a full pipe.
+      void (async () => {
+        while (!(await reader.read()).done);
+      })();
+      return { proc, host: m[1]!, port: Number(m[2]), client: new RpcClient(m[1]!, Number(m[2])) };
+    }
+  }
+}
+
+/** CPU seconds used so far by this process and by the servers. */
+function cpu(servers: Server[]): { client: number; servers: number } {
+  const u = process.cpuUsage();
+  let s = 0;
+  for (const srv of servers) {
+    const f = readFileSync(`/proc/${srv.proc.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    s += (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  }
+  return { client: (u.user + u.system) / 1e6, servers: s };
+}
+
+function cpuNote(a: ReturnType<typeof cpu>, b: ReturnType<typeof cpu>, n: number, wallS: number): string {
+  const c = ((b.client - a.client) / n) * 1e6;
+  const s = ((b.servers - a.servers) / n) * 1e6;
+  const busy = (b.client - a.client + b.servers - a.servers) / wallS;
+  return `CPU per op: client ${c.toFixed(1)} µs + servers ${s.toFixed(1)} µs; ${busy.toFixed(2)} of ${cpus().length} cores busy`;
+}
+
+/** Run `n` operations keeping `window` in flight. */
+async function pump(n: number, window: number, op: (i: number) => PromiseLike<unknown>): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < n) await op(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(window, n) }, lane));
+}
+
+const sizes = async (servers: Server[]): Promise<ServerInfo[]> => Promise.all(servers.map((s) => s.client.getServerInfo()));
+const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+
+/** One RPC per creation, then one sync call per agent. */
+async function perRpc(servers: Server[], group: ServerGroup): Promise<void> {
+  console.log(`\none RPC per operation: ${M.toLocaleString("en")} agents, ${WINDOW} in flight, ${STRATEGY}`);
+  const agents = new Array<Remote<Cell>>(M);
+  let c0 = cpu(servers);
+  let t = performance.now();
+  await pump(M, WINDOW, (i) => remoteState((agents[i] = Cell.toDist(group, i)))!.ready);
+  let s = (performance.now() - t) / 1000;
+  row("per-RPC: creation rate", M / s, "agents/s", cpuNote(c0, cpu(servers), M, s));
+  const spread = (await sizes(servers)).map((i) => i.size);
+  if (spread.reduce((a, b) => a + b, 0) !== M) throw new Error(`servers hold ${spread} agents, expected ${M} in all`);
+  c0 = cpu(servers);
+  t = performance.now();
+  let sum = 0;
+  await pump(M, WINDOW, async (i) => {
+    const r = await agents[i]!.tick(1);
+    sum += r;
+  });
+  s = (performance.now() - t) / 1000;
+  if (sum !== (M * (M - 1)) / 2 + M) throw new Error(`round sum ${sum} is wrong`);
+  row("per-RPC: round, one sync call per agent", s, "s", `${Math.round(M / s).toLocaleString("en")} calls/s; ${cpuNote(c0, cpu(servers), M, s)}`);
+  row("per-RPC: round of 1M extrapolated", (1_000_000 / M) * s, "s", "at the rate above");
+  await Promise.all(servers.map((srv) => srv.client.deleteAllAgents()));
+}
+
+/** Bulk creation through per-server hubs, memory, and a bulk round. */
+async function bulk(servers: Server[], group: ServerGroup): Promise<void> {
+  console.log(`\nbulk (createMany / callMany stand-in): ${N.toLocaleString("en")} agents in chunks of ${CHUNK.toLocaleString("en")}, ${STRATEGY}`);
+  // One hub per server: the group places them like any object; check it did spread them.
+  const hubs = servers.map(() => Hub.toDist(group));
+  await Promise.all(hubs.map((h) => remoteState(h)!.ready));
+  const hubOf = new Map(hubs.map((h) => [`${h.host}:${h.port}`, h]));
+  if (hubOf.size !== servers.length) throw new Error("the group did not put one hub on each server");
+  const info0 = await sizes(servers);
+  const mem0 = await Promise.all(hubs.map((h) => h.memory()));
+  const rss0 = process.memoryUsage.rss();
+  const held = new Map<Remote<Hub>, Remote<Cell>[]>(hubs.map((h) => [h, []]));
+  const chunks = Math.ceil(N / CHUNK);
+  let next = 0;
+  const c0 = cpu(servers);
+  const t = performance.now();
+  // Two chunks in flight per server: one being built there while the other travels.
+  await Promise.all(
+    Array.from({ length: 2 * servers.length }, async () => {
+      for (;;) {
+        const j = next++;
+        if (j >= chunks) return;
+        const n = Math.min(CHUNK, N - j * CHUNK);
+        const at = await group.pick(n);
+        const hub = hubOf.get(`${at.host}:${at.port}`)!;
+        const cells = (await hub.spawn(n, j * CHUNK)) as Remote<Cell>[];
+        held.get(hub)!.push(...cells);
+      }
+    }),
+  );
+  const s = (performance.now() - t) / 1000;
+  row("bulk: creation rate", N / s, "agents/s", `${s.toFixed(2)} s for ${N.toLocaleString("en")}; ${cpuNote(c0, cpu(servers), N, s)}`);
+  const clientPerAgent = (process.memoryUsage.rss() - rss0) / N;
+  await Bun.sleep(200);
+  const info1 = await sizes(servers);
+  const total = info1.reduce((a, i, k) => a + i.size - info0[k]!.size, 0);
+  if (total !== N) throw new Error(`servers hold ${total} new agents, expected ${N}`);
+  const mem1 = await Promise.all(hubs.map((h) => h.memory()));
+  const infoRss = (info1.reduce((a, i, k) => a + i.mem - info0[k]!.mem, 0) * 2 ** 20) / N;
+  const gcRss = mem1.reduce((a, m, k) => a + m.rss - mem0[k]!.rss, 0) / N;
+  const heap = mem1.reduce((a, m, k) => a + m.heap - mem0[k]!.heap, 0) / N;
+  row("server memory per idle agent: RSS (getServerInfo)", infoRss, "B", `RSS ${info0.map((i) => i.mem).join("/")} → ${info1.map((i) => i.mem).join("/")} MiB`);
+  row("server memory per idle agent: RSS after full GC", gcRss, "B", `${mem1.map((m) => mib(m.rss)).join("/")} MiB`);
+  row("server memory per idle agent: JS heap after full GC", heap, "B", `${mem1.map((m) => mib(m.heap)).join("/")} MiB`);
+  row("client memory per proxy (RSS)", clientPerAgent, "B");
+
+  const c1 = cpu(servers);
+  const t1 = performance.now();
+  const sums = await Promise.all(
+    hubs.map(async (hub) => {
+      const cells = held.get(hub)!;
+      let sum = 0;
+      // Two chunks in flight per server.
+      const parts = Array.from({ length: Math.ceil(cells.length / CHUNK) }, (_, i) => cells.slice(i * CHUNK, (i + 1) * CHUNK));
+      await pump(parts.length, 2, async (i) => {
+        const r = await hub.tickAll(parts[i] as unknown as Cell[], 1);
+        sum += r;
+      });
+      return sum;
+    }),
+  );
+  const s1 = (performance.now() - t1) / 1000;
+  const sum = sums.reduce((a, b) => a + b, 0);
+  if (sum !== (N * (N - 1)) / 2 + N) throw new Error(`round sum ${sum} is wrong`);
+  row("bulk: round, every agent called once", s1, "s", `${Math.round(N / s1).toLocaleString("en")} calls/s; ${cpuNote(c1, cpu(servers), N, s1)}`);
+}
+
+if (import.meta.main) {
+  if (STRATEGY !== "round-robin" && STRATEGY !== "least-loaded") throw new Error("--strategy must be round-robin or least-loaded");
+  const scratch = mkdtempSync(join(tmpdir(), "as-scale-out-"));
+  const servers: Server[] = [];
+  try {
+    const agentDir = join(scratch, "agents");
+    mkdirSync(agentDir);
+    writeFileSync(join(agentDir, "cell.ts"), AGENT_FILE);
+    const cmd = await serverCommand(scratch);
+    console.log(`scale-out: ${SERVERS} × ${cmd.length > 1 ? "bun bin/as-server.ts" : "compiled as-server"} on ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB; bun ${Bun.version}`);
+    servers.push(...(await Promise.all(Array.from({ length: SERVERS }, () => startServer(cmd, agentDir, scratch)))));
+    const group = new ServerGroup(
+      servers.map((s) => ({ host: s.host, port: s.port })),
+      { strategy: STRATEGY },
+    );
+    if (M > 0) await perRpc(servers, group);
+    if (N > 0) await bulk(servers, group);
+    const out = join(import.meta.dir, "results-scale-out.json");
+    const machine = { bun: Bun.version, cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), date: new Date().toISOString() };
+    writeFileSync(out, `${JSON.stringify({ machine, config: { agents: N, rpcAgents: M, servers: SERVERS, chunk: CHUNK, window: WINDOW, strategy: STRATEGY }, rows }, null, 2)}\n`);
+    console.log(`\nwrote ${out}`);
+  } finally {
+    for (const s of servers) s.proc.kill("SIGKILL");
+    await Promise.all(servers.map((s) => s.proc.exited));
+    await closeAllConnections();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
