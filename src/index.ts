@@ -44,3 +44,4 @@ export { RpcAgentServerLauncher, type LauncherOptions } from "./server/launcher.
 export { loadCustomClassFromFile, loadAgentsFromDir } from "./server/class-loader.ts";
 export { RpcClient, type RpcClientOptions } from "./rpc/rpc-client.ts";
 export { connect, type ConnectTarget } from "./rpc/connect.ts";
+export type { ClientTlsOption, PemSource } from "./rpc/tls.ts";

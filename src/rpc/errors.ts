@@ -170,27 +170,31 @@ export interface WireError {
 /** Turn a wire error into the matching class of the tree. */
 export function errorFromWire(w: WireError, where: { host: string; port: number | undefined }): AgentServerError {
   const o = { host: where.host, port: where.port };
-  const msg = `${w.message} [${where.host}${where.port === undefined ? "" : `:${where.port}`}]`;
-  if (w.remote) return new AgentCallError(w.remote, o);
+  const at = `${where.host}${where.port === undefined ? "" : `:${where.port}`}`;
+  const msg = w.remote ? `${w.message} (raised in a method on ${at})` : `${w.message} [${at}]`;
+  if (w.remote && w.code === "UNKNOWN") return new AgentCallError(w.remote, o);
+  // A system error raised inside the remote method (e.g. by its own call to a third server):
+  // the same class as if it happened here, its message naming where it really happened.
+  const inner = w.remote ? { cause: rebuildRemote(w.remote) } : {};
   switch (w.code) {
     case "UNAVAILABLE":
-      return new AgentServerNotAliveError(msg, o);
+      return new AgentServerNotAliveError(msg, { ...o, ...inner });
     case "NOT_FOUND":
-      return new NotFoundError(msg, o);
+      return new NotFoundError(msg, { ...o, ...inner });
     case "UNIMPLEMENTED":
-      return new UnimplementedError(msg, o);
+      return new UnimplementedError(msg, { ...o, ...inner });
     case "RESOURCE_EXHAUSTED":
-      return new ResourceExhaustedError(msg, o);
+      return new ResourceExhaustedError(msg, { ...o, ...inner });
     case "DEADLINE_EXCEEDED":
-      return new DeadlineExceededError(msg, o);
+      return new DeadlineExceededError(msg, { ...o, ...inner });
     case "UNAUTHENTICATED":
-      return new UnauthenticatedError(w.message, o);
+      return new UnauthenticatedError(w.message, { ...o, ...inner });
     case "CANCELLED":
-      return new CancelledError(msg, o);
+      return new CancelledError(msg, { ...o, ...inner });
     case "PERMISSION_DENIED":
-      return new PermissionDeniedError(msg, o);
+      return new PermissionDeniedError(msg, { ...o, ...inner });
     default:
-      return new AgentServerError(msg, { ...o, code: w.code });
+      return new AgentServerError(msg, { ...o, ...inner, code: w.code });
   }
 }
 

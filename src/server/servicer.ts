@@ -28,6 +28,11 @@ import type { Outcome, ResultPool } from "./pool/types.ts";
 import { readConfined } from "./files.ts";
 import { callContext, type CallContext } from "./call-context.ts";
 
+/** Marks an error as thrown by the called method (not by the servicer around it). */
+class ThrownByMethod {
+  constructor(readonly error: unknown) {}
+}
+
 /** Everything a servicer needs from its launcher. */
 export interface ServicerOptions {
   serverId: string;
@@ -145,6 +150,20 @@ export class Servicer {
 
   #wireError(e: unknown): WireError {
     return errorToWire(e, { hideStacks: this.opts.hideStacks });
+  }
+
+  /**
+   * An error a method threw. A system error from the method's own remote calls (say, a
+   * reference whose server is gone) keeps its code and its message naming that server, and is
+   * marked as raised inside the method — so the caller does not take it for this server's own.
+   */
+  #userError(e: unknown): WireError {
+    if (e instanceof AgentServerError && e.code !== "UNKNOWN") {
+      const remote: WireError["remote"] = { name: e.name, message: e.message };
+      if (!this.opts.hideStacks && e.stack) remote.stack = e.stack;
+      return { code: e.code, message: e.message, remote };
+    }
+    return this.#wireError(e);
   }
 
   decode(bytes: Uint8Array): unknown {
@@ -284,7 +303,12 @@ export class Servicer {
     const fn = obj[name] as (...a: unknown[]) => unknown;
     if (!info.asyncSet.has(name)) {
       const ctx: CallContext = { signal: signal ?? new AbortController().signal };
-      const v = await callContext.run(ctx, () => fn.apply(obj, args));
+      let v: unknown;
+      try {
+        v = await callContext.run(ctx, () => fn.apply(obj, args));
+      } catch (e) {
+        return { t: "error", error: this.#userError(e) };
+      }
       return { t: "value", value: this.#encodeResult(v) };
     }
     const id = task && isId(task) ? task : randomId();
@@ -296,10 +320,20 @@ export class Servicer {
     const ctl = new AbortController();
     this.#running.set(id, ctl);
     this.capacity
-      .run(() => callContext.run({ signal: ctl.signal, task: id }, async () => fn.apply(obj, args)), deadlineAt)
+      .run(
+        () =>
+          callContext.run({ signal: ctl.signal, task: id }, async () => {
+            try {
+              return await fn.apply(obj, args);
+            } catch (e) {
+              throw new ThrownByMethod(e);
+            }
+          }),
+        deadlineAt,
+      )
       .then(
         (v) => this.#finish(id, () => ({ ok: true, value: this.#encodeResult(v) })),
-        (e) => this.#finish(id, () => ({ ok: false, error: this.#wireError(e) })),
+        (e) => this.#finish(id, () => ({ ok: false, error: e instanceof ThrownByMethod ? this.#userError(e.error) : this.#wireError(e) })),
       );
     return { t: "task", task: id };
   }
