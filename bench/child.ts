@@ -9,8 +9,8 @@
 import type { Remote } from "../src/index.ts";
 import { seedRounds } from "./fixtures/seed.ts";
 import { Echo, Worker } from "./fixtures/bench-agents.ts";
-import { WINDOW } from "./floors.ts";
-import { latencyRow, pumpCalls, quick, runSection, stats, throughputRow, type Row } from "./lib.ts";
+import { WINDOW, ipcEcho, ipcEnvelope } from "./floors.ts";
+import { latencyRow, pairedLatencyRow, pumpCalls, quick, runSection, stats, throughputRow, type Row } from "./lib.ts";
 
 const ROUNDS = quick ? 3 : 5;
 const N = quick ? 2000 : 10_000;
@@ -43,7 +43,16 @@ async function callRows(): Promise<Row[]> {
   const rows: Row[] = [];
   const e = new Echo().toDist();
   await e.echo(0);
-  rows.push(await latencyRow({ id: "child.sync", name: "child: sync call round trip", floorId: "floor.ipc.rtt", budget: { text: "≤ 1.5× raw IPC (AgentScope 445 µs)", maxRatio: 1.5 } }, ROUNDS, N, (i) => e.echo(i)));
+  // The budget row: the raw ping-pong of a call-shaped envelope measured in alternating
+  // rounds with the calls (the same load on both), plus the bytes-only ping-pong for context.
+  const raw = await ipcEcho();
+  const envelope = ipcEnvelope(new Uint8Array(40));
+  const bytes = new Uint8Array(100);
+  const sync = await pairedLatencyRow({ id: "child.sync", name: "child: sync call round trip", budget: { text: "≤ 1.5× raw IPC (AgentScope 445 µs)", maxRatio: 1.5 } }, ROUNDS, N, () => raw.send(envelope), (i) => e.echo(i));
+  const vsBytes = await pairedLatencyRow({ id: "child.sync.vsbytes", name: "child: sync call round trip (vs a bytes-only ping-pong)" }, ROUNDS, N, () => raw.send(bytes), (i) => e.echo(i));
+  sync.note = `floor = raw ping-pong of a call-shaped object envelope in alternating rounds; against a 100-byte Uint8Array ping-pong the same calls are ${(vsBytes.value / vsBytes.floor!).toFixed(2)}× (${vsBytes.floor!.toFixed(1)} µs)`;
+  await raw.stop();
+  rows.push(sync, vsBytes);
   rows.push(await latencyRow({ id: "child.async.lat", name: "child: async call, awaited at once (call + wait)", floorId: "floor.ipc.rtt" }, ROUNDS, N / 2, (i) => e.aecho(i)));
   rows.push(
     await throughputRow(

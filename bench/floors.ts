@@ -65,7 +65,9 @@ async function ipcRows(): Promise<Row[]> {
   const rows: Row[] = [];
   const ipc = await ipcEcho();
   const small = ipcEnvelope(new Uint8Array(40));
-  rows.push(await latencyRow({ id: "floor.ipc.rtt", name: "raw Bun IPC ping-pong (call-shaped envelope)" }, ROUNDS, N, () => ipc.send(small)));
+  rows.push(await latencyRow({ id: "floor.ipc.rtt", name: "raw Bun IPC ping-pong (call-shaped object envelope)" }, ROUNDS, N, () => ipc.send(small)));
+  const bytes = new Uint8Array(100);
+  rows.push(await latencyRow({ id: "floor.ipc.rtt.bytes", name: "raw Bun IPC ping-pong (one 100-byte Uint8Array)" }, ROUNDS, N, () => ipc.send(bytes)));
   rows.push(await throughputRow({ id: "floor.ipc.pipe", name: `raw Bun IPC pipelined (${WINDOW} in flight)` }, ROUNDS, PIPE, WINDOW, () => ipc.send(small)));
   for (const mb of LARGE_MB) {
     const m = ipcEnvelope(payload(mb));

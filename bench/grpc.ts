@@ -12,7 +12,8 @@ import { RpcAgentServerLauncher, type Remote } from "../src/index.ts";
 import { seedRounds } from "./fixtures/seed.ts";
 import { Echo, Idle, IoWorker, Worker } from "./fixtures/bench-agents.ts";
 import { WINDOW } from "./floors.ts";
-import { here, latencyRow, quick, readLines, runSection, spawnReady, stats, throughputRow, type Row } from "./lib.ts";
+import { rawClient } from "./fixtures/grpc-raw.ts";
+import { here, latencyRow, pairedLatencyRow, quick, runSection, spawnReady, stats, throughputRow, type Row } from "./lib.ts";
 
 const ROUNDS = quick ? 3 : 5;
 const N = quick ? 2000 : 10_000;
@@ -64,7 +65,15 @@ async function callRows(l: RpcAgentServerLauncher): Promise<Row[]> {
   const rows: Row[] = [];
   const e = new Echo().toDist({ host: l.host, port: l.port });
   await e.echo(0);
-  rows.push(await latencyRow({ id: "grpc.sync", name: "independent: sync call round trip", floorId: "floor.grpc.rtt", budget: { text: "≤ 1.3× raw grpc-js (AgentScope 445 µs)", maxRatio: 1.3 } }, ROUNDS, N, (i) => e.echo(i)));
+  // The budget row: the raw grpc-js echo (own server process) in alternating rounds.
+  const srv = await spawnReady<{ port: number }>([process.execPath, here("./fixtures/grpc-echo-server.ts")]);
+  const raw = rawClient(srv.ready.port);
+  const bytes = new Uint8Array(64);
+  const sync = await pairedLatencyRow({ id: "grpc.sync", name: "independent: sync call round trip", budget: { text: "≤ 1.3× raw grpc-js (AgentScope 445 µs)", maxRatio: 1.3 } }, ROUNDS, N, () => raw.echo(bytes), (i) => e.echo(i));
+  sync.note = "floor = raw grpc-js unary echo of 64 bytes (identity serializers, own server process) in alternating rounds";
+  rows.push(sync);
+  raw.close();
+  srv.proc.kill();
   rows.push(await latencyRow({ id: "grpc.async.lat", name: "independent: async call, awaited at once (call + wait)", floorId: "floor.grpc.rtt" }, ROUNDS, N / 2, (i) => e.aecho(i)));
   rows.push(
     await throughputRow(
@@ -105,17 +114,7 @@ if (import.meta.main) {
   await runSection("independent mode (gRPC)", async () => {
     const l = await serverProcess();
     try {
-      const T = (s: string, t: number) => process.env.BENCH_TRACE && console.error(`${s}: ${(performance.now() - t).toFixed(0)} ms`);
-      let t = performance.now();
-      const a = await lifecycleRows(l);
-      T("lifecycle", t), (t = performance.now());
-      const b = await seedBlockingRow();
-      T("seed blocking", t), (t = performance.now());
-      const c = await callRows(l);
-      T("calls", t), (t = performance.now());
-      const d = await nnRow(l);
-      T("nn", t);
-      return [...a, b, ...c, d];
+      return [...(await lifecycleRows(l)), await seedBlockingRow(), ...(await callRows(l)), await nnRow(l)];
     } finally {
       await l.shutdown();
     }

@@ -44,6 +44,10 @@ export interface Row {
   unit: string;
   /** 99th percentile of per-call samples, same unit, when measured per call. */
   p99?: number;
+  /** Sequential time per call: the median over rounds of a round's mean, same unit. */
+  mean?: number;
+  /** The floor's `mean`, for paired rows. */
+  floorMean?: number;
   /** The raw floor this row is compared with, same unit (resolved from `floorId` by run.ts). */
   floor?: number;
   /** Id of the floor row (a row of the floors section, or of this section). */
@@ -113,7 +117,12 @@ export function printTable(title: string, rows: Row[]): void {
   out(head);
   out(w.map((n) => "-".repeat(n)));
   lines.forEach(out);
-  for (const r of rows) if (r.note) console.log(`  note: ${r.name}: ${r.note}`);
+  for (const r of rows) {
+    if (r.note) console.log(`  note: ${r.name}: ${r.note}`);
+    if (r.mean !== undefined && r.floorMean !== undefined) {
+      console.log(`  note: ${r.name}: as sequential time per call (median of round means): ${fmt(r.mean)} vs ${fmt(r.floorMean)} ${r.unit} (${(r.mean / r.floorMean).toFixed(2)}×)`);
+    }
+  }
 }
 
 /** The same rows as a Markdown table. */
@@ -189,21 +198,78 @@ export async function sampleUs(n: number, f: (i: number) => Promise<unknown>, bu
   return xs;
 }
 
+function mean(xs: number[]): number {
+  let s = 0;
+  for (const x of xs) s += x;
+  return s / xs.length;
+}
+
 /**
  * A per-call latency row: `rounds` rounds of up to `n` sequential calls (each round at most
- * ROUND_MS) after a warm-up; the median and p99 are over every call of every round.
+ * ROUND_MS) after a warm-up. Median and p99 are over every single call of every round (robust
+ * to the scheduling hiccups of a shared machine); `mean` is the median over rounds of a
+ * round's time per call (sequential µs/call, as bun-stack-notes measured the floors).
  */
 export async function latencyRow(row: Omit<Row, "value" | "unit" | "p99">, rounds: number, n: number, f: (i: number) => Promise<unknown>, warm = Math.min(1000, n)): Promise<Row> {
   await sampleUs(warm, f, ROUND_MS / 2);
   const all: number[] = [];
-  const medians: number[] = [];
+  const means: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const xs = await sampleUs(n, f, ROUND_MS);
-    medians.push(stats(xs).median);
+    means.push(mean(xs));
     all.push(...xs);
   }
-  const s = stats(all);
-  return { ...row, value: s.median, p99: s.p99, unit: "µs", rounds: medians };
+  return { ...row, value: stats(all).median, p99: stats(all).p99, mean: stats(means).median, unit: "µs", rounds: means };
+}
+
+/**
+ * A latency row paired with its floor: rounds of the floor and of the row alternate, so both
+ * see the same machine load (this VM is shared); the row's `floor` is the floor's per-call
+ * median over the same rounds (and `floorMean` its median round mean).
+ */
+export async function pairedLatencyRow(row: Omit<Row, "value" | "unit" | "p99" | "floor">, rounds: number, n: number, floorF: (i: number) => Promise<unknown>, f: (i: number) => Promise<unknown>): Promise<Row> {
+  await sampleUs(Math.min(1000, n), floorF, ROUND_MS / 4);
+  await sampleUs(Math.min(1000, n), f, ROUND_MS / 4);
+  const floorAll: number[] = [];
+  const floorMeans: number[] = [];
+  const all: number[] = [];
+  const means: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const fl = await sampleUs(n, floorF, ROUND_MS / 2);
+    floorMeans.push(mean(fl));
+    floorAll.push(...fl);
+    const xs = await sampleUs(n, f, ROUND_MS / 2);
+    means.push(mean(xs));
+    all.push(...xs);
+  }
+  return {
+    ...row,
+    value: stats(all).median,
+    p99: stats(all).p99,
+    mean: stats(means).median,
+    unit: "µs",
+    rounds: means,
+    floor: stats(floorAll).median,
+    floorMean: stats(floorMeans).median,
+  };
+}
+
+/** Like pairedLatencyRow for slow operations: `rounds` single runs of each, alternating, in ms. */
+export async function pairedMsRow(row: Omit<Row, "value" | "unit" | "p99" | "floor">, rounds: number, floorF: () => Promise<unknown>, f: () => Promise<unknown>): Promise<Row> {
+  await floorF();
+  await f();
+  const fl: number[] = [];
+  const xs: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    let t = performance.now();
+    await floorF();
+    fl.push(performance.now() - t);
+    t = performance.now();
+    await f();
+    xs.push(performance.now() - t);
+  }
+  const s = stats(xs);
+  return { ...row, value: s.median, p99: s.p99, unit: "ms", rounds: xs, floor: stats(fl).median };
 }
 
 /**

@@ -4,10 +4,12 @@
  * binary, each with a small --agent-dir holding a tiny agent class), placed with a
  * `ServerGroup`. Two ways to get there, measured side by side:
  *
- * 1. **One RPC per operation** (today's protocol): `Cell.toDist(group, i)` for every agent with
- *    `--window` creations in flight, then a round of one sync call per agent. Rate, and the CPU
- *    each operation costs the client and the servers (from /proc), which says what limits it.
- * 2. **Bulk** (what `createMany` / `callMany` requests would do): a `Hub` object on each server
+ * 1. **The plain API**, one request per operation: `Cell.toDist(group, i)` for every agent with
+ *    `--window` creations in flight, then a round of one sync call per agent (`await
+ *    cell.tick(1)`), then one of async calls (call + wait). The gRPC transport batches the
+ *    requests issued in one tick into one RPC. Rate, and the CPU each operation costs the
+ *    client and the servers (from /proc), which says what limits it.
+ * 2. **Bulk**, a stand-in for `createMany` / `callMany` requests: a `Hub` object on each server
  *    creates `--chunk` agents per request (returned by value, so the server holds them and the
  *    client gets proxies) and calls every agent of a chunk it is handed (references to its own
  *    objects arrive as the objects). The group picks the server of each chunk
@@ -16,22 +18,23 @@
  * Memory per idle agent: each server's RSS from `getServerInfo()` before/after, and its heap
  * and RSS after a full GC (`Hub.memory()`), over the agents it holds. The client's RSS per proxy.
  *
- *   bun bench/scale-out.ts [--quick] [--agents N] [--rpc-agents M] [--servers 4] [--chunk 10000]
- *                          [--window 1024] [--strategy round-robin|least-loaded] [--bin PATH | --source]
+ *   bun bench/scale-out.ts [--quick] [--agents N] [--rpc-agents N] [--bulk-agents N] [--servers 4]
+ *                          [--chunk 10000] [--window 2048] [--strategy round-robin|least-loaded]
+ *                          [--bin PATH | --source]
  *
- * Full run: 1,000,000 bulk + 100,000 per-RPC agents; --quick: 100,000 bulk + 20,000 per-RPC.
- * Results go to bench/results-scale-out.json. Servers listen on loopback only.
+ * Full run: 1,000,000 agents each way; --quick: 100,000. Results go to
+ * bench/results-scale-out.json. Servers listen on loopback only.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { Distributable, RpcClient, ServerGroup, dist, type PlacementStrategy, type Remote, type ServerInfo } from "../src/index.ts";
+import { Distributable, RpcClient, ServerGroup, asyncFunc, dist, type PlacementStrategy, type Remote, type ServerInfo } from "../src/index.ts";
 import { closeAllConnections } from "../src/rpc/connections.ts";
 import { remoteState } from "../src/rpc/proxy.ts";
 
 /** The servers' agent file: the tiny agent, and the bulk helper. */
-const AGENT_FILE = `import { Distributable, dist } from "actorscope";
+const AGENT_FILE = `import { Distributable, asyncFunc, dist } from "actorscope";
 
 /** A tiny agent: one number. */
 @dist
@@ -42,6 +45,10 @@ export class Cell extends Distributable {
     this.v = v;
   }
   tick(by: number): number {
+    return (this.v += by);
+  }
+  @asyncFunc
+  atick(by: number): number {
     return (this.v += by);
   }
 }
@@ -79,6 +86,10 @@ class Cell extends Distributable {
   tick(_by: number): number {
     throw new Error("runs on the servers");
   }
+  @asyncFunc
+  atick(_by: number): number {
+    throw new Error("runs on the servers");
+  }
 }
 
 @dist
@@ -99,9 +110,10 @@ const { values: flags } = parseArgs({
     quick: { type: "boolean", default: false },
     agents: { type: "string" },
     "rpc-agents": { type: "string" },
+    "bulk-agents": { type: "string" },
     servers: { type: "string", default: "4" },
     chunk: { type: "string", default: "10000" },
-    window: { type: "string", default: "1024" },
+    window: { type: "string", default: "2048" },
     strategy: { type: "string", default: "round-robin" },
     bin: { type: "string" },
     source: { type: "boolean", default: false },
@@ -112,11 +124,12 @@ const int = (v: string | undefined, name: string, dflt: number): number => {
   if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer`);
   return n;
 };
-const N = int(flags.agents, "agents", flags.quick ? 100_000 : 1_000_000);
-const M = int(flags["rpc-agents"], "rpc-agents", flags.quick ? 20_000 : 100_000);
+const ALL = int(flags.agents, "agents", flags.quick ? 100_000 : 1_000_000);
+const M = int(flags["rpc-agents"], "rpc-agents", ALL);
+const N = int(flags["bulk-agents"], "bulk-agents", ALL);
 const SERVERS = int(flags.servers, "servers", 4);
 const CHUNK = int(flags.chunk, "chunk", 10_000);
-const WINDOW = int(flags.window, "window", 1024);
+const WINDOW = int(flags.window, "window", 2048);
 const STRATEGY = flags.strategy as PlacementStrategy;
 const ROOT = resolve(import.meta.dir, "..");
 const CLK_TCK = 100;
@@ -153,8 +166,10 @@ async function serverCommand(scratch: string): Promise<string[]> {
 }
 
 async function startServer(cmd: string[], agentDir: string, cwd: string): Promise<Server> {
-  // Results of async calls are not used here; the pool is sized anyway so that it never limits.
-  const args = ["start", "--port", "0", "--agent-dir", agentDir, "--max-pool-size", String(Math.max(8192, 2 * WINDOW)), "--max-queue", String(Math.max(65_536, 4 * WINDOW))];
+  // Async results wait in the pool until read. Finished results are evicted oldest first past
+  // --max-pool-size, read or not, and under load a result can finish well before its wait is
+  // served: with only 2× the window, some are evicted unread (NOT_FOUND). 16× leaves room.
+  const args = ["start", "--port", "0", "--agent-dir", agentDir, "--max-pool-size", String(Math.max(65_536, 16 * WINDOW)), "--max-queue", String(Math.max(65_536, 2 * WINDOW))];
   const proc = Bun.spawn([...cmd, ...args], { cwd, stdin: "ignore", stdout: "pipe", stderr: "inherit", env: { ...process.env, NO_COLOR: "1" } });
   const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
   const dec = new TextDecoder();
@@ -192,6 +207,22 @@ function cpuNote(a: ReturnType<typeof cpu>, b: ReturnType<typeof cpu>, n: number
   return `CPU per op: client ${c.toFixed(1)} µs + servers ${s.toFixed(1)} µs; ${busy.toFixed(2)} of ${cpus().length} cores busy`;
 }
 
+/** The longest event-loop stall of this process while `f` runs (GC pauses show up here), ms. */
+async function withStallWatch<T>(f: () => Promise<T>): Promise<{ value: T; maxStallMs: number }> {
+  let last = performance.now();
+  let max = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    max = Math.max(max, now - last - 50);
+    last = now;
+  }, 50);
+  try {
+    return { value: await f(), maxStallMs: max };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 /** Run `n` operations keeping `window` in flight. */
 async function pump(n: number, window: number, op: (i: number) => PromiseLike<unknown>): Promise<void> {
   let next = 0;
@@ -204,43 +235,89 @@ async function pump(n: number, window: number, op: (i: number) => PromiseLike<un
 const sizes = async (servers: Server[]): Promise<ServerInfo[]> => Promise.all(servers.map((s) => s.client.getServerInfo()));
 const mib = (b: number) => (b / 2 ** 20).toFixed(1);
 
-/** One RPC per creation, then one sync call per agent. */
+/** One hub per server, placed by the group (it must spread them), by "host:port". */
+async function placeHubs(servers: Server[], group: ServerGroup): Promise<Map<string, Remote<Hub>>> {
+  const hubs = servers.map(() => Hub.toDist(group));
+  await Promise.all(hubs.map((h) => remoteState(h)!.ready));
+  const byServer = new Map(hubs.map((h) => [`${h.host}:${h.port}`, h]));
+  if (byServer.size !== servers.length) throw new Error("the group did not put one hub on each server");
+  return byServer;
+}
+
+interface Snapshot {
+  info: ServerInfo[];
+  gc: { rss: number; heap: number }[];
+  clientRss: number;
+}
+
+async function snapshot(servers: Server[], hubs: Map<string, Remote<Hub>>): Promise<Snapshot> {
+  await Bun.sleep(200);
+  Bun.gc(true);
+  const info = await sizes(servers);
+  const gc = await Promise.all(servers.map((s) => hubs.get(`${s.host}:${s.port}`)!.memory()));
+  return { info, gc, clientRss: process.memoryUsage.rss() };
+}
+
+/** Memory rows: what `n` more idle agents cost the servers and the client. */
+function memoryRows(label: string, a: Snapshot, b: Snapshot, n: number): void {
+  const held = b.info.reduce((x, i, k) => x + i.size - a.info[k]!.size, 0);
+  if (held !== n) throw new Error(`servers hold ${held} new agents, expected ${n}`);
+  const infoRss = (b.info.reduce((x, i, k) => x + i.mem - a.info[k]!.mem, 0) * 2 ** 20) / n;
+  const gcRss = b.gc.reduce((x, m, k) => x + m.rss - a.gc[k]!.rss, 0) / n;
+  const heap = b.gc.reduce((x, m, k) => x + m.heap - a.gc[k]!.heap, 0) / n;
+  row(`${label}: server RSS per idle agent (getServerInfo)`, infoRss, "B", `RSS ${a.info.map((i) => i.mem).join("/")} → ${b.info.map((i) => i.mem).join("/")} MiB; sizes ${b.info.map((i) => i.size).join("/")}`);
+  row(`${label}: server RSS per idle agent after full GC`, gcRss, "B", `${b.gc.map((m) => mib(m.rss)).join("/")} MiB`);
+  row(`${label}: server JS heap per idle agent after full GC`, heap, "B", `${b.gc.map((m) => mib(m.heap)).join("/")} MiB`);
+  row(`${label}: client RSS per proxy (after a full GC)`, (b.clientRss - a.clientRss) / n, "B");
+}
+
+/** The plain API: one creation per agent, then rounds of one sync and one async call per agent. */
 async function perRpc(servers: Server[], group: ServerGroup): Promise<void> {
-  console.log(`\none RPC per operation: ${M.toLocaleString("en")} agents, ${WINDOW} in flight, ${STRATEGY}`);
-  const agents = new Array<Remote<Cell>>(M);
+  console.log(`\nplain API, one request per operation: ${M.toLocaleString("en")} agents, ${WINDOW} in flight, ${STRATEGY}`);
+  const hubs = await placeHubs(servers, group);
+  const before = await snapshot(servers, hubs);
+  let agents = new Array<Remote<Cell>>(M);
   let c0 = cpu(servers);
   let t = performance.now();
   await pump(M, WINDOW, (i) => remoteState((agents[i] = Cell.toDist(group, i)))!.ready);
   let s = (performance.now() - t) / 1000;
-  row("per-RPC: creation rate", M / s, "agents/s", cpuNote(c0, cpu(servers), M, s));
-  const spread = (await sizes(servers)).map((i) => i.size);
-  if (spread.reduce((a, b) => a + b, 0) !== M) throw new Error(`servers hold ${spread} agents, expected ${M} in all`);
-  c0 = cpu(servers);
-  t = performance.now();
-  let sum = 0;
-  await pump(M, WINDOW, async (i) => {
-    const r = await agents[i]!.tick(1);
-    sum += r;
-  });
-  s = (performance.now() - t) / 1000;
-  if (sum !== (M * (M - 1)) / 2 + M) throw new Error(`round sum ${sum} is wrong`);
-  row("per-RPC: round, one sync call per agent", s, "s", `${Math.round(M / s).toLocaleString("en")} calls/s; ${cpuNote(c0, cpu(servers), M, s)}`);
-  row("per-RPC: round of 1M extrapolated", (1_000_000 / M) * s, "s", "at the rate above");
+  row("plain: creation rate (Cell.toDist(group, i))", M / s, "agents/s", `${s.toFixed(2)} s; ${cpuNote(c0, cpu(servers), M, s)}`);
+  memoryRows("plain", before, await snapshot(servers, hubs), M);
+  for (const kind of ["sync", "async"] as const) {
+    c0 = cpu(servers);
+    t = performance.now();
+    let sum = 0;
+    let failed = 0;
+    let firstError = "";
+    const { maxStallMs } = await withStallWatch(() =>
+      pump(M, WINDOW, async (i) => {
+        try {
+          const r = await (kind === "sync" ? agents[i]!.tick(1) : agents[i]!.atick(1));
+          sum += r;
+        } catch (e) {
+          // Counted and reported, not fatal: the round's figure says how many did not make it.
+          failed++;
+          firstError ||= `${(e as { code?: string }).code ?? ""} ${(e as Error).message}`.slice(0, 160);
+        }
+      }),
+    );
+    s = (performance.now() - t) / 1000;
+    const want = kind === "sync" ? (M * (M - 1)) / 2 + M : (M * (M - 1)) / 2 + 2 * M;
+    if (failed === 0 && sum !== want) throw new Error(`${kind} round sum ${sum} is wrong (want ${want})`);
+    const what = kind === "sync" ? "one sync call per agent" : "one async call per agent (call + wait)";
+    const problems = failed ? `; ${failed} FAILED (first: ${firstError})` : "";
+    row(`plain: round, ${what}`, s, "s", `${Math.round(M / s).toLocaleString("en")} calls/s; ${cpuNote(c0, cpu(servers), M, s)}; longest client stall ${maxStallMs.toFixed(0)} ms${problems}`);
+  }
+  agents = [];
   await Promise.all(servers.map((srv) => srv.client.deleteAllAgents()));
 }
 
 /** Bulk creation through per-server hubs, memory, and a bulk round. */
 async function bulk(servers: Server[], group: ServerGroup): Promise<void> {
   console.log(`\nbulk (createMany / callMany stand-in): ${N.toLocaleString("en")} agents in chunks of ${CHUNK.toLocaleString("en")}, ${STRATEGY}`);
-  // One hub per server: the group places them like any object; check it did spread them.
-  const hubs = servers.map(() => Hub.toDist(group));
-  await Promise.all(hubs.map((h) => remoteState(h)!.ready));
-  const hubOf = new Map(hubs.map((h) => [`${h.host}:${h.port}`, h]));
-  if (hubOf.size !== servers.length) throw new Error("the group did not put one hub on each server");
-  const info0 = await sizes(servers);
-  const mem0 = await Promise.all(hubs.map((h) => h.memory()));
-  const rss0 = process.memoryUsage.rss();
-  const held = new Map<Remote<Hub>, Remote<Cell>[]>(hubs.map((h) => [h, []]));
+  const hubOf = await placeHubs(servers, group);
+  const before = await snapshot(servers, hubOf);
+  const held = new Map<Remote<Hub>, Remote<Cell>[]>([...hubOf.values()].map((h) => [h, []]));
   const chunks = Math.ceil(N / CHUNK);
   let next = 0;
   const c0 = cpu(servers);
@@ -260,28 +337,14 @@ async function bulk(servers: Server[], group: ServerGroup): Promise<void> {
     }),
   );
   const s = (performance.now() - t) / 1000;
-  row("bulk: creation rate", N / s, "agents/s", `${s.toFixed(2)} s for ${N.toLocaleString("en")}; ${cpuNote(c0, cpu(servers), N, s)}`);
-  const clientPerAgent = (process.memoryUsage.rss() - rss0) / N;
-  await Bun.sleep(200);
-  const info1 = await sizes(servers);
-  const total = info1.reduce((a, i, k) => a + i.size - info0[k]!.size, 0);
-  if (total !== N) throw new Error(`servers hold ${total} new agents, expected ${N}`);
-  const mem1 = await Promise.all(hubs.map((h) => h.memory()));
-  const infoRss = (info1.reduce((a, i, k) => a + i.mem - info0[k]!.mem, 0) * 2 ** 20) / N;
-  const gcRss = mem1.reduce((a, m, k) => a + m.rss - mem0[k]!.rss, 0) / N;
-  const heap = mem1.reduce((a, m, k) => a + m.heap - mem0[k]!.heap, 0) / N;
-  row("server memory per idle agent: RSS (getServerInfo)", infoRss, "B", `RSS ${info0.map((i) => i.mem).join("/")} → ${info1.map((i) => i.mem).join("/")} MiB`);
-  row("server memory per idle agent: RSS after full GC", gcRss, "B", `${mem1.map((m) => mib(m.rss)).join("/")} MiB`);
-  row("server memory per idle agent: JS heap after full GC", heap, "B", `${mem1.map((m) => mib(m.heap)).join("/")} MiB`);
-  row("client memory per proxy (RSS)", clientPerAgent, "B");
+  row("bulk: creation rate", N / s, "agents/s", `${s.toFixed(2)} s; ${cpuNote(c0, cpu(servers), N, s)}`);
+  memoryRows("bulk", before, await snapshot(servers, hubOf), N);
 
   const c1 = cpu(servers);
   const t1 = performance.now();
   const sums = await Promise.all(
-    hubs.map(async (hub) => {
-      const cells = held.get(hub)!;
+    [...held].map(async ([hub, cells]) => {
       let sum = 0;
-      // Two chunks in flight per server.
       const parts = Array.from({ length: Math.ceil(cells.length / CHUNK) }, (_, i) => cells.slice(i * CHUNK, (i + 1) * CHUNK));
       await pump(parts.length, 2, async (i) => {
         const r = await hub.tickAll(parts[i] as unknown as Cell[], 1);
@@ -294,33 +357,44 @@ async function bulk(servers: Server[], group: ServerGroup): Promise<void> {
   const sum = sums.reduce((a, b) => a + b, 0);
   if (sum !== (N * (N - 1)) / 2 + N) throw new Error(`round sum ${sum} is wrong`);
   row("bulk: round, every agent called once", s1, "s", `${Math.round(N / s1).toLocaleString("en")} calls/s; ${cpuNote(c1, cpu(servers), N, s1)}`);
+  held.clear();
+  await Promise.all(servers.map((srv) => srv.client.deleteAllAgents()));
+}
+
+/** Start `SERVERS` fresh servers, run `phase` with a group over them, then kill them. */
+async function withServers(cmd: string[], agentDir: string, cwd: string, phase: (servers: Server[], group: ServerGroup) => Promise<void>): Promise<void> {
+  const servers: Server[] = [];
+  try {
+    servers.push(...(await Promise.all(Array.from({ length: SERVERS }, () => startServer(cmd, agentDir, cwd)))));
+    const group = new ServerGroup(
+      servers.map((s) => ({ host: s.host, port: s.port })),
+      { strategy: STRATEGY },
+    );
+    await phase(servers, group);
+  } finally {
+    for (const s of servers) s.proc.kill("SIGKILL");
+    await Promise.all(servers.map((s) => s.proc.exited));
+    await closeAllConnections();
+  }
 }
 
 if (import.meta.main) {
   if (STRATEGY !== "round-robin" && STRATEGY !== "least-loaded") throw new Error("--strategy must be round-robin or least-loaded");
   const scratch = mkdtempSync(join(tmpdir(), "as-scale-out-"));
-  const servers: Server[] = [];
   try {
     const agentDir = join(scratch, "agents");
     mkdirSync(agentDir);
     writeFileSync(join(agentDir, "cell.ts"), AGENT_FILE);
     const cmd = await serverCommand(scratch);
     console.log(`scale-out: ${SERVERS} × ${cmd.length > 1 ? "bun bin/as-server.ts" : "compiled as-server"} on ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB; bun ${Bun.version}`);
-    servers.push(...(await Promise.all(Array.from({ length: SERVERS }, () => startServer(cmd, agentDir, scratch)))));
-    const group = new ServerGroup(
-      servers.map((s) => ({ host: s.host, port: s.port })),
-      { strategy: STRATEGY },
-    );
-    if (M > 0) await perRpc(servers, group);
-    if (N > 0) await bulk(servers, group);
+    // Each phase on fresh servers, so neither inherits the other's heap or result pool.
+    if (M > 0) await withServers(cmd, agentDir, scratch, perRpc);
+    if (N > 0) await withServers(cmd, agentDir, scratch, bulk);
     const out = join(import.meta.dir, "results-scale-out.json");
     const machine = { bun: Bun.version, cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), date: new Date().toISOString() };
-    writeFileSync(out, `${JSON.stringify({ machine, config: { agents: N, rpcAgents: M, servers: SERVERS, chunk: CHUNK, window: WINDOW, strategy: STRATEGY }, rows }, null, 2)}\n`);
+    writeFileSync(out, `${JSON.stringify({ machine, config: { rpcAgents: M, bulkAgents: N, servers: SERVERS, chunk: CHUNK, window: WINDOW, strategy: STRATEGY }, rows }, null, 2)}\n`);
     console.log(`\nwrote ${out}`);
   } finally {
-    for (const s of servers) s.proc.kill("SIGKILL");
-    await Promise.all(servers.map((s) => s.proc.exited));
-    await closeAllConnections();
     rmSync(scratch, { recursive: true, force: true });
   }
   process.exit(0);

@@ -184,6 +184,26 @@ describe("dead servers", () => {
     expect(performance.now() - t0).toBeLessThan(500);
   });
 
+  test("refresh() probes dead servers too: one that is back is alive again at once", async () => {
+    const l = await launch();
+    const port = l.port;
+    await l.shutdown();
+    const group = new ServerGroup([{ host: "127.0.0.1", port }, addr(servers[0]!)], { token: TOKEN, deadRetryMs: 60_000 });
+    await Spot.toDist(group).hello();
+    expect(group.status()[0]!.alive).toBe(false);
+    expect((await group.refresh())[0]!.alive).toBe(false);
+    const back = new RpcAgentServerLauncher({ host: "127.0.0.1", port, customAgentClasses: [Spot], token: TOKEN, shutdownGraceMs: 200 });
+    await back.launch();
+    try {
+      expect((await group.refresh())[0]).toMatchObject({ alive: true, size: 0 });
+      const s = Spot.toDist(group);
+      await s.hello();
+      expect(s.port).toBe(port);
+    } finally {
+      await back.shutdown();
+    }
+  });
+
   test("a dead server is tried again after deadRetryMs", async () => {
     const l = await launch();
     const port = l.port;
@@ -213,8 +233,8 @@ describe("errors that are not about reachability", () => {
     expect(group.status().every((s) => s.alive)).toBe(true);
   });
 
-  test("a wrong token is UNAUTHENTICATED, not a dead server", async () => {
-    const group = new ServerGroup(servers.map(addr), { token: "wrong" });
+  test.each(["round-robin", "least-loaded"] as const)("%s: a wrong token is UNAUTHENTICATED, not a dead server", async (strategy) => {
+    const group = new ServerGroup(servers.map(addr), { token: "wrong", strategy });
     const e = await rejection(Spot.toDist(group).hello());
     expect(e.code).toBe("UNAUTHENTICATED");
     expect(group.status().every((s) => s.alive)).toBe(true);

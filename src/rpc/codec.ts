@@ -68,17 +68,34 @@ export function encodeValue(value: unknown, refs: RefCodec = NO_REFS, limits: Li
   if (size > limits.maxMessageBytes) {
     throw new ResourceExhaustedError(`encoded value is ${size} bytes, over the ${limits.maxMessageBytes}-byte message limit`);
   }
-  const out = new Uint8Array(size);
+  const out = alloc(size);
   // Byte by byte: reading `.buffer` of a fresh small typed array (for a DataView) makes the
   // engine materialise its ArrayBuffer, which costs more than the rest of a small encode.
   writeU32(out, json.length);
   out.set(json, HEADER);
-  let at = blobStart;
+  let at = HEADER + json.length;
   for (const b of st.blobs) {
-    out.set(b, at);
-    at = align8(at + b.byteLength);
+    // Alignment padding is zeroed: a large frame's memory is not (see `alloc`).
+    const start = align8(at);
+    out.fill(0, at, start);
+    out.set(b, start);
+    at = start + b.byteLength;
   }
   return out;
+}
+
+/** Frames this large skip zero-filling: every byte of them is written anyway. */
+const UNZEROED_BYTES = 64 * 1024;
+
+/**
+ * A fresh byte array with its own exactly-sized buffer. Large ones come from
+ * `Buffer.allocUnsafeSlow` (never pooled, not zero-filled: the caller writes every byte),
+ * seen as a plain Uint8Array; that saves a pass over megabytes of memory per copy.
+ */
+function alloc(n: number): Uint8Array<ArrayBuffer> {
+  if (n < UNZEROED_BYTES) return new Uint8Array(n);
+  const b = Buffer.allocUnsafeSlow(n);
+  return new Uint8Array(b.buffer as ArrayBuffer, b.byteOffset, n);
 }
 
 /** Little-endian u32 at the start of `b`. */
@@ -352,8 +369,9 @@ function decBinary(t: Record<string, unknown>, st: DecodeState): unknown {
   const start = st.blobStart + off;
   if (start + len > st.bytes.byteLength) throw new CodecError("truncated value frame (binary)");
   // Copy out: the frame buffer may be reused or huge, and aligned typed arrays need their own buffer.
-  // `new Uint8Array(view)`, not `.slice()`: on a Node Buffer (gRPC frames) slice is a view, not a copy.
-  const copy = new Uint8Array(st.bytes.subarray(start, start + len));
+  // Not `.slice()`: on a Node Buffer (gRPC frames) slice is a view, not a copy.
+  const copy = alloc(len);
+  copy.set(st.bytes.subarray(start, start + len));
   if (kind === "Uint8Array") return copy;
   if (kind === "ArrayBuffer") return copy.buffer;
   if (kind === "Buffer") return Buffer.from(copy.buffer, 0, len);

@@ -165,11 +165,13 @@ export class ServerGroup {
   }
 
   /**
-   * Ask every server for its load now (`getServerInfo`, answered at once by the server);
-   * servers that do not answer within `probeTimeoutMs` are marked dead. Resolves with `status()`.
+   * Ask every server for its load now (`getServerInfo`, answered at once by the server),
+   * those marked dead included: one that answers is alive again, one that does not answer
+   * within `probeTimeoutMs` is marked dead. Resolves with `status()`.
    */
   async refresh(): Promise<GroupServerStatus[]> {
-    await this.#probe();
+    await (this.#probing ?? Promise.resolve());
+    await this.#probeAll(true);
     return this.status();
   }
 
@@ -200,7 +202,8 @@ export class ServerGroup {
     });
     const chosen = Promise.withResolvers<ServerConnection>();
     chosen.promise.catch(() => {});
-    const first = this.#pickNow(new Set());
+    // least-loaded with no figures yet: the choice waits for the first probe.
+    const first = this.strategy === "least-loaded" && this.#members.every((m) => !m.info) ? undefined : this.#pickNow(new Set());
     const tentative = first === undefined ? this.#members[0]! : this.#members[first]!;
     const placed = new PlacedConnection(chosen.promise, { host: tentative.addr.host, port: tentative.addr.port });
     const st: RemoteState = {
@@ -305,7 +308,8 @@ export class ServerGroup {
         }
       }
     } else {
-      if (this.#members.every((m) => !m.info)) return undefined;
+      // A server with no figures (its probe failed, or it just came back) counts what this
+      // group placed there since; the creation itself then shows what is wrong with it.
       let best = Infinity;
       for (let k = 0; k < n; k++) {
         // Ties go to the servers in turn, not always to the first.
@@ -319,7 +323,8 @@ export class ServerGroup {
         }
       }
       if (pick !== undefined) this.#next = pick + 1;
-      if (this.#members.some((m) => !m.info || now - m.info.at > this.#opts.loadMaxAgeMs)) void this.#probe().catch(() => {});
+      const stale = (m: Member) => m.deadUntil <= now && (!m.info || now - m.info.at > this.#opts.loadMaxAgeMs);
+      if (this.#members.some(stale)) void this.#probe().catch(() => {});
     }
     if (pick !== undefined) this.#members[pick]!.placed++;
     return pick;
@@ -333,16 +338,17 @@ export class ServerGroup {
     return this.#probing;
   }
 
-  async #probeAll(): Promise<void> {
+  async #probeAll(includeDead = false): Promise<void> {
     const now = Date.now();
     await Promise.all(
       this.#members.map(async (m) => {
-        // A dead server is left alone until its retry time.
-        if (m.deadUntil > now) return;
+        // A dead server is left alone until its retry time (unless asked: refresh()).
+        if (m.deadUntil > now && !includeDead) return;
         const startPlaced = m.placed;
         try {
           const conn = this.#connection(m, undefined);
-          const info = decodeFrom(await conn.value({ t: "info" }, { timeoutMs: this.#opts.probeTimeoutMs })) as ServerInfo;
+          const info = decodeFrom(await conn.value({ t: "info" }, { timeoutMs: this.#opts.probeTimeoutMs })) as Partial<ServerInfo> | null;
+          if (typeof info?.size !== "number" || typeof info.pending !== "number") throw new TypeError(`${m.key} sent a malformed server info`);
           m.info = { size: info.size, pending: info.pending, at: Date.now() };
           m.placedAtProbe = startPlaced;
           m.deadUntil = 0;

@@ -1,19 +1,33 @@
 /**
  * The IPC binding of the servicer, inside a child server: request frames from the parent go
- * to `Servicer.handle`, answers go back with the same request number. Malformed frames are
- * answered with an error when they carry a number, and dropped otherwise; they never stop
- * the server.
+ * to `Servicer.handle`, answers go back with the same request number — as binary frames where
+ * they fit, batched while other requests are still running (see `ipc-frame.ts`); the last
+ * answer of a burst goes out at once. Malformed frames are answered with an error when they
+ * carry a number, and dropped otherwise; they never stop the server.
  */
 import type { IpcFrame } from "../../rpc/transports/ipc.ts";
+import { FrameSender, decodeFrames, encodeFrame } from "../../rpc/transports/ipc-frame.ts";
 import type { Servicer } from "../servicer.ts";
 import type { Response } from "../../rpc/protocol.ts";
 
 /** Serve `servicer` on this process's IPC channel. */
 export function bindIpc(servicer: Servicer, send: (f: IpcFrame) => void, listen?: () => Promise<Response>): (frame: unknown) => void {
   const running = new Map<number, AbortController>();
-  return (frame: unknown) => {
+  const out = new FrameSender((f) => send(f as IpcFrame));
+  const answer = (i: number, r: Response) => {
+    try {
+      const bin = encodeFrame("a", i, r);
+      if (!bin) return out.now({ k: "a", i, r });
+      out.queue(bin, false);
+      // Nothing else to wait for: the parent is waiting for exactly this.
+      if (running.size === 0) out.flush();
+    } catch {
+      // Parent gone: the disconnect handler ends this process.
+    }
+  };
+  const one = (frame: unknown) => {
     if (frame === null || typeof frame !== "object") return;
-    const f = frame as Partial<IpcFrame> & { i?: unknown };
+    const f = frame as Partial<Exclude<IpcFrame, Uint8Array>> & { i?: unknown };
     if (typeof f.i !== "number" || !Number.isSafeInteger(f.i)) return;
     const i = f.i;
     if (f.k === "x") {
@@ -24,18 +38,18 @@ export function bindIpc(servicer: Servicer, send: (f: IpcFrame) => void, listen?
     const req = (f as { r?: { t?: unknown } }).r;
     // `listen` is a parent-only control request: it exists on IPC, never on the network.
     if (listen && req?.t === "listen") {
-      listen().then((r) => send({ k: "a", i, r }));
+      listen().then((r) => answer(i, r));
       return;
     }
     const ctl = new AbortController();
     running.set(i, ctl);
     servicer.handle(req, ctl.signal).then((r) => {
       running.delete(i);
-      try {
-        send({ k: "a", i, r });
-      } catch {
-        // Parent gone: the disconnect handler ends this process.
-      }
+      answer(i, r);
     });
+  };
+  return (raw: unknown) => {
+    if (raw instanceof Uint8Array) for (const f of decodeFrames(raw) ?? []) one(f);
+    else one(raw);
   };
 }

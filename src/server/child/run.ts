@@ -78,7 +78,8 @@ export async function runChild(json: string | undefined): Promise<void> {
     })());
   const onFrame = bindIpc(servicer, (f: IpcFrame) => send(f), listen);
   // Other child servers are reached through the parent, which relays requests to them.
-  const upward = new IpcTransport({ send: (f) => send(f) }, "parent");
+  // Requests going up are relayed by the parent, which reads them as object frames.
+  const upward = new IpcTransport({ send: (f) => send(f) }, "parent", { binary: false });
   const routed = new Map<string, ServerConnection>();
   setUpstreamListen(async (child) => {
     if (child === conf.id) {
