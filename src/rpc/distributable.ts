@@ -14,7 +14,7 @@ import { takeOid } from "./oid.ts";
 import { randomId } from "./protocol.ts";
 import { ServerGroup } from "./placement.ts";
 import { makeRemote, remoteState, type Remote } from "./proxy.ts";
-import { encodeArgsWhenReady } from "./refs.ts";
+import { encodeArgsWhenReady, processLimits } from "./refs.ts";
 import { classInfo, entryOf, IS_DISTRIBUTABLE, type ClassEntry } from "./registry.ts";
 import { DEFAULT_RETRY, type RetryStrategy } from "./retry.ts";
 import type { ClientTlsOption } from "./tls.ts";
@@ -130,6 +130,7 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, t
     modules: entry.module ? [entry.module] : [],
     capacity: conf.capacity ?? 32,
     maxQueue: conf.maxQueue ?? 65_536,
+    maxMessageBytes: processLimits().maxMessageBytes,
     maxPoolSize: conf.maxPoolSize ?? 8192,
     maxExpireTime: conf.maxExpireTime ?? 7200,
     maxTimeoutSeconds: conf.maxTimeoutSeconds ?? 5,
