@@ -1,3 +1,4 @@
+import { childTracker } from "./helpers/children.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Msg, RpcAgentServerLauncher, type Remote } from "../src/index.ts";
 import { Adder, Factory, Gather, Generator } from "./fixtures/pipeline-agents.ts";
@@ -5,11 +6,7 @@ import { Adder, Factory, Gather, Generator } from "./fixtures/pipeline-agents.ts
 const classes = [Adder, Gather, Generator, Factory];
 let s1: RpcAgentServerLauncher;
 let s2: RpcAgentServerLauncher;
-const stops: Array<() => Promise<void>> = [];
-function child<T>(p: Remote<T>): Remote<T> {
-  stops.push(() => p.stop());
-  return p;
-}
+const { child, stopAll } = childTracker();
 
 beforeAll(async () => {
   s1 = new RpcAgentServerLauncher({ port: 0, customAgentClasses: classes });
@@ -17,7 +14,7 @@ beforeAll(async () => {
   await Promise.all([s1.launch(), s2.launch()]);
 });
 afterAll(async () => {
-  await Promise.all(stops.map((s) => s()));
+  await stopAll();
   await Promise.all([s1.shutdown(), s2.shutdown()]);
 });
 

@@ -1,16 +1,11 @@
+import { childTracker } from "./helpers/children.ts";
 import { afterAll, describe, expect, test } from "bun:test";
 import { AgentServerNotAliveError, Msg, NotFoundError, type Remote } from "../src/index.ts";
 import { remoteState } from "../src/rpc/proxy.ts";
 import { Adder, Factory, Gather, Generator, NestedReader } from "./fixtures/pipeline-agents.ts";
 
-const stops: Array<() => Promise<void>> = [];
-function child<T>(p: Remote<T>): Remote<T> {
-  stops.push(() => p.stop());
-  return p;
-}
-afterAll(async () => {
-  await Promise.all(stops.map((s) => s()));
-});
+const { child, stopAll } = childTracker();
+afterAll(stopAll);
 
 const value = (m: Msg) => (m.metadata as { value: number }).value;
 const start = () => new Msg({ name: "user", role: "user", metadata: { value: 0 } });

@@ -1,3 +1,4 @@
+import { childTracker } from "../helpers/children.ts";
 import { afterAll, describe, expect, test } from "bun:test";
 import { AgentServerNotAliveError, CancelledError, DeadlineExceededError, ResourceExhaustedError, withOptions, type Remote } from "../../src/index.ts";
 import type { ChildServer } from "../../src/rpc/child-server.ts";
@@ -5,14 +6,8 @@ import { remoteState } from "../../src/rpc/proxy.ts";
 import { encodeValue } from "../../src/rpc/codec.ts";
 import { Worker } from "../fixtures/fault-agents.ts";
 
-const stops: Array<() => Promise<void>> = [];
-function child<T>(p: Remote<T>): Remote<T> {
-  stops.push(() => p.stop());
-  return p;
-}
-afterAll(async () => {
-  await Promise.all(stops.map((s) => s()));
-});
+const { child, stopAll } = childTracker();
+afterAll(stopAll);
 
 describe("child server faults", () => {
   test("kill -9 - a pending async wait rejects with UNAVAILABLE within 1 s", async () => {
