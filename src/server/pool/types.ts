@@ -1,7 +1,13 @@
 /**
  * The result pool interface shared by the local (in-memory) and Redis pools. A task is
  * prepared when its async call is accepted, set once when it finishes, and may be read any
- * number of times until it expires or is evicted; then reads fail with NOT_FOUND.
+ * number of times until it expires; then reads fail with NOT_FOUND.
+ *
+ * No unread result is ever dropped to make room: a finished result leaves the pool only when
+ * it expires (`maxExpireTime`), when it has been read and its space is needed, or when its
+ * owner releases it (every AsyncResult for it was dropped unread). A pool full of pending and
+ * unread results refuses new tasks with RESOURCE_EXHAUSTED carrying a `retryAfterMs` hint, and
+ * the client turns that into backpressure (it resubmits within the call's deadline).
  */
 import type { WireError } from "../../rpc/errors.ts";
 
@@ -10,15 +16,24 @@ export type Outcome = { ok: true; value: Uint8Array } | { ok: false; error: Wire
 
 /** Where async results live until they are read (and after: they stay re-readable). */
 export interface ResultPool {
-  /** Reserve `task` as pending. Throws ALREADY_EXISTS for a used id, RESOURCE_EXHAUSTED when full. */
+  /**
+   * Reserve `task` as pending. Throws ALREADY_EXISTS for a used id; RESOURCE_EXHAUSTED (with
+   * `retryAfterMs` on the error) when the pool holds `maxPoolSize` pending or unread entries.
+   */
   prepare(task: string): Promise<void>;
-  /** Record the outcome of a prepared task (an unknown/expired task is ignored). */
+  /** Record the outcome of a prepared task (an unknown/expired/released task is ignored). */
   set(task: string, outcome: Outcome): Promise<void>;
   /**
    * Wait up to `timeoutMs` for the outcome. Resolves `"pending"` if it did not land in time;
-   * rejects NOT_FOUND for an unknown, expired or evicted task. Event-driven: no polling.
+   * rejects NOT_FOUND for an unknown, expired or released task. Event-driven: no polling.
+   * An outcome handed out counts as read (its space may then be reused when the pool is full).
    */
   get(task: string, timeoutMs: number, signal?: AbortSignal): Promise<Outcome | "pending">;
+  /**
+   * The task's owner dropped every reference to it unread: free its entry now if finished,
+   * or as soon as it finishes. Unknown tasks are ignored.
+   */
+  release(task: string): Promise<void>;
   /** Entries held (pending and finished). */
   size(): number;
   /** Release timers and connections. */
@@ -27,7 +42,7 @@ export interface ResultPool {
 
 /** Options every pool takes. */
 export interface PoolOptions {
-  /** Most entries held; the oldest finished ones are evicted first. Default 8192. */
+  /** Most pending-or-unread entries held; read entries make room first. Default 8192. */
   maxPoolSize: number;
   /** Seconds a finished result is kept. Default 7200. */
   maxExpireTime: number;
