@@ -6,6 +6,8 @@
  * parsers below throw `UsageError`, which the entry turns into that line and code.
  */
 import type { ArgsDef } from "citty";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 
 /** A bad flag or value: reported as one line on stderr, exit code 2. */
 export class UsageError extends Error {
@@ -24,7 +26,8 @@ const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCas
 /**
  * Check `argv` (the tokens after the command name) against `def` and return it normalised for
  * citty: a bare optional-value flag becomes `--flag=true`. Throws UsageError on an unknown flag,
- * a flag missing its value, a value given to a boolean that is not one, or a stray positional.
+ * a flag given twice (in any spelling: citty would silently keep the last), a flag missing its
+ * value, a value given to a boolean that is not one, or a stray positional.
  */
 export function checkArgv(argv: readonly string[], def: ArgsDef, rules: ArgvRules = {}): string[] {
   const kinds = new Map<string, { name: string; type: string }>();
@@ -39,6 +42,11 @@ export function checkArgv(argv: readonly string[], def: ArgsDef, rules: ArgvRule
   }
   const out: string[] = [];
   let seenPositionals = 0;
+  const seen = new Set<string>();
+  const once = (name: string): void => {
+    if (seen.has(name)) throw new UsageError(`option --${name} given more than once`);
+    seen.add(name);
+  };
   for (let i = 0; i < argv.length; i++) {
     const tok = argv[i]!;
     if (tok === "--" || !tok.startsWith("-") || tok === "-") {
@@ -62,11 +70,13 @@ export function checkArgv(argv: readonly string[], def: ArgsDef, rules: ArgvRule
       // citty's negation: `--no-insecure`; only for flags that are booleans at heart.
       const neg = kinds.get(key.slice(3));
       if (neg && (neg.type === "boolean" || rules.optionalValue?.has(neg.name)) && inline === undefined) {
+        once(neg.name);
         out.push(tok);
         continue;
       }
     }
     if (!arg) throw new UsageError(`unknown option --${key}`);
+    once(arg.name);
     if (arg.type === "boolean") {
       // citty reads any value but "false" as true (`--insecure=0` would enable it): normalise.
       out.push(inline === undefined || parseBool(inline, `--${arg.name}`) ? `--${key}` : `--no-${key}`);
@@ -150,3 +160,33 @@ export function isLoopback(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[|\]$/g, "");
   return h === "localhost" || h === "::1" || h === "ip6-localhost" || /^127(\.\d{1,3}){3}$/.test(h) || h === "::ffff:127.0.0.1";
 }
+
+/**
+ * The token held by a file (`--token-file`): its content without the trailing newline and
+ * surrounding spaces. An unreadable or empty file is bad input (exit 2): a server must never
+ * start unguarded because its secret could not be read.
+ */
+export function readTokenFile(v: unknown, flag = "--token-file"): string {
+  const p = resolve(parseNonEmpty(v, flag));
+  let text: string;
+  try {
+    text = readFileSync(p, "utf8");
+  } catch (e) {
+    throw new UsageError(`${flag} ${p} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  const token = text.trim();
+  if (!token) throw new UsageError(`${flag} ${p} is empty`);
+  if (/[\r\n]/.test(token)) throw new UsageError(`${flag} ${p} holds more than one line`);
+  return token;
+}
+
+/** The token of a command: `--token-file`, else `--token` (visible in ps), else `AS_SERVER_TOKEN`. */
+export function tokenOf(args: Record<string, unknown>, env: Record<string, string | undefined>): string | undefined {
+  if (args["token-file"] !== undefined && args.token !== undefined) throw new UsageError("give either --token-file or --token, not both");
+  if (args["token-file"] !== undefined) return readTokenFile(args["token-file"]);
+  if (args.token !== undefined) return parseNonEmpty(args.token, "--token");
+  return env.AS_SERVER_TOKEN || undefined;
+}
+
+/** The warning for a secret given on the command line, which every local user can read. */
+export const TOKEN_ON_ARGV = "--token is visible to every user of this machine (ps, /proc/PID/cmdline): prefer --token-file FILE or AS_SERVER_TOKEN";

@@ -8,8 +8,8 @@
  * as-server stop --port 12310
  *
  * Hidden subcommands, routed before the CLI loads so they never pay for citty or consola:
- * `__child` is the compiled binary's child server, `__server <json>` the server process of
- * `launch({ inSubprocess: true })`.
+ * `__child` is the compiled binary's child server, `__server` the server process of
+ * `launch({ inSubprocess: true })` (its config arrives on stdin, never argv).
  */
 export {};
 
@@ -21,7 +21,7 @@ if (argv[0] === "__child") {
   const { installRuntimeModule } = await import("./runtime-module.ts");
   await installRuntimeModule();
   const { runServerMain } = await import("../src/server/launcher-main.ts");
-  await runServerMain(argv[1] ?? "{}");
+  await runServerMain();
 } else {
   const { main } = await import("./main.ts");
   await main(argv);

@@ -2,8 +2,9 @@
  * The CLI's consola instance. The level comes from the environment (`AS_LOG_LEVEL`, a name or
  * a number, else consola's own `CONSOLA_LEVEL`), never from consola's default: that default
  * drops to "warn" under `NODE_ENV=test`, which would hide the listening line that scripts and
- * tests wait for. The plain (basic) reporter is used in CI and whenever stdout is not a
- * terminal, so piped output stays one parseable line per event.
+ * tests wait for. The plain (basic) reporter is used in CI, under `NO_COLOR`, and whenever
+ * stdout or stderr is not a terminal, so piped output stays one parseable line per event
+ * with no colour codes.
  */
 import { consola, createConsola, LogLevels, type ConsolaInstance, type LogType } from "consola";
 
@@ -18,10 +19,13 @@ export function logLevelFromEnv(env: Record<string, string | undefined> = proces
   return LogLevels.info;
 }
 
-/** True when output should be plain: in CI, or when stdout is not a terminal. */
+/**
+ * True when output should be plain (no colour, no icons): in CI, with `NO_COLOR` set, or when
+ * stdout or stderr is not a terminal (log lines go to both).
+ */
 export function plainOutput(env: Record<string, string | undefined> = process.env): boolean {
   const ci = env.CI !== undefined && env.CI !== "" && env.CI !== "false" && env.CI !== "0";
-  return ci || !process.stdout.isTTY;
+  return ci || !!env.NO_COLOR || !process.stdout.isTTY || !process.stderr.isTTY;
 }
 
 // tsc picks consola's browser typings (moduleResolution "bundler" has no "node" condition);

@@ -16,6 +16,7 @@ import {
   parsePort,
   parsePositiveInt,
   parsePositiveNumber,
+  tokenOf,
   type ArgvRules,
 } from "../args.ts";
 
@@ -25,7 +26,11 @@ export const startArgs = {
   port: { type: "string", description: "TCP port; 0 picks a free one (printed when listening)", default: "12310" },
   capacity: { type: "string", description: "Async calls run at once; more wait in a bounded queue", default: "32" },
   "pool-type": { type: "string", description: "Result pool: local or redis", valueHint: "local|redis", default: "local" },
-  "redis-url": { type: "string", description: "Redis of the redis pool", default: "redis://localhost:6379" },
+  "redis-url": {
+    type: "string",
+    // No citty default: AS_REDIS_URL fills in when the flag is absent.
+    description: "Redis of the redis pool; a password here is visible in ps, prefer env AS_REDIS_URL (default: AS_REDIS_URL, else redis://localhost:6379)",
+  },
   "max-pool-size": { type: "string", description: "Results kept by the local pool", default: "8192" },
   "max-expire-time": { type: "string", description: "Seconds a result is kept", default: "7200" },
   "max-timeout-seconds": { type: "string", description: "Longest single wait for a result, seconds", default: "5" },
@@ -33,13 +38,14 @@ export const startArgs = {
     type: "string",
     valueHint: "true|false",
     // No citty default: whether it was given decides how it combines with --host.
-    description: "Listen on 127.0.0.1 only, else on --host (true/false, 1/0, yes/no) (Default: true; false when --host is not loopback)",
+    description: "Listen on 127.0.0.1 only, else on --host (true/false, 1/0, yes/no) (default: true; false when --host is not loopback)",
   },
   "agent-dir": { type: "string", description: "Load the agent classes in this directory's files (runs their code)" },
   "model-config-path": { type: "string", description: "JSON file of model configs" },
   "server-id": { type: "string", description: "Server id (default: generated)" },
   "studio-url": { type: "string", description: "URL of an AgentScope Studio to register with" },
-  token: { type: "string", description: "Shared secret clients must present (prefer env AS_SERVER_TOKEN)" },
+  "token-file": { type: "string", description: "File holding the shared secret clients must present (or env AS_SERVER_TOKEN)" },
+  token: { type: "string", description: "Shared secret clients must present; visible in ps, prefer --token-file" },
   insecure: { type: "boolean", description: "Allow a non-loopback listener without a token" },
   "max-message-bytes": { type: "string", description: "Largest message accepted or sent, bytes" },
   "max-queue": { type: "string", description: "Async calls that may wait for a slot before new ones are refused" },
@@ -48,7 +54,7 @@ export const startArgs = {
   "tls-cert": { type: "string", description: "Serve over TLS with this PEM certificate (chain) file; needs --tls-key" },
   "tls-key": { type: "string", description: "PEM private key file of --tls-cert" },
   "tls-client-ca": { type: "string", description: "Require client certificates signed by this PEM CA file (mutual TLS)" },
-  "shutdown-grace-ms": { type: "string", description: "On SIGTERM/SIGINT/stop, how long calls in flight may finish, ms (Default: 5000)" },
+  "shutdown-grace-ms": { type: "string", description: "On SIGTERM/SIGINT/stop, how long calls in flight may finish, ms (default: 5000)" },
 } as const;
 
 /** `--local-mode` may be given bare, meaning true. */
@@ -67,12 +73,12 @@ export function startOptions(args: Raw, env: Record<string, string | undefined> 
   const capacity = parsePositiveInt(args.capacity, "--capacity");
   const poolType = String(args["pool-type"] ?? "");
   if (poolType !== "local" && poolType !== "redis") throw new UsageError(`--pool-type must be local or redis, not "${poolType}"`);
-  const redisUrl = parseNonEmpty(args["redis-url"], "--redis-url");
-  if (poolType === "redis") checkRedisUrl(redisUrl);
+  const redisUrl = args["redis-url"] !== undefined ? parseNonEmpty(args["redis-url"], "--redis-url") : env.AS_REDIS_URL || "redis://localhost:6379";
+  if (poolType === "redis") checkRedisUrl(redisUrl, args["redis-url"] !== undefined ? "--redis-url" : "AS_REDIS_URL");
   // Loopback-only unless told otherwise, or unless --host names an address others would use
   // (AgentScope bound loopback whatever --host said, which left "--host 0.0.0.0" unreachable).
   const localMode = args["local-mode"] === undefined ? isLoopback(host) : parseBool(args["local-mode"], "--local-mode");
-  const token = args.token !== undefined ? parseNonEmpty(args.token, "--token") : env.AS_SERVER_TOKEN || undefined;
+  const token = tokenOf(args, env);
   const insecure = args.insecure === true;
   const tlsCert = args["tls-cert"] === undefined ? undefined : existingFile(args["tls-cert"], "--tls-cert");
   const tlsKey = args["tls-key"] === undefined ? undefined : existingFile(args["tls-key"], "--tls-key");
@@ -81,7 +87,7 @@ export function startOptions(args: Raw, env: Record<string, string | undefined> 
   if (tlsClientCa !== undefined && tlsCert === undefined) throw new UsageError("--tls-client-ca needs --tls-cert and --tls-key");
   // Reachable from other machines: needs a shared secret, client certificates, or an explicit --insecure (S3).
   if (!localMode && !isLoopback(host) && !token && !tlsClientCa && !insecure) {
-    throw new UsageError(`refusing to listen on non-loopback ${host} without a token: set AS_SERVER_TOKEN (or --token), require client certificates (--tls-client-ca), or pass --insecure`);
+    throw new UsageError(`refusing to listen on non-loopback ${host} without a token: set --token-file (or AS_SERVER_TOKEN), require client certificates (--tls-client-ca), or pass --insecure`);
   }
   const launcher: LauncherOptions = {
     host,
@@ -164,8 +170,14 @@ function httpUrl(v: unknown, flag: string): string {
   return s;
 }
 
-function checkRedisUrl(s: string): void {
+function checkRedisUrl(s: string, from: string): void {
   const u = URL.parse(s);
   // Never echo the URL: it may carry a password.
-  if (!u || (u.protocol !== "redis:" && u.protocol !== "rediss:")) throw new UsageError("--redis-url must be a redis:// or rediss:// URL");
+  if (!u || (u.protocol !== "redis:" && u.protocol !== "rediss:")) throw new UsageError(`${from} must be a redis:// or rediss:// URL`);
+}
+
+/** True when a Redis URL carries a password (then it must not sit on a command line). */
+export function redisUrlHasPassword(s: string): boolean {
+  const u = URL.parse(s);
+  return !!u && (u.password !== "" || (u.username !== "" && u.protocol.startsWith("redis")));
 }

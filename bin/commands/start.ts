@@ -4,10 +4,10 @@
  * gRPC) is imported only here, so `--help`, `stop`, `status` and child servers never load it.
  */
 import { defineCommand } from "citty";
-import { UsageError, isLoopback } from "../args.ts";
+import { TOKEN_ON_ARGV, UsageError, isLoopback } from "../args.ts";
 import { log } from "../log.ts";
 import { installRuntimeModule } from "../runtime-module.ts";
-import { startArgs, startOptions } from "./start-args.ts";
+import { redisUrlHasPassword, startArgs, startOptions } from "./start-args.ts";
 import type { LauncherOptions, RpcAgentServerLauncher } from "../../src/server/launcher.ts";
 
 /** The server this process runs, so that `cleanup()` can stop it whatever happened. */
@@ -20,6 +20,11 @@ export const start = defineCommand({
   args: startArgs,
   async run({ args }) {
     const opts = startOptions(args);
+    // Kept working (AgentScope scripts use it), but said plainly: argv is public on this machine.
+    if (args.token !== undefined) log.warn(TOKEN_ON_ARGV);
+    if (args["redis-url"] !== undefined && redisUrlHasPassword(args["redis-url"])) {
+      log.warn("--redis-url carries a password, visible to every user of this machine (ps): prefer env AS_REDIS_URL");
+    }
     if (opts.studioUrl !== undefined) log.warn("--studio-url is accepted for AgentScope compatibility; actorscope does not register with Studio");
     if (!opts.localMode && !isLoopback(opts.host ?? "") && !opts.token && opts.tlsClientCa === undefined) {
       log.warn(`--insecure: listening on ${opts.host} with no token and no client certificates: anyone who can reach this port can create agents and run their methods`);
@@ -34,9 +39,12 @@ export const start = defineCommand({
     }
     running = launcher;
     detachSignals = onStopSignals(launcher);
-    // The one line scripts wait for (see test/helpers/cli.ts): host, real port, server id.
+    // The one line scripts wait for (see test/helpers/cli.ts): the address really bound, real
+    // port, server id; and the name references carry when that is another one.
     const tls = opts.tlsClientCa !== undefined ? " over TLS, client certificates required" : opts.tlsCert !== undefined ? " over TLS" : "";
-    log.success(`as-server listening on ${launcher.host}:${launcher.port} (server id ${launcher.serverId})${tls}`);
+    const bound = launcher.bindHost === "127.0.0.1" && launcher.host === "localhost" ? "localhost" : launcher.bindHost;
+    const named = bound === launcher.host ? "" : `; clients are told ${launcher.host}`;
+    log.success(`as-server listening on ${bound}:${launcher.port} (server id ${launcher.serverId})${tls}${named}`);
     await launcher.waitUntilTerminate();
     running = undefined;
     log.info("as-server stopped");

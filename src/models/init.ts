@@ -4,8 +4,8 @@
  * for servers (the launcher's `--model-config-path` and `RpcClient.setModelConfigs`).
  */
 import { readFileSync } from "node:fs";
-import { ModelConfigError } from "./errors.ts";
-import { addModelConfigs, type ModelConfig } from "./store.ts";
+import { ModelConfigError, ModelError } from "./errors.ts";
+import { MAX_MODEL_CONFIGS, addModelConfigs, type ModelConfig } from "./store.ts";
 
 /** Options of `init()`. */
 export interface InitOptions {
@@ -23,7 +23,9 @@ export interface ApplyModelConfigsOptions {
 }
 
 /**
- * Load model configs (and future process-wide settings). Configs add to (or replace, by
+ * Load model configs (and future process-wide settings). At most `MAX_MODEL_CONFIGS`
+ * (65,536) configs and `MAX_MODEL_CONFIG_BYTES` (32 MiB of JSON) per process; more is a
+ * `ModelError` with code RESOURCE_EXHAUSTED and nothing is changed. Configs add to (or replace, by
  * `config_name`) those already loaded; child servers spawned afterwards inherit them.
  *
  * @example
@@ -84,6 +86,10 @@ const OPTIONAL_OBJECTS = ["client_args", "generate_args", "headers", "json_args"
  */
 export function checkModelConfigs(v: unknown): ModelConfig[] {
   const list: unknown[] = Array.isArray(v) ? v : [v];
+  // Refused before looking at each one: the count alone is over what a process holds.
+  if (list.length > MAX_MODEL_CONFIGS) {
+    throw new ModelError(`too many model configs: ${list.length} (at most ${MAX_MODEL_CONFIGS} per process)`, { code: "RESOURCE_EXHAUSTED" });
+  }
   list.forEach((c, i) => {
     if (c === null || typeof c !== "object" || Array.isArray(c)) throw new ModelConfigError(`model config #${i} is not an object`);
     const m = c as Record<string, unknown>;

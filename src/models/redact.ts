@@ -14,9 +14,21 @@ export const MASK = "***";
  */
 const MIN_SECRET = 4;
 
+/**
+ * Most secrets kept; past it the oldest registered are forgotten first. Model configs are
+ * bounded (store.ts), but a peer replacing configs again and again with new keys would
+ * otherwise grow this set for ever.
+ */
+export const MAX_SECRETS = 262_144;
+
+/** Registered secrets, in registration order (a Set keeps it; the oldest is evicted first). */
 const secrets = new Set<string>();
-/** Registered secrets, longest first, so a key that contains another is masked whole. */
-let ordered: string[] = [];
+/**
+ * Secrets indexed by their first MIN_SECRET characters, each bucket longest first once
+ * sorted. Registration only appends and marks the bucket unsorted: registering n secrets is
+ * O(n), never a re-sort of everything per secret (which made 40k configs take seconds).
+ */
+const buckets = new Map<string, { list: string[]; sorted: boolean }>();
 
 /** Key names whose values are credentials, wherever they appear in a config. */
 const SECRET_NAME = /(^|[_-])(api[_-]?key|apikey|key|token|secret|password|passwd|authorization|auth|cookie|credentials?)$/i;
@@ -30,11 +42,29 @@ const PATTERNS: Array<[RegExp, string]> = [
   [/(\/\/[^/@\s:]+:)[^/@\s]+@/g, `$1${MASK}@`],
 ];
 
-/** Remember `value` as a secret to mask from now on (ignored unless a non-trivial string). */
+/** Remember `value` as a secret to mask from now on (ignored unless a non-trivial string). O(1). */
 export function registerSecret(value: unknown): void {
   if (typeof value !== "string" || value.length < MIN_SECRET || secrets.has(value)) return;
+  if (secrets.size >= MAX_SECRETS) forget(secrets.values().next().value as string);
   secrets.add(value);
-  ordered = [...secrets].sort((a, b) => b.length - a.length);
+  const key = value.slice(0, MIN_SECRET);
+  const b = buckets.get(key);
+  if (b) {
+    b.list.push(value);
+    b.sorted = false;
+  } else buckets.set(key, { list: [value], sorted: true });
+}
+
+/** Drop the oldest secret; its bucket entry is pruned at the bucket's next sort (no O(bucket) work here). */
+function forget(value: string): void {
+  secrets.delete(value);
+  const b = buckets.get(value.slice(0, MIN_SECRET));
+  if (b) b.sorted = false;
+}
+
+/** How many secrets are registered (for tests and metrics). */
+export function secretCount(): number {
+  return secrets.size;
 }
 
 /** Is `name` the name of a field that holds a credential (`api_key`, `Authorization`, `x-api-key`, …)? */
@@ -68,10 +98,41 @@ export function registerConfigSecrets(config: unknown, depth = 0): void {
  * redact("401: bad key sk-live-123456"); // "401: bad key sk-***" (or "***")
  */
 export function redact(text: string): string {
-  let out = String(text);
-  for (const s of ordered) if (out.includes(s)) out = out.replaceAll(s, MASK);
+  let out = secrets.size ? maskRegistered(String(text)) : String(text);
   for (const [re, to] of PATTERNS) out = out.replace(re, to);
   return out;
+}
+
+/**
+ * One left-to-right pass: at each position, the longest registered secret starting there is
+ * masked. Cost grows with the text's length (one bucket lookup per position), not with the
+ * number of secrets.
+ */
+function maskRegistered(text: string): string {
+  if (text.length < MIN_SECRET) return text;
+  let out = "";
+  let from = 0;
+  for (let i = 0; i + MIN_SECRET <= text.length; ) {
+    const b = buckets.get(text.slice(i, i + MIN_SECRET));
+    const hit = b ? longestAt(b, text, i) : undefined;
+    if (hit === undefined) {
+      i++;
+      continue;
+    }
+    out += text.slice(from, i) + MASK;
+    i += hit.length;
+    from = i;
+  }
+  return from === 0 ? text : out + text.slice(from);
+}
+
+function longestAt(b: { list: string[]; sorted: boolean }, text: string, i: number): string | undefined {
+  if (!b.sorted) {
+    b.list = b.list.filter((s) => secrets.has(s)).sort((x, y) => y.length - x.length);
+    b.sorted = true;
+  }
+  for (const s of b.list) if (text.startsWith(s, i)) return s;
+  return undefined;
 }
 
 /**

@@ -104,6 +104,16 @@ export function isLoopback(host: string): boolean {
   return h === "localhost" || h === "::1" || h === "ip6-localhost" || /^127(\.\d{1,3}){3}$/.test(h) || h === "::ffff:127.0.0.1";
 }
 
+/**
+ * What to bind for `host`: in local mode a loopback address given as `host` is bound as given
+ * (`--host 127.0.0.2` must not quietly become 127.0.0.1), any other name binds 127.0.0.1.
+ */
+export function bindHostOf(host: string, localMode: boolean): string {
+  if (!localMode) return host;
+  const h = host.replace(/^\[|\]$/g, "");
+  return /^127(\.\d{1,3}){3}$/.test(h) || h === "::1" ? host : "127.0.0.1";
+}
+
 /** A wildcard bind is not an address anyone can dial: hand out this machine's name instead. */
 export function advertisedHost(host: string, localMode: boolean): string {
   if (!WILDCARDS.has(host)) return host;
@@ -113,7 +123,9 @@ export function advertisedHost(host: string, localMode: boolean): string {
 /** Names that reach this server from this machine, so its own references resolve locally. */
 export function aliasesOf(host: string, bindHost: string): string[] {
   const out = new Set([host, bindHost]);
-  if (isLoopback(bindHost) || WILDCARDS.has(bindHost)) for (const h of ["localhost", "127.0.0.1", "::1"]) out.add(h);
+  // Only when 127.0.0.1 (or every address) is what is bound: a server on 127.0.0.2 is not the
+  // one at 127.0.0.1 with the same port.
+  if (bindHost === "127.0.0.1" || bindHost === "localhost" || WILDCARDS.has(bindHost)) for (const h of ["localhost", "127.0.0.1", "::1"]) out.add(h);
   if (WILDCARDS.has(bindHost)) out.add(hostname());
   return [...out];
 }

@@ -1,9 +1,13 @@
 /**
- * `launch({ inSubprocess: true })`, parent side: spawn `bun launcher-main.ts <json>` (or the
- * compiled binary's `__server <json>`), wait for its `AS-SERVER READY <host> <port> <id>` line,
- * and stop it with SIGTERM. The subprocess dies with its parent: it exits when its stdin,
- * a pipe from us, reaches end of file. The token travels in the environment, never on the
- * command line (visible to every user through `ps`).
+ * `launch({ inSubprocess: true })`, parent side: spawn `bun launcher-main.ts` (or the compiled
+ * binary's `__server`), write its config as one JSON line to its stdin, wait for its
+ * `AS-SERVER READY <host> <port> <id>` line, and stop it with SIGTERM. The subprocess dies with
+ * its parent: it exits when its stdin, a pipe from us, reaches end of file.
+ *
+ * Nothing secret is ever on the command line, which every local user can read (`ps`,
+ * /proc/PID/cmdline): the config holds model configs with API keys, a Redis URL with its
+ * password, the token and TLS keys, so all of it goes through the stdin pipe (no size limit
+ * either, unlike one argv or environment string: 128 KiB on Linux).
  */
 import type { Subprocess } from "bun";
 import { fileURLToPath } from "node:url";
@@ -12,12 +16,9 @@ import { AgentServerNotAliveError } from "../rpc/errors.ts";
 import { entryOf } from "../rpc/registry.ts";
 import type { ServerTls } from "../rpc/tls.ts";
 
-/** Environment variable carrying a subprocess server's TLS material (JSON of PEM texts). */
-export const TLS_ENV = "AS_SERVER_TLS_PEM";
-
 /**
- * What the subprocess is told on its command line (JSON): the launcher's resolved options
- * (each field as in `LauncherOptions`), minus the token and with classes by reference.
+ * What the subprocess is told, as the first line of its stdin (JSON): the launcher's resolved
+ * options (each field as in `LauncherOptions`), with classes by reference.
  */
 export interface ServerProcessConfig {
   host: string;
@@ -42,6 +43,10 @@ export interface ServerProcessConfig {
   classes: Array<{ name: string; module: string }>;
   /** Shut down when stdin ends (the parent went away). */
   exitOnStdinClose?: boolean;
+  /** The shared secret calls must present. */
+  token?: string;
+  /** TLS material as PEM texts. */
+  tls?: { cert: string; key: string; clientCa?: string };
 }
 
 /** A running server subprocess. */
@@ -55,7 +60,7 @@ export interface ServerSubprocess {
 }
 
 /** Options of `launchSubprocess`: the launcher's resolved options. */
-export type SubprocessOptions = Omit<ServerProcessConfig, "classes" | "exitOnStdinClose"> & { customAgentClasses: Function[]; readyTimeoutMs?: number };
+export type SubprocessOptions = Omit<ServerProcessConfig, "classes" | "exitOnStdinClose" | "token" | "tls"> & { customAgentClasses: Function[]; readyTimeoutMs?: number };
 
 const READY = /^AS-SERVER READY (\S+) (\d+) (\S+)$/m;
 const TAIL_BYTES = 4096;
@@ -63,11 +68,20 @@ const TAIL_BYTES = 4096;
 /** Start a server subprocess; resolves once it accepts calls. */
 export async function launchSubprocess(opts: SubprocessOptions, token: string | undefined, tls?: ServerTls): Promise<ServerSubprocess> {
   const { customAgentClasses, readyTimeoutMs = 15_000, ...rest } = opts;
-  const conf: ServerProcessConfig = { ...rest, classes: customAgentClasses.map(classRef), exitOnStdinClose: true };
-  const env: Record<string, string | undefined> = { ...process.env, AS_SERVER_TOKEN: token ?? "" };
-  delete env[TLS_ENV];
-  if (tls) env[TLS_ENV] = JSON.stringify({ cert: tls.cert.toString(), key: tls.key.toString(), ...(tls.clientCa ? { clientCa: tls.clientCa.toString() } : {}) });
-  const proc = Bun.spawn([...serverCommand(), JSON.stringify(conf)], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env });
+  const conf: ServerProcessConfig = {
+    ...rest,
+    classes: customAgentClasses.map(classRef),
+    exitOnStdinClose: true,
+    ...(token ? { token } : {}),
+    ...(tls ? { tls: { cert: tls.cert.toString(), key: tls.key.toString(), ...(tls.clientCa ? { clientCa: tls.clientCa.toString() } : {}) } } : {}),
+  };
+  // The subprocess takes its token from the config only: not from a variable it would inherit.
+  const env: Record<string, string | undefined> = { ...process.env };
+  delete env.AS_SERVER_TOKEN;
+  const proc = Bun.spawn(serverCommand(), { stdin: "pipe", stdout: "pipe", stderr: "pipe", env });
+  // One line; stdin then stays open (its end tells the subprocess that we are gone).
+  proc.stdin.write(`${JSON.stringify(conf)}\n`);
+  void Promise.resolve(proc.stdin.flush()).catch(() => {});
   let tail = "";
   void pump(proc.stderr, process.stderr, (s) => {
     tail = (tail + s).slice(-TAIL_BYTES);

@@ -15,13 +15,13 @@
  * const agent = WebAgent.toDist({ host: server.host, port: server.port }, "bob");
  * await server.shutdown();
  */
-import { CodecError } from "../rpc/errors.ts";
+import { CodecError, ResourceExhaustedError } from "../rpc/errors.ts";
 import { DEFAULT_LIMITS } from "../rpc/limits.ts";
 import { entryOf, type AnyClass } from "../rpc/registry.ts";
 import { serverTls, type ServerTls } from "../rpc/tls.ts";
 import type { Address } from "../rpc/transport.ts";
 import type { GrpcBinding } from "./grpc/binding.ts";
-import { advertisedHost, aliasesOf, isLoopback, resolveOptions, type LauncherOptions, type ResolvedLauncherOptions } from "./launcher-options.ts";
+import { advertisedHost, aliasesOf, bindHostOf, isLoopback, resolveOptions, type LauncherOptions, type ResolvedLauncherOptions } from "./launcher-options.ts";
 import { launchSubprocess, type ServerSubprocess } from "./launcher-subprocess.ts";
 import type { Servicer } from "./servicer.ts";
 
@@ -33,10 +33,14 @@ export class RpcAgentServerLauncher {
   readonly host: string;
   /** Server id, reported by `getServerInfo()`. */
   readonly serverId: string;
+  /**
+   * The address the listener binds: `host` itself, except that `localMode` binds loopback
+   * (`host` when it is a loopback address such as 127.0.0.2, else 127.0.0.1).
+   */
+  readonly bindHost: string;
   readonly #opts: ResolvedLauncherOptions;
   readonly #token: string | undefined;
   readonly #tls: ServerTls | undefined;
-  readonly #bindHost: string;
   #port: number;
   #launched = false;
   #inProc: { binding: GrpcBinding; servicer: Servicer } | undefined;
@@ -51,12 +55,12 @@ export class RpcAgentServerLauncher {
     this.host = o.host;
     this.#port = o.port ?? 0;
     this.#token = opts.token || process.env.AS_SERVER_TOKEN || undefined;
-    this.#bindHost = o.localMode ? "127.0.0.1" : o.host;
+    this.bindHost = bindHostOf(o.host, o.localMode);
     // Read now: a missing or unreadable certificate is a fatal misconfiguration, never plaintext.
     this.#tls = serverTls(o);
-    if (!isLoopback(this.#bindHost) && !this.#token && !this.#tls?.clientCa && !o.insecure) {
+    if (!isLoopback(this.bindHost) && !this.#token && !this.#tls?.clientCa && !o.insecure) {
       throw new Error(
-        `refusing to listen on non-loopback ${this.#bindHost} without a token: set token (or AS_SERVER_TOKEN), require client certificates (tlsClientCa), use localMode, or pass insecure: true`,
+        `refusing to listen on non-loopback ${this.bindHost} without a token: set token (or AS_SERVER_TOKEN), require client certificates (tlsClientCa), use localMode, or pass insecure: true`,
       );
     }
     this.serverId = opts.serverId ?? RpcAgentServerLauncher.generateServerId(o.host, this.#port);
@@ -131,7 +135,7 @@ export class RpcAgentServerLauncher {
     const servicer = new Servicer({
       serverId: this.serverId,
       address,
-      aliases: aliasesOf(o.host, this.#bindHost),
+      aliases: aliasesOf(o.host, this.bindHost),
       resolveClass: (name) => classes.get(name),
       capacity: o.capacity,
       maxQueue: o.maxQueue,
@@ -146,12 +150,14 @@ export class RpcAgentServerLauncher {
         try {
           applyModelConfigs(c, { fromPeer: true });
         } catch (e) {
+          // Past the documented bounds (store.ts) the caller learns it is a limit, not bad data.
+          if ((e as { code?: unknown }).code === "RESOURCE_EXHAUSTED") throw new ResourceExhaustedError((e as Error).message);
           throw new CodecError(`bad model configs: ${(e as Error).message}`);
         }
       },
     });
     try {
-      const binding = await bindGrpc({ servicer, bindHost: this.#bindHost, port: this.#port, token: this.#token, maxMessageBytes: o.maxMessageBytes, tls: this.#tls });
+      const binding = await bindGrpc({ servicer, bindHost: this.bindHost, port: this.#port, token: this.#token, maxMessageBytes: o.maxMessageBytes, tls: this.#tls });
       address.port = this.#port = binding.port;
       this.#inProc = { binding, servicer };
     } catch (e) {
