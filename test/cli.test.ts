@@ -14,7 +14,8 @@ import { closeAllConnections } from "../src/rpc/connections.ts";
 import { RpcClient } from "../src/rpc/rpc-client.ts";
 import { checkArgv } from "../bin/args.ts";
 import { startArgs, startOptions, startRules } from "../bin/commands/start-args.ts";
-import { REPO, SOURCE_CLI, runCli, startServer } from "./helpers/cli.ts";
+import { makeTestCerts } from "./fixtures/certs.ts";
+import { LISTENING, REPO, SOURCE_CLI, runCli, startServer } from "./helpers/cli.ts";
 
 /** Client-side twin of the agent the server loads from its --agent-dir: only the name and method list matter. */
 @dist
@@ -108,6 +109,11 @@ const BAD_INPUT: [string, string[], RegExp][] = [
   ["no command", [], /missing command/],
   ["a bad port for stop", ["stop", "--port", "x"], /--port/],
   ["a stray argument to status", ["status", "extra"], /unexpected argument "extra"/],
+  ["a flag given twice", ["start", "--port", "1", "--port", "2"], /option --port given more than once/],
+  ["a flag given twice in two spellings", ["start", "--agent-dir", "a", "--agentDir=b"], /option --agent-dir given more than once/],
+  ["a boolean and its negation", ["start", "--insecure", "--no-insecure"], /option --insecure given more than once/],
+  ["a client flag given twice", ["status", "--host", "a", "--host", "b"], /option --host given more than once/],
+  ["--tls-cert without --tls-key for status", ["status", "--tls-cert", "/dev/null"], /--tls-cert .*is not a file|--tls-cert and --tls-key go together/],
 ];
 
 describe("as-server from source", () => {
@@ -208,6 +214,70 @@ describe("as-server from source", () => {
     expect(doubled).toBe(42);
     expect(serverPid).toBe(srv.proc.pid);
     expect(childPid).not.toBe(serverPid);
+  });
+});
+
+describe("as-server speaks plainly", () => {
+  test("no colour codes when stdout/stderr are pipes, even without NO_COLOR: help, errors, the listening line", async () => {
+    const env = { NO_COLOR: undefined, FORCE_COLOR: undefined };
+    const runs = await Promise.all([
+      runCli(SOURCE_CLI, ["--help"], { env }),
+      runCli(SOURCE_CLI, ["start", "--help"], { env }),
+      runCli(SOURCE_CLI, ["start", "--port", "x"], { env }),
+      runCli(SOURCE_CLI, ["status", "--port", "1"], { env }),
+    ]);
+    await using srv = await startServer(SOURCE_CLI, ["--port", "0"], { env });
+    const texts = [...runs.flatMap((r) => [r.stdout, r.stderr]), srv.stdout.text, srv.stderr.text];
+    expect(texts.join("").length).toBeGreaterThan(500);
+    for (const t of texts) expect(t).not.toContain("\x1b[");
+  });
+
+  test.each(["start", "stop", "status"])("%s --help: usage, left-aligned options, examples, no trailing spaces", async (cmd) => {
+    const r = await runCli(SOURCE_CLI, [cmd, "--help"]);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split("\n");
+    expect(lines).toContain("Examples:");
+    expect(lines.some((l) => l.startsWith(`  as-server ${cmd} `))).toBe(true);
+    const options = lines.slice(lines.indexOf("Options:") + 1, lines.indexOf("", lines.indexOf("Options:")));
+    expect(options.length).toBeGreaterThan(3);
+    // Left-aligned: every option line starts with its flag right after two spaces (citty right-aligned them).
+    for (const l of options) expect(l).toMatch(/^ {2}--[a-z]/);
+    for (const l of lines) expect(l).toBe(l.trimEnd());
+  });
+
+  test("--help of the root lists the commands with one example each", async () => {
+    const r = await runCli(SOURCE_CLI, ["--help"]);
+    expect(r.code).toBe(0);
+    for (const c of ["start", "stop", "status"]) expect(r.stdout).toMatch(new RegExp(`^  as-server ${c} `, "m"));
+  });
+
+  test("--host 127.0.0.2 binds 127.0.0.2, and the listening line says so", async () => {
+    await using srv = await startServer(SOURCE_CLI, ["--host", "127.0.0.2", "--port", "0"]);
+    expect(srv.host).toBe("127.0.0.2");
+    expect(srv.stdout.lines.filter((l) => LISTENING.test(l))).toEqual([expect.stringMatching(/as-server listening on 127\.0\.0\.2:\d+ \(server id \S+\)$/)]);
+    const there = await runCli(SOURCE_CLI, ["status", "--host", "127.0.0.2", "--port", String(srv.port)]);
+    expect(there.code).toBe(0);
+    // Nothing listens on 127.0.0.1 at that port: the server bound only what it was asked.
+    const elsewhere = await runCli(SOURCE_CLI, ["status", "--host", "127.0.0.1", "--port", String(srv.port)]);
+    expect(elsewhere.code).toBe(1);
+  });
+
+  test("status and stop reach a TLS server with --tls-ca (and fail without it)", async () => {
+    const certs = makeTestCerts();
+    try {
+      await using srv = await startServer(SOURCE_CLI, ["--port", "0", "--tls-cert", certs.serverCert, "--tls-key", certs.serverKey]);
+      const port = String(srv.port);
+      const plain = await runCli(SOURCE_CLI, ["status", "--port", port], { env: { AS_TLS_CA: undefined } });
+      expect(plain.code).toBe(1);
+      const st = await runCli(SOURCE_CLI, ["status", "--port", port, "--tls-ca", certs.ca, "--json"], { env: { AS_TLS_CA: undefined } });
+      expect(st.code).toBe(0);
+      expect(JSON.parse(st.stdout).server.id).toBe(srv.serverId);
+      const sp = await runCli(SOURCE_CLI, ["stop", "--port", port, "--tls-ca", certs.ca], { env: { AS_TLS_CA: undefined } });
+      expect(sp.code).toBe(0);
+      expect(await srv.proc.exited).toBe(0);
+    } finally {
+      certs.remove();
+    }
   });
 });
 

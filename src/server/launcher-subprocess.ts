@@ -129,7 +129,7 @@ function readyPort(proc: Subprocess<"pipe", "pipe", "pipe">, timeoutMs: number):
   return new Promise<number>((resolve, reject) => {
     let seen = "";
     let done = false;
-    const timer = setTimeout(() => finish(new Error(`no ready line within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => finish(new Error(`no ready line within ${Math.round(timeoutMs)} ms`)), timeoutMs);
     const finish = (r: number | Error) => {
       if (done) return;
       done = true;

@@ -13,8 +13,9 @@
  * (the runner killed, or `bun test`, which runs no 'exit' hooks), by a detached reaper shell
  * that waits for this process to end and then deletes what it made.
  *
- * Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and iproute2: `requireNetns()` throws a clear
- * error otherwise, so the tests fail loudly instead of skipping.
+ * Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and iproute2. Without them the multi-host tests
+ * are reported skipped with the reason (test files take `describe` / `test` / `beforeAll` from
+ * here), except in CI, where `requireNetns()` throws the reason and they fail loudly.
  */
 import { spawnSync } from "bun";
 import { spawn as spawnChild } from "node:child_process";
@@ -22,6 +23,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO, runCli, startServer, type CliOptions, type RunningServer } from "./cli.ts";
+import { beforeAllUnless, describeUnless, requirement, testUnless } from "./needs.ts";
 
 /** One test host: a network namespace and its address. */
 export interface TestHost {
@@ -68,21 +70,35 @@ function ipQuiet(...args: string[]): void {
 
 /**
  * Make sure this process can create network namespaces; throws an Error that says why not.
- * Multi-host tests call it first so a sandbox without the privileges fails, never skips.
+ * Multi-host tests call it first so a sandbox without the privileges fails (in CI) with the reason.
  */
 export function requireNetns(): void {
-  if (process.platform !== "linux") throw new Error(`multi-host tests need Linux network namespaces; this is ${process.platform}`);
-  if (process.getuid?.() !== 0) throw new Error(`multi-host tests need root to create network namespaces (ip netns); running as uid ${process.getuid?.()}`);
-  if (!Bun.which("ip")) throw new Error("multi-host tests need iproute2 (`ip`): apt-get install iproute2 (.ci/run does)");
+  const why = netnsProblem();
+  if (why) throw new Error(`multi-host tests ${why}`);
+}
+
+/** Why network namespaces cannot be made here (e.g. "need root …"), or undefined when they can. */
+export function netnsProblem(): string | undefined {
+  if (process.platform !== "linux") return `need Linux network namespaces; this is ${process.platform}`;
+  if (process.getuid?.() !== 0) return `need root to create network namespaces (ip netns); running as uid ${process.getuid?.()}`;
+  if (!Bun.which("ip")) return "need iproute2 (`ip`): apt-get install iproute2 (`bun run test` installs it when run as root)";
   const probe = `${PREFIX}probe-${process.pid}`;
   try {
     ip("netns", "add", probe);
   } catch (e) {
-    throw new Error(`multi-host tests cannot create a network namespace (needs CAP_SYS_ADMIN and CAP_NET_ADMIN): ${(e as Error).message}`);
+    return `cannot create a network namespace (needs CAP_SYS_ADMIN and CAP_NET_ADMIN): ${(e as Error).message}`;
   } finally {
     ipQuiet("netns", "del", probe);
   }
+  return undefined;
 }
+
+/** Why the multi-host tests cannot run here, or undefined (always undefined in CI). */
+export const netnsMissing: string | undefined = requirement("multi-host tests", netnsProblem);
+/** `describe` / `test` / `beforeAll` for multi-host tests: skipped (set-up not run), with the reason, without netns. */
+export const describe = describeUnless(netnsMissing);
+export const test = testUnless(netnsMissing, "needs root and iproute2 for network namespaces");
+export const beforeAll = beforeAllUnless(netnsMissing);
 
 /** Delete namespaces and links left by runs whose process is gone. */
 function sweepLeftovers(): void {

@@ -1,9 +1,13 @@
 /**
  * A throwaway `redis-server` for tests and benches: random free loopback port, no
  * persistence (so a restart really loses everything), killed and awaited on `stop()`.
- * Missing `redis-server` is a loud failure, never a skip: the Redis pool must be tested.
+ *
+ * Missing `redis-server`: `bun run test` (scripts/test.ts) installs it when it can; otherwise
+ * the Redis tests are reported skipped with the reason (test files take `describe` / `test`
+ * from here), except in CI, where they run and fail loudly: the Redis pool must be tested.
  */
 import type { Subprocess } from "bun";
+import { describeUnless, requirement, testUnless } from "./needs.ts";
 
 /** A running test Redis. */
 export interface TestRedis {
@@ -23,6 +27,15 @@ export interface StartRedisOptions {
 }
 
 const MISSING = "redis-server is required for the Redis pool tests; .ci/run installs it with apt-get";
+
+/** Why the Redis tests cannot run here, or undefined (always undefined in CI). */
+export const redisMissing: string | undefined = requirement("Redis pool tests", () =>
+  Bun.which("redis-server") ? undefined : "redis-server is not installed (apt-get install redis-server; `bun run test` installs it when run as root)",
+);
+/** `describe` for suites that start a redis-server: skipped, with the reason, when there is none. */
+export const describe = describeUnless(redisMissing);
+/** `test` for tests that start a redis-server: skipped, with the reason, when there is none. */
+export const test = testUnless(redisMissing, "redis-server not installed");
 
 /** Servers still running: killed if the test process exits without stopping them. */
 const live = new Set<Subprocess>();
