@@ -73,7 +73,7 @@ describe("no secret on a command line", () => {
       expect(server2).toBe(srv.proc.pid);
       const spawned = [server1, child1, server2, child2, child3];
       // The scan saw every process the runtime spawned (so "nothing found" means something).
-      for (const pid of spawned) expect(lines.has(pid)).toBe(true);
+      for (const pid of spawned) expect(lines.has(Number(pid))).toBe(true);
       expect(new Set(spawned).size).toBe(spawned.length);
       const leaks = [...lines].filter(([, cmd]) => [token, apiKey, redisPassword].some((s) => cmd.includes(s)));
       expect(leaks).toEqual([]);
