@@ -76,15 +76,65 @@ describe("codec", () => {
     expect(rt(v)).toEqual(v);
   });
 
-  test("class instances travel as their own enumerable data", () => {
-    class P {
+  test("an instance of an ordinary class is refused with a CodecError naming the class and the fix", () => {
+    class Point {
       x = 1;
       y = "two";
-      get z() {
-        return 3;
+      norm(): number {
+        return 1;
       }
     }
-    expect(rt(new P()) as unknown).toEqual({ x: 1, y: "two" });
+    const err = (() => {
+      try {
+        encodeValue({ at: new Point() });
+      } catch (e) {
+        return e as Error;
+      }
+      throw new Error("encoded a class instance silently");
+    })();
+    expect(err).toBeInstanceOf(CodecError);
+    expect(err.message).toContain("an instance of class Point cannot be sent as a value");
+    expect(err.message).toContain("{ ...point }");
+    expect(err.message).toContain("toJSON()");
+    expect(err.message).toContain("point.toDist()");
+  });
+
+  test("a class with toJSON() sends what toJSON returns, like JSON.stringify", () => {
+    class Money {
+      constructor(readonly cents: bigint) {}
+      toJSON(): { cents: bigint; currency: string } {
+        return { cents: this.cents, currency: "EUR" };
+      }
+    }
+    expect(rt({ price: new Money(1999n) }) as unknown).toEqual({ price: { cents: 1999n, currency: "EUR" } });
+    expect(rt(new URL("https://example.com/a?b=1")) as unknown).toBe("https://example.com/a?b=1");
+  });
+
+  test("generators, async generators, iterators and async iterables are refused: streams are not supported yet", () => {
+    function* gen(): Generator<number> {
+      yield 1;
+    }
+    async function* agen(): AsyncGenerator<number> {
+      yield 1;
+    }
+    expect(() => encodeValue(gen())).toThrow(/a generator .*streams are not supported yet/);
+    expect(() => encodeValue([agen()])).toThrow(/an async generator .*streams are not supported yet/);
+    expect(() => encodeValue(new Map([[1, 2]]).values())).toThrow(/an iterator \(Map Iterator\)/);
+    expect(() => encodeValue({ s: new ReadableStream() })).toThrow(/an async iterable \(ReadableStream\)/);
+    expect(() => encodeValue(gen())).toThrow(CodecError);
+  });
+
+  test("an object with a custom prototype is refused; an Object.create(null) object travels", () => {
+    expect(() => encodeValue(Object.create({ inherited: 1 }))).toThrow(/an object with a custom prototype cannot be sent/);
+    const bare = Object.assign(Object.create(null) as Record<string, unknown>, { a: 1, m: new Map([[1, 2]]) });
+    expect(rt(bare)).toEqual({ a: 1, m: new Map([[1, 2]]) });
+  });
+
+  test("Error subclasses and Msg subclasses still travel as Error and Msg", () => {
+    class Oops extends RangeError {}
+    class Note extends Msg {}
+    expect(rt(new Oops("x"))).toBeInstanceOf(RangeError);
+    expect(rt(new Note({ name: "n", content: "c" }))).toBeInstanceOf(Msg);
   });
 
   test("refuses functions, symbols, promises and cycles with a CodecError", () => {
@@ -155,6 +205,16 @@ describe("codec", () => {
   test("property: any JSON-like value round-trips", () => {
     fc.assert(
       fc.property(fc.jsonValue(), (v) => {
+        expect(rt(v)).toEqual(v as never);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test("property: values of every supported kind round-trip (Map, Set, Date, typed arrays, BigInt, null-prototype objects)", () => {
+    const settings = { withMap: true, withSet: true, withDate: true, withTypedArray: true, withBigInt: true, withNullPrototype: true, maxDepth: 4 } as const;
+    fc.assert(
+      fc.property(fc.anything(settings), (v) => {
         expect(rt(v)).toEqual(v as never);
       }),
       { numRuns: 300 },

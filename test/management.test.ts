@@ -66,7 +66,7 @@ describe("RpcClient", () => {
     const threw = await rejection(client.createAgent({ className: "Grumpy", args: ["sad"] }));
     expect(threw).toBeInstanceOf(AgentCreationError);
     expect(threw.code).toBe("INVALID_ARGUMENT");
-    const badId = await rejection(client.createAgent({ className: "Tally" }, "not-an-id"));
+    const badId = await rejection(client.createAgent({ className: "Tally" }, "not an id/"));
     expect(badId.code).toBe("INVALID_ARGUMENT");
     await client.createAgent({ className: "Tally" }, id("b"));
     const taken = await rejection(client.createAgent({ className: "Tally" }, id("b")));

@@ -1,3 +1,5 @@
+import type { ErrorCode } from "./errors.ts";
+
 /** Environment variable carrying the child's JSON config (removed by the child on start). */
 export const CHILD_CONFIG_ENV = "AS_CHILD_CONFIG";
 
@@ -9,6 +11,14 @@ export interface ChildConfig {
   key: string;
   /** Modules to import before serving (the module defining the class). */
   modules?: string[];
+  /**
+   * Classes the parent will create, which importing `modules[0]` must register. Checked at
+   * start, so a class the module does not define at its top level (one declared inside a
+   * function) fails the start with a message saying so, not a bare NOT_FOUND later.
+   */
+  classes?: string[];
+  /** How deeply this child is nested: 1 for a child of an ordinary process, 2 for its child… */
+  depth?: number;
   capacity: number;
   maxQueue: number;
   maxPoolSize: number;
@@ -17,6 +27,17 @@ export interface ChildConfig {
   maxMessageBytes?: number;
   /** The parent's model configs, inherited by the child. */
   modelConfigs?: unknown;
+}
+
+/**
+ * What a child posts instead of `ready` when it cannot serve: its class's module called
+ * `toDist()` while being imported, or does not define the class. The parent fails the
+ * start with this message and code, then kills the child.
+ */
+export interface ChildFatalFrame {
+  k: "fatal";
+  message: string;
+  code?: ErrorCode;
 }
 
 /** Read the config from the environment and remove it, so processes the child spawns do not inherit it. */

@@ -5,10 +5,10 @@
  */
 import type { Subprocess } from "bun";
 import { fileURLToPath } from "node:url";
-import { CHILD_CONFIG_ENV, type ChildConfig } from "./child-config.ts";
+import { CHILD_CONFIG_ENV, type ChildConfig, type ChildFatalFrame } from "./child-config.ts";
 import { ServerConnection } from "./connection.ts";
 import { connectionFor, forgetConnection, registerConnection } from "./connections.ts";
-import { AgentServerNotAliveError, errorToWire } from "./errors.ts";
+import { AgentCreationError, AgentServerNotAliveError, errorToWire, GRPC_STATUS } from "./errors.ts";
 import type { Request, Response } from "./protocol.ts";
 import { decodeValue } from "./codec.ts";
 import { setListenHook } from "./refs.ts";
@@ -20,6 +20,8 @@ import { IpcTransport, type IpcFrame } from "./transports/ipc.ts";
 export interface ChildServerOptions {
   /** Modules the child imports before serving (where the class is defined). */
   modules?: string[];
+  /** Classes the first module must define (checked by the child before it reports ready). */
+  classes?: string[];
   capacity?: number;
   maxQueue?: number;
   maxPoolSize?: number;
@@ -49,6 +51,61 @@ setListenHook((child) => {
 });
 let exitHookInstalled = false;
 
+/**
+ * Child servers nested this deep are refused. Real designs nest two or three levels; a chain
+ * this long is a module that spawns a child from code the guard does not cover (e.g. after an
+ * `await` in an unawaited `main()`), and stopping it here bounds the damage.
+ */
+export const MAX_CHILD_DEPTH = 8;
+
+/** This process's place in a tree of child servers (0: not a child server). */
+let ownDepth = 0;
+/** While a child server imports its class's module: which module, for which classes. */
+let importing: { module: string; classes: readonly string[] } | undefined;
+/** The first `toDist()` refused while importing (reported even if the module caught it). */
+let refusedWhileImporting: AgentCreationError | undefined;
+
+/**
+ * In a child server: record its nesting depth and, while it imports the module of its class,
+ * that module (`importing` undefined once done). Spawning child servers is refused meanwhile:
+ * a module whose top level calls `toDist()` would otherwise make every child spawn another.
+ */
+export function setChildImport(depth: number, now?: { module: string; classes: readonly string[] }): void {
+  ownDepth = depth;
+  importing = now;
+}
+
+/** The `toDist()` refused while this child server imported its class's module, if any. */
+export function refusedDuringImport(): AgentCreationError | undefined {
+  return refusedWhileImporting;
+}
+
+/** Why this process may not spawn a child server now, or undefined when it may. */
+function spawnRefusal(classes: readonly string[]): AgentCreationError | undefined {
+  const what = classes.length ? `toDist() of ${classes.join(", ")}` : "toDist()";
+  if (importing) {
+    const file = importing.module.startsWith("file://") ? fileURLToPath(importing.module) : importing.module;
+    const err = new AgentCreationError(
+      `${what} was called while a child server was importing ${file} to load ${importing.classes.join(", ") || "its class"}: ` +
+        "the module's top level runs again in every child server, so each would spawn another one. " +
+        "Put the script's top-level code under `if (import.meta.main) { ... }`, which runs only in the " +
+        "process you started (like Python's `if __name__ == \"__main__\":`), or move the classes into a module of their own.",
+      { code: "FAILED_PRECONDITION" },
+    );
+    refusedWhileImporting ??= err;
+    return err;
+  }
+  if (ownDepth >= MAX_CHILD_DEPTH) {
+    return new AgentCreationError(
+      `${what} refused: child servers are already nested ${ownDepth} deep. A script whose top level ` +
+        "spawns a child server without an `if (import.meta.main) { ... }` guard does this: every child " +
+        "re-runs it. Put that code under the guard.",
+      { code: "FAILED_PRECONDITION" },
+    );
+  }
+  return undefined;
+}
+
 /** The command that starts a child server: the compiled binary itself, or bun + the entry file. */
 export function childCommand(): string[] {
   const compiled = import.meta.path.startsWith("/$bunfs/") || import.meta.url.startsWith("file:///$bunfs/");
@@ -69,11 +126,19 @@ export class ChildServer {
   #listening: Promise<Address> | undefined;
   #exited = false;
 
+  /**
+   * Spawn the child. Throws AgentCreationError (FAILED_PRECONDITION) at once, spawning
+   * nothing, inside a child server that is still importing its class's module (a script
+   * without the `if (import.meta.main)` guard) or nested `MAX_CHILD_DEPTH` deep.
+   */
   constructor(opts: ChildServerOptions = {}) {
+    const refusal = spawnRefusal(opts.classes ?? []);
+    if (refusal) throw refusal;
     this.id = randomId();
     const conf: ChildConfig = {
       id: this.id,
       key: randomId(),
+      depth: ownDepth + 1,
       modules: opts.modules ?? [],
       capacity: opts.capacity ?? 32,
       maxQueue: opts.maxQueue ?? 65_536,
@@ -81,6 +146,7 @@ export class ChildServer {
       maxExpireTime: opts.maxExpireTime ?? 7200,
       maxTimeoutSeconds: opts.maxTimeoutSeconds ?? 5,
     };
+    if (opts.classes?.length) conf.classes = opts.classes;
     if (opts.maxMessageBytes) conf.maxMessageBytes = opts.maxMessageBytes;
     if (opts.modelConfigs !== undefined) conf.modelConfigs = opts.modelConfigs;
 
@@ -141,6 +207,14 @@ export class ChildServer {
           clearTimeout(timer);
           for (const f of early.splice(0)) proc!.send(f);
           readyResolve();
+        } else if (msg?.k === "fatal" && !started) {
+          // The child explains why it cannot serve (a mistake in the class's module); its
+          // message beats the exit code and stderr tail the exit would report.
+          const f = msg as ChildFatalFrame;
+          clearTimeout(timer);
+          const code = typeof f.code === "string" && Object.hasOwn(GRPC_STATUS, f.code) ? f.code : "FAILED_PRECONDITION";
+          readyReject(new AgentCreationError(String(f.message).slice(0, 4096), { code, host: `child:${this.id}` }));
+          proc!.kill("SIGKILL");
         } else if (msg?.k === "q") this.#relay(msg);
         else this.#transport.deliver(msg);
       },

@@ -8,6 +8,11 @@
  * `Msg`, and references (proxies and pending AsyncResults, handed to a `RefCodec`). A user
  * object that itself has a `$as` key is escaped, so no user value is ever mistaken for a tag.
  *
+ * Instances of other classes are refused with a CodecError naming the class, unless the
+ * class says what its data is with `toJSON()` (then that travels): copying their fields would
+ * deliver a plain object without methods, failing `instanceof`, with no word of warning.
+ * Generators, iterators and async iterables are refused the same way (streams are not values).
+ *
  * Decoding never executes code: JSON.parse plus a walk that only builds data. Own keys named
  * `__proto__` stay plain data (no prototype is ever set from the wire). Size is checked before
  * parsing, depth while walking. Measurements that picked this format are in the README.
@@ -171,8 +176,48 @@ function encObject(o: object, st: EncodeState, depth: number): unknown {
   if (o instanceof WeakMap || o instanceof WeakSet || o instanceof SharedArrayBuffer) {
     throw new CodecError(`${o.constructor.name} cannot be sent`);
   }
-  // Other class instances travel like structured clone: their own enumerable data.
-  return encPlain(o as Record<string, unknown>, st, depth);
+  const stream = streamKind(o);
+  if (stream) {
+    throw new CodecError(
+      `${stream} cannot be sent as a value: streams are not supported yet. Collect its items into an array ` +
+        "first (`[...it]`, `await Array.fromAsync(it)`) and send the array.",
+    );
+  }
+  // A class that says what its data is (`toJSON`, as for JSON.stringify) sends that.
+  const toJSON = (o as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === "function") return enc(toJSON.call(o), st, depth);
+  const cls = className(proto);
+  const what = cls ? `an instance of class ${cls}` : "an object with a custom prototype";
+  const x = cls ? cls[0]!.toLowerCase() + cls.slice(1) : "x";
+  throw new CodecError(
+    `${what} cannot be sent as a value: it would arrive as a plain object, without its methods and failing ` +
+      `instanceof. Send plain data instead (e.g. { ...${x} }) or a Msg, give ${cls ?? "its class"} a toJSON() method, ` +
+      `or make ${cls ?? "its class"} a @dist class and send ${x}.toDist() (a proxy).`,
+  );
+}
+
+const ITERATOR_PROTO: object = Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]()));
+const GENERATOR_PROTO: object = Object.getPrototypeOf(function* () {}).prototype;
+const ASYNC_GENERATOR_PROTO: object = Object.getPrototypeOf(async function* () {}).prototype;
+
+/** "a Generator", "an async generator"… when `o` is a generator, iterator or async iterable. */
+function streamKind(o: object): string | undefined {
+  if (Object.prototype.isPrototypeOf.call(ASYNC_GENERATOR_PROTO, o)) return "an async generator (an async function* result)";
+  if (Object.prototype.isPrototypeOf.call(GENERATOR_PROTO, o)) return "a generator (a function* result)";
+  if (Object.prototype.isPrototypeOf.call(ITERATOR_PROTO, o)) return `an iterator (${Object.prototype.toString.call(o).slice(8, -1)})`;
+  if (typeof (o as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === "function") {
+    return `an async iterable (${className(Object.getPrototypeOf(o)) ?? "object"})`;
+  }
+  return undefined;
+}
+
+/** The name of the class whose prototype is `proto`, if it has one. */
+function className(proto: object | null): string | undefined {
+  if (proto === null) return undefined;
+  const ctor = Object.getOwnPropertyDescriptor(proto, "constructor")?.value as unknown;
+  if (typeof ctor !== "function" || ctor.prototype !== proto) return undefined;
+  const name = (ctor as { name?: unknown }).name;
+  return typeof name === "string" && name.length > 0 ? name.slice(0, 100) : undefined;
 }
 
 function encArray(a: unknown[], st: EncodeState, depth: number): unknown[] {

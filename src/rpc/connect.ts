@@ -5,7 +5,7 @@
  */
 import { connectionFor } from "./connections.ts";
 import { CodecError } from "./errors.ts";
-import { isId, type ClassInfo } from "./protocol.ts";
+import { MAX_OBJECT_ID, isObjectId, type ClassInfo } from "./protocol.ts";
 import { makeRemote, type Remote, type RemoteState } from "./proxy.ts";
 import { decodeFrom } from "./refs.ts";
 import { DEFAULT_RETRY } from "./retry.ts";
@@ -15,7 +15,7 @@ import type { ClientTlsOption } from "./tls.ts";
 export interface ConnectTarget {
   host: string;
   port: number;
-  /** The object's id (32 hex). */
+  /** The object's id: 32 hex when generated, or the 1–128 characters of `[A-Za-z0-9._:-]` it was created with. */
   oid: string;
   /** Token the server requires, if any. */
   token?: string;
@@ -38,7 +38,7 @@ export function connect<T = unknown>(to: ConnectTarget): Remote<T> {
   const { host, port, oid, token, tls } = to;
   if (typeof host !== "string" || !host) throw new TypeError("connect(): host must be a non-empty string");
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TypeError(`connect(): port must be an integer in 1..65535, not ${port}`);
-  if (!isId(oid)) throw new TypeError("connect(): oid must be 32 lowercase hex characters");
+  if (!isObjectId(oid)) throw new TypeError(`connect(): oid must be 1-${MAX_OBJECT_ID} characters of A-Z a-z 0-9 . _ : -, not ${JSON.stringify(oid)?.slice(0, 140)}`);
   const conn = connectionFor({ host, port }, { ...(token === undefined ? {} : { token }), ...(tls === undefined ? {} : { tls }) });
   const st: RemoteState = { oid, conn, ready: Promise.resolve(), retry: DEFAULT_RETRY, maxWaitMs: 5000, host, port };
   st.ready = conn.value({ t: "describe", oid }).then((bytes) => {

@@ -31,8 +31,9 @@ export function dist<C extends abstract new (...args: any[]) => any>(value: C, _
   };
   Object.defineProperty(Wrapped, "name", { value: name });
   const entry: ClassEntry = { cls: Wrapped, name };
-  const module = callerModule();
-  if (module) entry.module = module;
+  const where = callerModule();
+  if (where?.module) entry.module = where.module;
+  if (where?.unimportable) entry.unimportable = where.unimportable;
   Object.defineProperty(Wrapped, DIST_ENTRY, { value: entry, enumerable: false });
   registerClass(entry);
   return Wrapped as unknown as C;
@@ -78,8 +79,12 @@ function isImportableFile(x: string): boolean {
   return x.startsWith("/") && !x.startsWith("/$bunfs/");
 }
 
-/** The file of the first stack frame outside this module: where the decorated class is. */
-function callerModule(): string | undefined {
+/**
+ * The file of the first stack frame outside this module: where the decorated class is. Code
+ * run by `bun -e` or a REPL has a pseudo file name in brackets (`/cwd/[eval]`) that no other
+ * process can import; that is reported as `unimportable`, not as a module.
+ */
+function callerModule(): { module?: string; unimportable?: string } | undefined {
   const orig = Error.prepareStackTrace;
   try {
     Error.prepareStackTrace = (_e, frames) => frames.map((f) => f.getFileName() ?? "");
@@ -90,7 +95,9 @@ function callerModule(): string | undefined {
     // frames (under /$bunfs/, or source-mapped to relative names) are not importable.
     const f = files.find((x) => x !== THIS_FILE && isImportableFile(x));
     if (!f) return undefined;
-    return f.startsWith("file://") ? f : Bun.pathToFileURL(f).href;
+    const pseudo = /(?:^|\/)\[([^\]/]*)\]$/.exec(f);
+    if (pseudo) return { unimportable: pseudo[1] === "eval" ? "`bun -e` code ([eval])" : `[${pseudo[1]}] (not a module file)` };
+    return { module: f.startsWith("file://") ? f : Bun.pathToFileURL(f).href };
   } finally {
     Error.prepareStackTrace = orig;
   }

@@ -62,14 +62,24 @@ export interface DistConf {
  * await c.inc(2); // 2
  */
 export class Distributable {
-  /** Object id (32 hex); the remote copy keeps it. */
+  /**
+   * Object id; the remote copy keeps it. Generated: 32 random hex characters. Objects created
+   * with a chosen id (`RpcClient.createAgent(…, "alice")`) keep that one (1–128 characters of
+   * `[A-Za-z0-9._:-]`).
+   */
   readonly oid: string;
 
   constructor() {
     this.oid = takeOid();
   }
 
-  /** Clone this object into an agent server (from its constructor arguments); returns a proxy. A `ServerGroup` picks the server. */
+  /**
+   * Clone this object into an agent server (from its constructor arguments); returns a proxy.
+   * A `ServerGroup` picks the server. In child mode it throws AgentCreationError
+   * (FAILED_PRECONDITION) at once, spawning nothing, when the class was defined where no
+   * child can import it (`bun -e`), or when called by a module's top level while a child
+   * server imports that module (a script without the `if (import.meta.main)` guard).
+   */
   toDist(conf: DistConf | ServerGroup = {}): Remote<this> {
     if (remoteState(this)) return this as unknown as Remote<this>;
     const entry = requireEntry(this.constructor);
@@ -124,10 +134,19 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, t
     const ready = encoded("net").then((payload) => conn.create(oid, entry.name, payload));
     return makeRemote<T>({ oid, conn, ready, info, created: true, retry, maxWaitMs, host: conf.host, port: conf.port });
   }
+  if (!entry.module && entry.unimportable) {
+    throw new AgentCreationError(
+      `class ${entry.name} was defined in ${entry.unimportable}, which a child server cannot import: child mode ` +
+        `rebuilds the object in a new process by importing the module that defines its class. Declare ${entry.name} ` +
+        "at the top level of a module file (e.g. agents.ts), export it, and import it from your script.",
+      { code: "FAILED_PRECONDITION" },
+    );
+  }
   // A class with no module file is one built into this program (e.g. DialogAgent inside the
   // compiled binary): the child has it registered already.
   const child = new ChildServer({
     modules: entry.module ? [entry.module] : [],
+    classes: entry.module ? [entry.name] : [],
     capacity: conf.capacity ?? 32,
     maxQueue: conf.maxQueue ?? 65_536,
     maxMessageBytes: processLimits().maxMessageBytes,

@@ -1,7 +1,9 @@
 /**
  * Object ids. A server constructing the remote copy of an object presets the id so the
  * constructor of `Distributable` picks it up: the copy keeps the caller's `oid` from the
- * first line of its constructor on.
+ * first line of its constructor on. Generated ids are 32 random hex characters; ids chosen by
+ * users (`createAgent(…, "alice")`) are any 1–128 characters of `[A-Za-z0-9._:-]`, checked by
+ * `isObjectId` wherever an id comes in.
  */
 import { randomId } from "./protocol.ts";
 

@@ -10,7 +10,7 @@ import type { WireError } from "./errors.ts";
 /** Create an object of a registered class, keeping the caller's object id. */
 export interface CreateRequest {
   t: "create";
-  /** Object id chosen by the client (32 hex); the remote copy keeps it. */
+  /** Object id chosen by the client (generated: 32 hex; user-chosen: see `isObjectId`); the remote copy keeps it. */
   oid: string;
   /** Registered class name. */
   cls: string;
@@ -191,7 +191,19 @@ export function randomId(): string {
 
 const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
-/** True for a 32-hex id. */
+/** True for a 32-hex id: task ids, and the object ids this library generates. */
 export function isId(s: unknown): s is string {
   return typeof s === "string" && s.length === 32 && /^[0-9a-f]{32}$/.test(s);
+}
+
+/** Longest object id a user may choose. */
+export const MAX_OBJECT_ID = 128;
+
+/**
+ * True for an object id: 1–128 characters of `[A-Za-z0-9._:-]`. Generated ids are 32 hex;
+ * users may choose readable ones (`createAgent(…, "alice")`, as AgentScope allows). The
+ * alphabet keeps ids safe in log lines, Redis keys and URLs without escaping.
+ */
+export function isObjectId(s: unknown): s is string {
+  return typeof s === "string" && s.length > 0 && s.length <= MAX_OBJECT_ID && /^[A-Za-z0-9._:-]+$/.test(s);
 }

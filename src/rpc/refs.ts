@@ -11,7 +11,7 @@ import { connectionFor } from "./connections.ts";
 import { decodeValue, encodeValue, type RefCodec, type WireRefTag } from "./codec.ts";
 import { CodecError } from "./errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
-import { isId } from "./protocol.ts";
+import { isId, isObjectId } from "./protocol.ts";
 import { makeRemote, remoteState } from "./proxy.ts";
 import { IS_DISTRIBUTABLE } from "./registry.ts";
 import { DEFAULT_RETRY } from "./retry.ts";
@@ -186,7 +186,7 @@ export function makeRefCodec(self?: LocalHooks, dest: Destination = "ipc"): RefC
           retry: DEFAULT_RETRY,
         });
       }
-      if (!isId(tag.oid)) throw new CodecError("bad object reference");
+      if (!isObjectId(tag.oid)) throw new CodecError("bad object reference");
       if (self?.isSelf(at)) {
         const local = self.object(tag.oid);
         if (local) return local;

@@ -4,6 +4,7 @@
  * servers build their own tables from it (`ClassTable`), so a client never decides what a
  * server may construct.
  */
+import { AgentCreationError } from "./errors.ts";
 import type { ClassInfo } from "./protocol.ts";
 
 /** Any constructor. */
@@ -15,6 +16,12 @@ export interface ClassEntry {
   name: string;
   /** file:// URL (or path) of the module that defined the class, when it could be found. */
   module?: string;
+  /**
+   * Set when the class was defined where no other process can import it from (`bun -e`, a
+   * REPL): says where, so child mode can refuse it with a useful message instead of a child
+   * failing to import a module that does not exist.
+   */
+  unimportable?: string;
 }
 
 const METADATA = Symbol.for("Symbol.metadata");
@@ -36,11 +43,22 @@ export function isReachableName(name: string): boolean {
 
 const byName = new Map<string, ClassEntry[]>();
 
-/** Register a class (done by `@dist`); several modules may define classes of the same name. */
+/**
+ * Register a class (done by `@dist`). Several modules may define classes of the same name: a
+ * child server finds its class by name *and* module, so they do not clash there; a table of
+ * classes a server creates by name refuses the clash instead (`classTable`). The same module
+ * evaluated again (re-imported) replaces its earlier registration.
+ */
 export function registerClass(entry: ClassEntry): void {
   const list = byName.get(entry.name);
-  if (!list) byName.set(entry.name, [entry]);
-  else if (!list.some((e) => e.cls === entry.cls)) list.push(entry);
+  if (!list) {
+    byName.set(entry.name, [entry]);
+    return;
+  }
+  if (list.some((e) => e.cls === entry.cls)) return;
+  const same = entry.module === undefined ? -1 : list.findIndex((e) => e.module === entry.module);
+  if (same >= 0) list[same] = entry;
+  else list.push(entry);
 }
 
 /** The registration of a class, or undefined when it was not made with `@dist`. */
@@ -57,9 +75,63 @@ export function findClass(name: string, module?: string): ClassEntry | undefined
   return list[list.length - 1];
 }
 
+/** Is a class named `name` registered from exactly `module`? (What a child server checks after importing it.) */
+export function isRegisteredIn(name: string, module: string): boolean {
+  return byName.get(name)?.some((e) => e.module === module) ?? false;
+}
+
 /** Every registered class (latest registration per name). */
 export function allClasses(): ClassEntry[] {
   return [...byName.values()].map((l) => l[l.length - 1]!);
+}
+
+/** Every registration, one per defining module, for every name. */
+export function allEntries(): ClassEntry[] {
+  return [...byName.values()].flat();
+}
+
+/** Where a class was defined, for messages. */
+export function whereDefined(cls: Function): string {
+  const e = entryOf(cls);
+  if (e?.unimportable) return e.unimportable;
+  const m = e?.module;
+  if (!m) return "built in";
+  return m.startsWith("file://") ? Bun.fileURLToPath(m) : m;
+}
+
+/**
+ * Name → class for a server that creates objects by class name. Two different classes of
+ * one name would make the name ambiguous (which one a client gets would depend on load
+ * order), so that is an AgentCreationError (ALREADY_EXISTS) naming both definitions. The
+ * same class listed twice is fine, and so is a module evaluated again (the later class wins).
+ *
+ * @example
+ * const table = classTable(await loadAgentsFromDir("./agents"));
+ */
+export function classTable(classes: Iterable<Function>): Map<string, AnyClass> {
+  const table = new Map<string, AnyClass>();
+  for (const c of classes) {
+    if (typeof c !== "function") throw new TypeError("agent classes must be classes");
+    const e = entryOf(c);
+    const cls = (e?.cls ?? c) as AnyClass;
+    const name = e?.name ?? c.name;
+    const had = table.get(name);
+    // The same module evaluated twice (re-imported) is the same class: the later one serves.
+    if (had && had !== cls && !sameModule(had, cls)) {
+      throw new AgentCreationError(
+        `two different @dist classes are named ${name}: one in ${whereDefined(had)}, one in ${whereDefined(cls)}. ` +
+          "A server creates objects by class name, so the name must be unique: rename one of them.",
+        { code: "ALREADY_EXISTS" },
+      );
+    }
+    table.set(name, cls);
+  }
+  return table;
+}
+
+function sameModule(a: Function, b: Function): boolean {
+  const m = entryOf(a)?.module;
+  return m !== undefined && m === entryOf(b)?.module;
 }
 
 const infoCache = new WeakMap<Function, ClassInfo & { asyncSet: ReadonlySet<string>; methodSet: ReadonlySet<string> }>();

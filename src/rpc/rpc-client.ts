@@ -9,7 +9,7 @@ import { basename, join } from "node:path";
 import type { ServerConnection } from "./connection.ts";
 import { connectionFor } from "./connections.ts";
 import { AgentCreationError, AgentServerError, AgentServerNotAliveError } from "./errors.ts";
-import { isId, randomId, type AgentInfo, type ServerInfo } from "./protocol.ts";
+import { MAX_OBJECT_ID, isObjectId, randomId, type AgentInfo, type ServerInfo } from "./protocol.ts";
 import { decodeFrom, encodeWithRefs } from "./refs.ts";
 import { clientTls, type ClientTlsOption } from "./tls.ts";
 
@@ -72,13 +72,16 @@ export class RpcClient {
   }
 
   /**
-   * Create an object of a class the server registered, with id `agentId` (32 hex; random when
-   * omitted). Resolves true; rejects with AgentCreationError (unknown class, bad arguments,
+   * Create an object of a class the server registered, with id `agentId` (any 1–128
+   * characters of `[A-Za-z0-9._:-]`, e.g. `"alice"`; 32 random hex when omitted). Resolves
+   * true; rejects with AgentCreationError (unknown class, bad arguments,
    * constructor threw, id taken) or the transport's error (UNAVAILABLE, UNAUTHENTICATED).
    */
   async createAgent(config: { className: string; args?: unknown[] }, agentId?: string): Promise<boolean> {
     const where = { host: this.host, port: this.port };
-    if (agentId !== undefined && !isId(agentId)) throw new AgentCreationError(`agent id must be 32 lowercase hex characters, not ${JSON.stringify(agentId)}`, { ...where, code: "INVALID_ARGUMENT" });
+    if (agentId !== undefined && !isObjectId(agentId)) {
+      throw new AgentCreationError(`agent id must be 1-${MAX_OBJECT_ID} characters of A-Z a-z 0-9 . _ : -, not ${JSON.stringify(agentId)?.slice(0, 140)}`, { ...where, code: "INVALID_ARGUMENT" });
+    }
     let args: Uint8Array;
     try {
       args = encodeWithRefs(config.args ?? []);

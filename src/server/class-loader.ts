@@ -9,7 +9,7 @@
 import { readdir, realpath } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { allClasses, entryOf } from "../rpc/registry.ts";
+import { allEntries, classTable, entryOf } from "../rpc/registry.ts";
 
 const LOADABLE = /\.(ts|js|mts|mjs)$/;
 const SKIPPED = /(\.d\.ts|\.test\.ts)$/;
@@ -17,39 +17,51 @@ const SKIPPED = /(\.d\.ts|\.test\.ts)$/;
 /**
  * Import one file and return the `@dist` classes it defines: its exported classes that are
  * registered, plus registered classes whose module is this file (exported or not).
- * Rejects with the import error if the file fails to load.
+ * Rejects with the import error if the file fails to load, and with an AgentCreationError
+ * (ALREADY_EXISTS) naming both definitions if two different classes in it share a name.
  *
  * @example
  * const classes = await loadCustomClassFromFile("./agents/web.ts");
  * new RpcAgentServerLauncher({ customAgentClasses: classes });
  */
 export async function loadCustomClassFromFile(file: string): Promise<Function[]> {
+  const found = await importClasses(file);
+  classTable(found);
+  return [...found];
+}
+
+/** Import `file`; the `@dist` classes it exports or defines. */
+async function importClasses(file: string): Promise<Set<Function>> {
   // The real path: `@dist` records the module by the path Bun resolved, symlinks followed.
   const url = pathToFileURL(await realpath(resolve(file))).href;
   const mod = (await import(url)) as Record<string, unknown>;
   const found = new Set<Function>();
   for (const v of Object.values(mod)) if (typeof v === "function" && entryOf(v)) found.add(v);
-  for (const e of allClasses()) if (e.module === url) found.add(e.cls as unknown as Function);
-  return [...found];
+  for (const e of allEntries()) if (e.module === url) found.add(e.cls as unknown as Function);
+  return found;
 }
 
 /**
  * Import every `.ts`/`.js`/`.mts`/`.mjs` file under `dir` (recursively, in name order;
  * `node_modules`, dot-files and dot-directories, `*.d.ts` and `*.test.ts` are skipped) and return the
  * `@dist` classes they define. Files may import their siblings. A file that fails to load is
- * reported with a warning naming it and skipped; the others still load.
+ * reported with a warning naming it and skipped; the others still load. Two different classes
+ * of one name (in one file or two) reject with an AgentCreationError (ALREADY_EXISTS) naming
+ * both files: a server creates objects by class name, and "the last one loaded wins" would
+ * silently serve the wrong class.
  */
 export async function loadAgentsFromDir(dir: string): Promise<Function[]> {
   const found = new Set<Function>();
   for (const file of await listFiles(resolve(dir))) {
     try {
-      for (const c of await loadCustomClassFromFile(file)) found.add(c);
+      for (const c of await importClasses(file)) found.add(c);
     } catch (e) {
       // consola only when needed: the package root must stay light to import.
       const { consola } = await import("consola");
       consola.warn(`agent dir: skipped ${file}: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
+  classTable(found);
   return [...found];
 }
 

@@ -17,7 +17,7 @@ import {
   type WireError,
 } from "../rpc/errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "../rpc/limits.ts";
-import { isId, randomId, type AgentInfo, type Request, type Response, type ServerInfo } from "../rpc/protocol.ts";
+import { isId, isObjectId, randomId, type AgentInfo, type Request, type Response, type ServerInfo } from "../rpc/protocol.ts";
 import { makeRefCodec, registerLocalServer, unregisterLocalServer, type LocalHooks } from "../rpc/refs.ts";
 import { classInfo, isReachableName, type AnyClass } from "../rpc/registry.ts";
 import type { Address } from "../rpc/transport.ts";
@@ -110,7 +110,7 @@ export class Servicer {
   /** Hold `obj` (if not held yet) and return a reference tag to it. */
   exportObject(obj: object): WireRefTag {
     const oid = (obj as { oid?: unknown }).oid;
-    const id = isId(oid) ? oid : randomId();
+    const id = isObjectId(oid) ? oid : randomId();
     if (!this.#objects.has(id)) this.#objects.set(id, { obj, cls: classInfo(obj.constructor).cls });
     const info = classInfo(obj.constructor);
     return { $as: "ref", oid: id, cls: info.cls, m: info.methods, a: info.async, at: this.opts.address };

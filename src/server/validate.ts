@@ -3,7 +3,7 @@
  * have its type, before anything is looked up or decoded.
  */
 import { CodecError } from "../rpc/errors.ts";
-import { REQUEST_KINDS, isId, type Request } from "../rpc/protocol.ts";
+import { MAX_OBJECT_ID, REQUEST_KINDS, isId, isObjectId, type Request } from "../rpc/protocol.ts";
 
 const MAX_NAME = 256;
 
@@ -14,12 +14,12 @@ export function validateRequest(raw: unknown): Request {
   if (typeof r.t !== "string" || !REQUEST_KINDS.has(r.t)) throw new CodecError(`unknown request kind ${String(r.t).slice(0, 40)}`);
   switch (r.t) {
     case "create":
-      id(r.oid, "oid");
+      oid(r.oid);
       str(r.cls, "cls");
       bytes(r.args, "args");
       break;
     case "call":
-      id(r.oid, "oid");
+      oid(r.oid);
       str(r.name, "name");
       bytes(r.args, "args");
       if (r.task !== undefined) id(r.task, "task");
@@ -33,7 +33,7 @@ export function validateRequest(raw: unknown): Request {
     case "delete":
     case "describe":
     case "memory":
-      id(r.oid, "oid");
+      oid(r.oid);
       break;
     case "cancel":
       id(r.task, "task");
@@ -50,6 +50,9 @@ export function validateRequest(raw: unknown): Request {
 
 function id(v: unknown, what: string): void {
   if (!isId(v)) throw new CodecError(`${what} must be 32 hex characters`);
+}
+function oid(v: unknown): void {
+  if (!isObjectId(v)) throw new CodecError(`oid must be 1-${MAX_OBJECT_ID} characters of A-Z a-z 0-9 . _ : -`);
 }
 function str(v: unknown, what: string): void {
   if (typeof v !== "string" || v.length === 0 || v.length > MAX_NAME) throw new CodecError(`${what} must be a short string`);

@@ -2,13 +2,13 @@
  * The body of a child server, shared by `bun src/server/child/main.ts` and the compiled
  * `as-server __child` entry.
  */
-import { findClass } from "../../rpc/registry.ts";
+import { findClass, isRegisteredIn } from "../../rpc/registry.ts";
 import { setProcessLimits } from "../../rpc/refs.ts";
 import { DEFAULT_LIMITS } from "../../rpc/limits.ts";
 import { IpcTransport, RelayedTransport, type IpcFrame } from "../../rpc/transports/ipc.ts";
 import { ServerConnection } from "../../rpc/connection.ts";
 import { addressKey, connectionFor, setChildRouter } from "../../rpc/connections.ts";
-import { setUpstreamListen } from "../../rpc/child-server.ts";
+import { refusedDuringImport, setChildImport, setUpstreamListen } from "../../rpc/child-server.ts";
 import { decodeValue, encodeValue } from "../../rpc/codec.ts";
 import { AgentServerNotAliveError, errorToWire } from "../../rpc/errors.ts";
 import type { Request, Response } from "../../rpc/protocol.ts";
@@ -17,7 +17,73 @@ import type { Address } from "../../rpc/transport.ts";
 import { LocalPool } from "../pool/local.ts";
 import { Servicer } from "../servicer.ts";
 import { bindIpc } from "./ipc-binding.ts";
-import type { ChildConfig } from "../../rpc/child-config.ts";
+import type { ChildConfig, ChildFatalFrame } from "../../rpc/child-config.ts";
+import { fileURLToPath } from "node:url";
+
+/**
+ * Import the modules of the child's classes. Undefined when they loaded and define the
+ * classes; a fatal frame for the two mistakes a user needs told plainly: the module's top
+ * level called `toDist()` (a script without the `if (import.meta.main)` guard — every child
+ * would spawn another), or it does not define the class at its top level. Any other import
+ * error is thrown as before: the child exits and the parent reports its stderr.
+ */
+async function importClassModules(conf: ChildConfig): Promise<ChildFatalFrame | undefined> {
+  const modules = conf.modules ?? [];
+  const classes = conf.classes ?? [];
+  // A refused `toDist()` inside an unawaited async function surfaces as an unhandled
+  // rejection; it is reported as the fatal frame, not as a crash with a stack trace.
+  const swallowRefusal = (reason: unknown): void => {
+    if (reason !== undefined && reason === refusedDuringImport()) return;
+    console.error(reason);
+    process.exit(1);
+  };
+  process.on("unhandledRejection", swallowRefusal);
+  try {
+    for (const m of modules) {
+      setChildImport(conf.depth ?? 1, { module: m, classes });
+      try {
+        await import(m);
+      } catch (e) {
+        if (!refusedDuringImport()) throw e;
+      } finally {
+        setChildImport(conf.depth ?? 1);
+      }
+    }
+    // Let rejections of the module's top level be seen before deciding.
+    await new Promise<void>((r) => setImmediate(r));
+  } finally {
+    process.off("unhandledRejection", swallowRefusal);
+  }
+  const refused = refusedDuringImport();
+  if (refused) return { k: "fatal", message: refused.message, code: refused.code };
+  const module = modules[0];
+  if (module === undefined) return undefined;
+  const missing = classes.filter((c) => !isRegisteredIn(c, module));
+  if (missing.length === 0) return undefined;
+  const file = module.startsWith("file://") ? fileURLToPath(module) : module;
+  const name = missing[0]!;
+  return {
+    k: "fatal",
+    code: "NOT_FOUND",
+    message:
+      `class ${name} is not defined at the top level of ${file}: the child server imported that module ` +
+      `and no @dist class named ${name} was registered. A class declared inside a function or a block ` +
+      "exists only in the process that ran that code; declare it at the top level of a module file and export it.",
+  };
+}
+
+/** Tell the parent why this child cannot serve, then exit (the parent kills it on receipt, too). */
+function reportFatal(frame: ChildFatalFrame): Promise<void> {
+  const exit = (): never => process.exit(3);
+  // Exit once the frame is written; the timer covers a parent that never reads it.
+  setTimeout(exit, 2000);
+  try {
+    process.send!(frame, undefined, undefined, exit);
+  } catch {
+    exit();
+  }
+  return new Promise<void>(() => {});
+}
 
 /** Start a child server from its JSON config and serve until the parent disconnects. */
 export async function runChild(json: string | undefined): Promise<void> {
@@ -39,7 +105,8 @@ export async function runChild(json: string | undefined): Promise<void> {
   setProcessLimits(limits);
   // The library's own agents (DialogAgent…) are always creatable; then the class's module.
   await import("../../index.ts");
-  for (const m of conf.modules ?? []) await import(m);
+  const fatal = await importClassModules(conf);
+  if (fatal) return reportFatal(fatal);
   if (conf.modelConfigs !== undefined) {
     const { init } = await import("../../models/init.ts");
     init({ modelConfigs: conf.modelConfigs as never });
