@@ -3,4 +3,4 @@
  * examples/llm-debate` serves the `@dist` classes the folder's files export, and the debate's
  * agents are DialogAgents.
  */
-export { DialogAgent } from "../../src/index.ts";
+export { DialogAgent } from "actorscope";

@@ -16,7 +16,7 @@
  * from these variables, sent by `RpcClient.setModelConfigs`.
  */
 import { parseArgs } from "node:util";
-import { DialogAgent, Msg, RpcClient, init, type DistConf, type Remote } from "../../src/index.ts";
+import { DialogAgent, Msg, RpcClient, init, type DistConf, type Remote } from "actorscope";
 
 /** The model config every debater uses. */
 export const CONFIG_NAME = "debate";

@@ -5,7 +5,7 @@
  *
  *   bun examples/sync-async/example.ts
  */
-import { Distributable, asyncFunc, dist } from "../../src/index.ts";
+import { Distributable, asyncFunc, dist } from "actorscope";
 
 @dist
 export class Example extends Distributable {

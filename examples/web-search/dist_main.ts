@@ -11,7 +11,7 @@
  * one server — spread it over several servers or use child mode.
  */
 import { parseArgs } from "node:util";
-import { AsyncResult, Msg, type DistConf, type Remote } from "../../src/index.ts";
+import { AsyncResult, Msg, type DistConf, type Remote } from "actorscope";
 import { WebAgent } from "./web-agent.ts";
 
 const QUERY = "example query";

@@ -9,7 +9,7 @@
  * `as-server start --agent-dir examples/web-search --port 12345` does the same from the CLI.
  */
 import { parseArgs } from "node:util";
-import { RpcAgentServerLauncher } from "../../src/index.ts";
+import { RpcAgentServerLauncher } from "actorscope";
 import { WebAgent } from "./web-agent.ts";
 
 if (import.meta.main) {

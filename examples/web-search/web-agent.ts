@@ -5,7 +5,7 @@
  * servers take S. With `work = "io"` it is `await Bun.sleep` (waiting on the network), which
  * overlaps inside one server too — the right model when all agents share one server.
  */
-import { AgentBase, Msg, asyncFunc, dist } from "../../src/index.ts";
+import { AgentBase, Msg, asyncFunc, dist } from "actorscope";
 
 @dist
 export class WebAgent extends AgentBase {
