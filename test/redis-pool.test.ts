@@ -1,14 +1,17 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect } from "bun:test";
 import Redis from "ioredis";
-import { AgentServerError, AgentServerNotAliveError, NotFoundError } from "../src/index.ts";
+import { AgentServerError, AgentServerNotAliveError, NotFoundError, ResourceExhaustedError, RpcAgentServerLauncher, withOptions } from "../src/index.ts";
+import { closeAllConnections } from "../src/rpc/connections.ts";
 import { decodeValue, encodeValue } from "../src/rpc/codec.ts";
 import { randomId, type Response } from "../src/rpc/protocol.ts";
 import { RedisPool, redactUrl, type RedisPoolOptions } from "../src/server/pool/redis.ts";
 import { createPool } from "../src/server/pool/create.ts";
 import type { Outcome } from "../src/server/pool/types.ts";
 import { Servicer } from "../src/server/servicer.ts";
+import { LoadCounter, SlowCounter } from "./fixtures/load-agents.ts";
 import { Doubler, gate } from "./fixtures/pool-agents.ts";
-import { freePort, startRedis, type TestRedis } from "./helpers/redis.ts";
+// describe/test skip (with the reason) where redis-server is missing, never in CI.
+import { describe, freePort, startRedis, test, type TestRedis } from "./helpers/redis.ts";
 
 const ok = (n: number): Outcome => ({ ok: true, value: new Uint8Array([n, 255, 0]) });
 const failed: Outcome = { ok: false, error: { code: "UNKNOWN", message: "RangeError: no", remote: { name: "RangeError", message: "no" } } };
@@ -62,6 +65,18 @@ async function expiryOf(url: string, key: string): Promise<void> {
   });
   await sub.subscribe("__keyevent@0__:expired");
   return promise;
+}
+
+/** Once subscribed: `done` resolves when Redis reports `key` deleted (keyspace event). */
+async function deletionOf(url: string, key: string): Promise<{ done: Promise<void> }> {
+  const { promise, resolve } = Promise.withResolvers<void>();
+  await raw(url).config("SET", "notify-keyspace-events", "Eg");
+  const sub = raw(url);
+  sub.on("message", (_c: string, k: string) => {
+    if (k === key) resolve();
+  });
+  await sub.subscribe("__keyevent@0__:del");
+  return { done: promise };
 }
 
 function within<T>(ms: number, p: Promise<T>, what: string): Promise<T> {
@@ -347,37 +362,26 @@ describe("Redis unreachable or refusing", () => {
 });
 
 describe("Redis restarting under running servers", () => {
-  test("a waiter in flight settles UNAVAILABLE fast, the pool reconnects, old results are NOT_FOUND, running tasks still deliver", async () => {
+  test("a waiter on another server is parked, not failed, while Redis restarts, and gets the result once Redis is back", async () => {
     const r = await redis();
     const [a, b] = [await pool(r.url), await pool(r.url)];
-    const [before, running] = [randomId(), randomId()];
-    await a.prepare(before);
-    await a.set(before, ok(1));
+    const running = randomId();
     await a.prepare(running);
     const parked = await getsOf(r.url, `as:r:${running}`, 2);
-    const remoteWaiter = b.get(running, 30_000).then(
-      (v) => v,
-      (e: unknown) => e,
-    );
+    const remoteWaiter = b.get(running, 30_000);
     const localWaiter = a.get(running, 30_000);
     await parked.done;
     parked.stop();
 
-    const t0 = performance.now();
     await r.restart();
-    // The other server's waiter may have missed a publish: it is told to wait again.
-    const e = await within(3000, remoteWaiter, "the waiter on the other server");
-    expect(e).toBeInstanceOf(AgentServerNotAliveError);
-    expect(performance.now() - t0).toBeLessThan(3000);
-
     await Promise.all([a.ready(5000), b.ready(5000)]);
-    // The result from before the restart is gone.
-    await expect(b.get(before, 0)).rejects.toBeInstanceOf(NotFoundError);
-    // The running task's marker was written again on reconnect, and its result still lands.
+    // The running task's marker was written again on reconnect.
     expect(await b.get(running, 0)).toBe("pending");
+    const t0 = performance.now();
     await a.set(running, ok(2));
+    expect(await within(1000, remoteWaiter, "the parked waiter")).toEqual(ok(2));
     expect(await localWaiter).toEqual(ok(2));
-    expect(await b.get(running, 0)).toEqual(ok(2));
+    expect(performance.now() - t0).toBeLessThan(1000);
     // New work goes through.
     const fresh = randomId();
     await b.prepare(fresh);
@@ -386,28 +390,128 @@ describe("Redis restarting under running servers", () => {
     expect(await w).toEqual(ok(3));
   });
 
-  test("a set while Redis is down rejects UNAVAILABLE without losing the result: served from memory, written when Redis is back", async () => {
+  test("a task prepared and finished while Redis is down delivers here at once and reaches Redis when it is back", async () => {
+    const r = await redis();
+    const [a, b] = [await pool(r.url), await pool(r.url)];
+    const before = randomId();
+    await a.prepare(before);
+    await r.stop();
+    // Accepted although Redis is away: a blip is not an outage.
+    const during = randomId();
+    await a.prepare(during);
+    const localWaiter = a.get(during, 30_000);
+    // A wait through the other server parks until Redis is back.
+    const remoteWaiter = b.get(before, 30_000);
+    await a.set(before, ok(8));
+    await a.set(during, ok(9));
+    expect(await localWaiter).toEqual(ok(9));
+    expect(await a.get(during, 0, undefined, true)).toEqual(ok(9));
+
+    await r.restart();
+    await Promise.all([a.ready(5000), b.ready(5000)]);
+    expect(await within(1000, remoteWaiter, "the parked waiter")).toEqual(ok(8));
+    expect(await b.get(during, 0)).toEqual(ok(9));
+  });
+
+  test("a result written but never read survives a Redis restart that lost it: answered from memory, written back for the others", async () => {
     const r = await redis();
     const [a, b] = [await pool(r.url), await pool(r.url)];
     const t = randomId();
     await a.prepare(t);
-    const localWaiter = a.get(t, 30_000);
-    await r.stop();
-    const e = await a.set(t, ok(9)).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-    expect(e).toBeInstanceOf(AgentServerNotAliveError);
-    expect(await localWaiter).toEqual(ok(9));
-    expect(await a.get(t, 0)).toEqual(ok(9));
-    // A read of another server's task while Redis is down fails fast, it does not hang.
-    await expect(within(1000, b.get(randomId(), 10_000), "a read while Redis is down")).rejects.toBeInstanceOf(AgentServerNotAliveError);
-    await expect(within(1000, b.prepare(randomId()), "a prepare while Redis is down")).rejects.toBeInstanceOf(AgentServerNotAliveError);
-
+    await a.set(t, ok(4));
     await r.restart();
     await Promise.all([a.ready(5000), b.ready(5000)]);
-    // The reconnect wrote the kept result; wait for it through the other server.
-    expect(await b.get(t, 5000)).toEqual(ok(9));
+    expect(await b.get(t, 0)).toEqual(ok(4));
+    expect(await a.get(t, 0)).toEqual(ok(4));
+  });
+
+  test("a result read before a Redis restart that lost it is NOT_FOUND afterwards, never undefined", async () => {
+    const r = await redis();
+    const a = await pool(r.url);
+    const t = randomId();
+    await a.prepare(t);
+    await a.set(t, ok(5));
+    expect(await a.get(t, 0)).toEqual(ok(5));
+    await r.restart();
+    await a.ready(5000);
+    await expect(a.get(t, 0)).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  test("past outageGraceMs Redis being away is an outage: new tasks and other servers' reads fail UNAVAILABLE at once, running tasks still deliver here", async () => {
+    const r = await redis();
+    const a = await pool(r.url, { outageGraceMs: 0 });
+    const t = randomId();
+    await a.prepare(t);
+    await r.stop();
+    await expect(within(1000, a.prepare(randomId()), "a prepare during an outage")).rejects.toBeInstanceOf(AgentServerNotAliveError);
+    await expect(within(1000, a.get(randomId(), 10_000), "a read during an outage")).rejects.toBeInstanceOf(AgentServerNotAliveError);
+    const w = a.get(t, 10_000);
+    await a.set(t, ok(6));
+    expect(await w).toEqual(ok(6));
+  });
+
+  test("outcomes waiting for Redis are bounded: at maxPoolSize new tasks are refused RESOURCE_EXHAUSTED with a retry hint, none is dropped", async () => {
+    const r = await redis();
+    const [a, b] = [await pool(r.url, { maxPoolSize: 4 }), await pool(r.url)];
+    const tasks = Array.from({ length: 4 }, () => randomId());
+    for (const t of tasks) await a.prepare(t);
+    const refused = await a.prepare(randomId()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(refused).toBeInstanceOf(ResourceExhaustedError);
+    expect((refused as ResourceExhaustedError).retryAfterMs).toBeGreaterThan(0);
+    await r.stop();
+    for (const [i, t] of tasks.entries()) await a.set(t, ok(i));
+    // All four held in memory, none dropped; still no room while they wait for Redis.
+    await expect(a.prepare(randomId())).rejects.toBeInstanceOf(ResourceExhaustedError);
+    for (const [i, t] of tasks.entries()) expect(await a.get(t, 0, undefined, true)).toEqual(ok(i));
+    await r.restart();
+    await Promise.all([a.ready(5000), b.ready(5000)]);
+    for (const [i, t] of tasks.entries()) expect(await b.get(t, 0)).toEqual(ok(i));
+    await a.prepare(randomId());
+  });
+});
+
+describe("Redis pool release", () => {
+  test("a finished result released is deleted from Redis; a running task released is deleted when it finishes, never written", async () => {
+    const r = await redis();
+    const a = await pool(r.url);
+    const c = raw(r.url);
+    const [done, running] = [randomId(), randomId()];
+    await a.prepare(done);
+    await a.set(done, ok(1));
+    await a.prepare(running);
+    let gone = await deletionOf(r.url, `as:r:${done}`);
+    await a.release(done);
+    await within(5000, gone.done, "the deletion of the released result");
+    await expect(a.get(done, 0)).rejects.toBeInstanceOf(NotFoundError);
+
+    gone = await deletionOf(r.url, `as:r:${running}`);
+    await a.release(running);
+    expect(a.size()).toBe(1);
+    await a.set(running, ok(2));
+    await within(5000, gone.done, "the deletion of the released task's marker");
+    expect(await c.exists(`as:r:${running}`)).toBe(0);
+    expect(a.size()).toBe(0);
+    await a.release(randomId()); // unknown: ignored
+  });
+
+  test("another server's running task is left alone by a release; its finished result may be released anywhere", async () => {
+    const r = await redis();
+    const [a, b] = [await pool(r.url), await pool(r.url)];
+    const c = raw(r.url);
+    const [theirs, finished] = [randomId(), randomId()];
+    await a.prepare(theirs);
+    await a.prepare(finished);
+    await a.set(finished, ok(3));
+    const gone = await deletionOf(r.url, `as:r:${finished}`);
+    // One batch: the finished one is deleted, the running one is not.
+    await Promise.all([b.release(theirs), b.release(finished)]);
+    await within(5000, gone.done, "the deletion of the released result");
+    expect((await c.get(`as:r:${theirs}`))?.[0]).toBe("P");
+    await a.set(theirs, ok(4));
+    expect(await b.get(theirs, 0)).toEqual(ok(4));
   });
 });
 
@@ -474,4 +578,103 @@ describe("Redis pool behind a Servicer", () => {
       await Promise.all([s1.close(), s2.close()]);
     }
   });
+});
+
+/** Issue `n` calls keeping `window` in flight; each settles into `onSettle`. */
+async function pump(n: number, window: number, call: (i: number) => PromiseLike<unknown>, onSettle: (r: { ok: true; value: unknown } | { ok: false; error: unknown }) => void): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < n) {
+      const i = next++;
+      try {
+        onSettle({ ok: true, value: await call(i) });
+      } catch (error) {
+        onSettle({ ok: false, error });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(window, n) }, lane));
+}
+
+const codeOf = (e: unknown): string => String((e as { code?: unknown }).code ?? (e as Error).message);
+
+describe("Redis pool behind a server process under load", () => {
+  const launchers: RpcAgentServerLauncher[] = [];
+  afterAll(async () => {
+    await Promise.all(launchers.map((l) => l.shutdown()));
+    await closeAllConnections();
+  });
+  async function serve(url: string, opts: { maxPoolSize?: number; capacity?: number; classes: Function[] }): Promise<{ host: string; port: number }> {
+    const l = new RpcAgentServerLauncher({ port: 0, poolType: "redis", redisUrl: url, customAgentClasses: opts.classes, maxPoolSize: opts.maxPoolSize ?? 8192, capacity: opts.capacity ?? 32 });
+    launchers.push(l);
+    await l.launch({ inSubprocess: true });
+    return { host: l.host, port: l.port };
+  }
+
+  test("20,000 async calls with 4,096 in flight and maxPoolSize 512: every value arrives exactly once and right", async () => {
+    const r = await redis();
+    const c = LoadCounter.toDist(await serve(r.url, { maxPoolSize: 512, classes: [LoadCounter] }));
+    const n = 20_000;
+    const seen = new Uint8Array(n + 1);
+    const errors = new Map<string, number>();
+    await pump(n, 4096, () => c.inc(), (res) => {
+      if (!res.ok) errors.set(codeOf(res.error), (errors.get(codeOf(res.error)) ?? 0) + 1);
+      else {
+        const v = res.value as number;
+        if (!(v >= 1 && v <= n) || seen[v]) errors.set(`wrong or repeated value ${v}`, 1);
+        else seen[v] = 1;
+      }
+    });
+    expect(Object.fromEntries(errors)).toEqual({});
+    expect(seen.subarray(1).every((x) => x === 1)).toBe(true);
+    expect(await c.count()).toBe(n);
+  }, 120_000);
+
+  test("with backpressure off the excess over maxPoolSize is refused RESOURCE_EXHAUSTED, never NOT_FOUND, and every accepted value arrives", async () => {
+    const r = await redis();
+    const c = withOptions(LoadCounter.toDist(await serve(r.url, { maxPoolSize: 512, classes: [LoadCounter] })), { backpressure: false });
+    const n = 20_000;
+    const codes = new Map<string, number>();
+    let values = 0;
+    await pump(n, 4096, () => c.inc(), (res) => {
+      if (res.ok) values++;
+      else codes.set(codeOf(res.error), (codes.get(codeOf(res.error)) ?? 0) + 1);
+    });
+    expect([...codes.keys()].filter((k) => k !== "RESOURCE_EXHAUSTED")).toEqual([]);
+    expect(values + (codes.get("RESOURCE_EXHAUSTED") ?? 0)).toBe(n);
+    // The server ran exactly the accepted calls.
+    expect(await c.count()).toBe(values);
+  }, 120_000);
+
+  test("Redis restarted for about 1 s under 2,000 calls in flight: every call settles with its value or a clear error, none later than 2 s after Redis is back", async () => {
+    const r = await redis();
+    const c = SlowCounter.toDist(await serve(r.url, { capacity: 4096, classes: [SlowCounter] }));
+    await c.incAfter(0);
+    const n = 10_000;
+    const window = 2000;
+    let settled = 0;
+    let values = 0;
+    let backAt = 0;
+    let latestAfterBack = 0;
+    const errors = new Map<string, number>();
+    const { promise: quarter, resolve: atQuarter } = Promise.withResolvers<void>();
+    const load = pump(n, window, () => c.incAfter(20), (res) => {
+      if (res.ok) values++;
+      else errors.set(codeOf(res.error), (errors.get(codeOf(res.error)) ?? 0) + 1);
+      if (++settled === n / 4) atQuarter();
+      if (backAt) latestAfterBack = performance.now() - backAt;
+    });
+    await quarter;
+    await r.stop();
+    // Part of the scenario, not synchronisation: Redis stays away for about a second.
+    await Bun.sleep(1000);
+    await r.restart();
+    backAt = performance.now();
+    await load;
+    expect(settled).toBe(n);
+    // Clear errors only (a blip should produce none at all).
+    expect(Object.fromEntries(errors)).toEqual({});
+    expect(values).toBe(n);
+    expect(latestAfterBack).toBeLessThan(2000);
+  }, 120_000);
 });
