@@ -48,17 +48,68 @@ describe("local result pool", () => {
     });
   });
 
-  test("past maxPoolSize the oldest finished result is evicted first", async () => {
+  test("an unread result is never evicted: a pool full of unread results refuses new tasks with a retry hint", async () => {
     await using_(new LocalPool({ maxPoolSize: 3, maxExpireTime: 60 }), async (pool) => {
-      const ids = [randomId(), randomId(), randomId(), randomId()];
+      const ids = [randomId(), randomId(), randomId()];
+      for (const [i, t] of ids.entries()) {
+        await pool.prepare(t);
+        await pool.set(t, ok(i));
+      }
+      const e = await pool.prepare(randomId()).catch((x) => x);
+      expect(e).toBeInstanceOf(ResourceExhaustedError);
+      expect(e.retryAfterMs).toBeGreaterThan(0);
+      expect(e.message).toContain("maxPoolSize 3");
+      for (const [i, t] of ids.entries()) expect(await pool.get(t, 0)).toEqual(ok(i));
+    });
+  });
+
+  test("past maxPoolSize the least recently read result makes room; unread ones stay", async () => {
+    await using_(new LocalPool({ maxPoolSize: 3, maxExpireTime: 60 }), async (pool) => {
+      const ids = [randomId(), randomId(), randomId(), randomId(), randomId()];
       for (const [i, t] of ids.slice(0, 3).entries()) {
         await pool.prepare(t);
         await pool.set(t, ok(i));
       }
+      expect(await pool.get(ids[1]!, 0)).toEqual(ok(1));
+      expect(await pool.get(ids[2]!, 0)).toEqual(ok(2));
       await pool.prepare(ids[3]!);
       expect(pool.size()).toBe(3);
-      expect(pool.get(ids[0]!, 0)).rejects.toBeInstanceOf(NotFoundError);
-      expect(await pool.get(ids[1]!, 0)).toEqual(ok(1));
+      expect(pool.get(ids[1]!, 0)).rejects.toBeInstanceOf(NotFoundError);
+      expect(await pool.get(ids[0]!, 0)).toEqual(ok(0));
+      // ids[2] was read before ids[0]: it goes next.
+      await pool.prepare(ids[4]!);
+      expect(pool.get(ids[2]!, 0)).rejects.toBeInstanceOf(NotFoundError);
+      expect(await pool.get(ids[0]!, 0)).toEqual(ok(0));
+    });
+  });
+
+  test("a read with keep (the reader handed references on) does not make a result evictable", async () => {
+    await using_(new LocalPool({ maxPoolSize: 1, maxExpireTime: 60 }), async (pool) => {
+      const t = randomId();
+      await pool.prepare(t);
+      await pool.set(t, ok(5));
+      expect(await pool.get(t, 0, undefined, true)).toEqual(ok(5));
+      expect(pool.prepare(randomId())).rejects.toBeInstanceOf(ResourceExhaustedError);
+      expect(await pool.get(t, 0)).toEqual(ok(5));
+      await pool.prepare(randomId());
+      expect(pool.get(t, 0)).rejects.toBeInstanceOf(NotFoundError);
+    });
+  });
+
+  test("a released result is freed at once, or as soon as its task finishes", async () => {
+    await using_(new LocalPool({ maxPoolSize: 10, maxExpireTime: 60 }), async (pool) => {
+      const done = randomId();
+      const running = randomId();
+      await pool.prepare(done);
+      await pool.set(done, ok(1));
+      await pool.prepare(running);
+      await pool.release(done);
+      await pool.release(running);
+      await pool.release(randomId());
+      expect(pool.size()).toBe(1);
+      expect(pool.get(done, 0)).rejects.toBeInstanceOf(NotFoundError);
+      await pool.set(running, ok(2));
+      expect(pool.size()).toBe(0);
     });
   });
 

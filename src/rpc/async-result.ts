@@ -5,7 +5,8 @@
  * pending, it travels as a reference (server, task) that the receiving server resolves itself.
  */
 import type { ServerConnection } from "./connection.ts";
-import { CancelledError, DeadlineExceededError, errorFromWire } from "./errors.ts";
+import { AgentServerError, AgentServerNotAliveError, CancelledError, CodecError, DeadlineExceededError, errorFromWire } from "./errors.ts";
+import type { WaitRequest } from "./protocol.ts";
 import type { RetryStrategy } from "./retry.ts";
 
 /** Where a task's result lives and how to fetch it. Internal. */
@@ -30,6 +31,11 @@ export interface TaskSource {
   deadlineAt?: number;
   /** Cancels the task: the server is told, the result rejects with CANCELLED. */
   signal?: AbortSignal;
+  /**
+   * This process made the call (it owns the task): if every AsyncResult for it is dropped
+   * unread and no reference to it was handed on, the server is told to release the result.
+   */
+  owned?: boolean;
 }
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
@@ -43,12 +49,31 @@ export const FRESH_GRACE_MS = 10_000;
 export const UNKNOWN_ACCEPTANCE: Promise<unknown> = new Promise(() => {});
 const noop = () => {};
 
+/**
+ * Extra time a wait may take beyond its server-side hold before the server is suspected of
+ * hanging (the answer may sit behind other traffic on a busy server).
+ */
+const WAIT_GRACE_MS = 5000;
+/** How long a suspected server has to answer a liveness probe before it counts as dead. */
+const LIVENESS_PROBE_MS = 10_000;
+
+/**
+ * Tells servers about results their owner dropped unread, so fire-and-forget calls do not
+ * hold pool space until they expire.
+ */
+const dropped = new FinalizationRegistry<{ conn: ServerConnection; task: string; accepted: Promise<unknown> }>((h) => {
+  h.accepted.then(() => h.conn.send({ t: "release", task: h.task }), noop).catch(noop);
+});
 /** The future of a remote call. */
 export class AsyncResult<T = unknown> implements PromiseLike<T> {
   #task: TaskSource | undefined;
   #accepted = false;
   #final: Promise<T> | undefined;
   #settled: Settled<T> | undefined;
+  /** A reference to the task was handed on: other readers need the result too. */
+  #shared = false;
+  /** Registered with `dropped` (an owned task nobody has read yet). */
+  #watched = false;
 
   /**
    * Wrap a promise (or value) as an AsyncResult. Remote calls build theirs internally.
@@ -60,6 +85,10 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
       src.accepted.then(() => {
         this.#accepted = true;
       }, noop);
+      if (src.owned) {
+        this.#watched = true;
+        dropped.register(this, { conn: src.conn, task: src.task, accepted: src.accepted }, this);
+      }
     } else {
       this.#track(Promise.resolve(source as T | PromiseLike<T>));
     }
@@ -78,6 +107,21 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
   /** Has the server accepted the call (so a reference to its task can be handed on)? Internal. */
   get isAccepted(): boolean {
     return this.#accepted;
+  }
+
+  /**
+   * A reference to this task is being handed to another server: it is a reader too, so the
+   * result must outlive our own read and is never released on our behalf. Internal.
+   */
+  markShared(): void {
+    this.#shared = true;
+    this.#unwatch();
+  }
+
+  #unwatch(): void {
+    if (!this.#watched) return;
+    this.#watched = false;
+    dropped.unregister(this);
   }
 
   /** The outcome, if already known locally. Internal. */
@@ -153,11 +197,27 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
   }
 
   async #fetch(src: TaskSource, totalMs: number | undefined): Promise<T> {
+    try {
+      const v = await this.#fetchLoop(src, totalMs);
+      this.#unwatch();
+      return v;
+    } catch (e) {
+      // Failed for good: nothing left to release. A bounded read that ran out may be retried.
+      if (!(e instanceof DeadlineExceededError)) this.#unwatch();
+      throw e;
+    }
+  }
+
+  async #fetchLoop(src: TaskSource, totalMs: number | undefined): Promise<T> {
     const deadline = totalMs === undefined ? undefined : performance.now() + totalMs;
     // The first wait goes out at once, even before the call is answered: the server holds a
     // fresh wait for a task it has not seen yet. A refused call still fails this fetch at once.
     const refused = src.accepted.then(() => new Promise<never>(() => {}));
     refused.catch(noop);
+    let refusal: unknown = noop;
+    src.accepted.catch((e: unknown) => {
+      refusal = e;
+    });
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) {
         const delay = src.retry.nextDelayMs(attempt);
@@ -169,20 +229,35 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
       let waitMs = src.maxWaitMs;
       if (deadline !== undefined) {
         const left = deadline - performance.now();
-        if (left <= 0) throw new DeadlineExceededError(`result of task ${src.task} not ready within ${totalMs} ms`, src.conn.where);
+        if (left <= 0) throw new DeadlineExceededError(`result of task ${src.task} not ready within ${Math.round(totalMs!)} ms`, src.conn.where);
         waitMs = Math.min(waitMs, Math.ceil(left));
       }
-      const fresh = !this.#accepted && performance.now() < (src.freshUntil ?? 0);
+      const req: WaitRequest = { t: "wait", task: src.task, timeoutMs: waitMs };
+      if (!this.#accepted && performance.now() < (src.freshUntil ?? 0)) req.fresh = true;
+      if (this.#shared) req.keep = true;
       // The transport deadline only catches a hung server: longer than the server-side wait,
       // but never past the caller's own deadline.
-      const hungMs = deadline === undefined ? waitMs + 5000 : waitMs + 50;
-      const sent = src.conn.send(fresh ? { t: "wait", task: src.task, timeoutMs: waitMs, fresh } : { t: "wait", task: src.task, timeoutMs: waitMs }, { timeoutMs: hungMs });
-      const res = this.#accepted ? await sent : await Promise.race([sent, refused]);
-      if (res.t === "value") return src.decode(res.value) as T;
-      if (res.t === "error") {
-        throw errorFromWire(res.error, src.conn.where);
+      const hungMs = deadline === undefined ? waitMs + WAIT_GRACE_MS : waitMs + 50;
+      const sent = src.conn.send(req, { timeoutMs: hungMs });
+      let res;
+      try {
+        res = this.#accepted ? await sent : await Promise.race([sent, refused]);
+      } catch (e) {
+        if (e === refusal || !(e instanceof AgentServerError) || e.code !== "DEADLINE_EXCEEDED") throw e;
+        if (deadline !== undefined && performance.now() >= deadline) throw e;
+        // No answer at all within the hold plus grace: busy, or hung? Busy is not dead: ask.
+        if (!(await src.conn.alive(LIVENESS_PROBE_MS).catch(() => false))) {
+          throw new AgentServerNotAliveError(
+            `agent server ${src.conn.where.host}${src.conn.where.port === undefined ? "" : `:${src.conn.where.port}`} answered neither a wait for task ${src.task} within ${hungMs} ms nor a liveness probe within ${LIVENESS_PROBE_MS} ms`,
+            src.conn.where,
+          );
+        }
+        attempt--;
+        continue;
       }
-      if (res.t !== "pending") throw new DeadlineExceededError(`unexpected answer ${res.t} to wait`, src.conn.where);
+      if (res.t === "value") return src.decode(res.value) as T;
+      if (res.t === "error") throw errorFromWire(res.error, src.conn.where);
+      if (res.t !== "pending") throw new CodecError(`unexpected answer ${res.t} to a wait`, { ...src.conn.where, code: "INTERNAL" });
     }
   }
 }

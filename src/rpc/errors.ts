@@ -119,8 +119,16 @@ export class UnimplementedError extends AgentServerError {
 
 /** A bounded queue, pool or message size limit was hit. */
 export class ResourceExhaustedError extends AgentServerError {
-  constructor(message: string, opts: Omit<AgentServerErrorOptions, "code"> = {}) {
+  /**
+   * Set when the refusal is momentary (a result pool full of unread results): the same
+   * request may succeed after about this many milliseconds. Callers with backpressure on
+   * (the default for async calls) wait and resubmit instead of seeing this error.
+   */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(message: string, opts: Omit<AgentServerErrorOptions, "code"> & { retryAfterMs?: number } = {}) {
     super(message, { ...opts, code: "RESOURCE_EXHAUSTED" });
+    this.retryAfterMs = opts.retryAfterMs;
   }
 }
 
@@ -165,6 +173,8 @@ export interface WireError {
   message: string;
   /** Present when a user exception (application error) caused the failure. */
   remote?: RemoteErrorInfo;
+  /** A momentary refusal (RESOURCE_EXHAUSTED of a full result pool): try again after this many ms. */
+  retryAfterMs?: number;
 }
 
 /** Turn a wire error into the matching class of the tree. */
@@ -184,7 +194,7 @@ export function errorFromWire(w: WireError, where: { host: string; port: number 
     case "UNIMPLEMENTED":
       return new UnimplementedError(msg, { ...o, ...inner });
     case "RESOURCE_EXHAUSTED":
-      return new ResourceExhaustedError(msg, { ...o, ...inner });
+      return new ResourceExhaustedError(msg, w.retryAfterMs === undefined ? { ...o, ...inner } : { ...o, ...inner, retryAfterMs: w.retryAfterMs });
     case "DEADLINE_EXCEEDED":
       return new DeadlineExceededError(msg, { ...o, ...inner });
     case "UNAUTHENTICATED":
@@ -201,7 +211,9 @@ export function errorFromWire(w: WireError, where: { host: string; port: number 
 /** Describe any thrown value as a wire error; user exceptions keep name, message and stack. */
 export function errorToWire(err: unknown, opts: { hideStacks?: boolean } = {}): WireError {
   if (err instanceof AgentServerError && !(err instanceof AgentCallError)) {
-    return { code: err.code, message: stripWhere(err.message) };
+    const w: WireError = { code: err.code, message: stripWhere(err.message) };
+    if (err instanceof ResourceExhaustedError && err.retryAfterMs !== undefined) w.retryAfterMs = err.retryAfterMs;
+    return w;
   }
   if (err instanceof AgentCallError) {
     return { code: "UNKNOWN", message: err.message, remote: err.remote };

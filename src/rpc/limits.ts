@@ -18,6 +18,13 @@ export interface Limits {
    * Longest decimal BigInt accepted. Threat: quadratic-time parsing of huge numeric strings.
    */
   maxBigIntDigits: number;
+  /**
+   * Most waits a server holds for tasks it does not know yet (references and first waits
+   * that may arrive before their call). Threat: a peer parking waits for task ids that will
+   * never exist, to grow the server's memory; past it such waits fail RESOURCE_EXHAUSTED.
+   * Default 65 536.
+   */
+  maxParkedWaits: number;
 }
 
 /** The defaults every server and client start from. */
@@ -25,4 +32,5 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxMessageBytes: 32 * 1024 * 1024,
   maxDepth: 256,
   maxBigIntDigits: 4096,
+  maxParkedWaits: 65_536,
 });

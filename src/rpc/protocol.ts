@@ -49,6 +49,20 @@ export interface WaitRequest {
    * connection): wait for it to appear instead of answering NOT_FOUND at once.
    */
   fresh?: boolean;
+  /**
+   * Reading the result does not make it evictable: the reader handed references to it to
+   * other servers, which still need it.
+   */
+  keep?: boolean;
+}
+
+/**
+ * The owner of a task dropped every AsyncResult for it unread (and handed no reference to
+ * it to anyone): the server may free the result now, or as soon as it finishes.
+ */
+export interface ReleaseRequest {
+  t: "release";
+  task: string;
 }
 
 /** Remove one object from the server. Deleting an absent object is a no-op. */
@@ -103,11 +117,12 @@ export type Request =
   | SetModelConfigsRequest
   | DownloadRequest
   | CancelRequest
+  | ReleaseRequest
   | SimpleRequest;
 
 /** Every request kind, for validation of untrusted input. */
 export const REQUEST_KINDS: ReadonlySet<string> = new Set([
-  "create", "call", "wait", "delete", "describe", "memory", "setModelConfigs", "download", "cancel",
+  "create", "call", "wait", "delete", "describe", "memory", "setModelConfigs", "download", "cancel", "release",
   "alive", "stop", "deleteAll", "list", "info",
 ]);
 

@@ -5,7 +5,7 @@
  */
 import { AsyncResult, type TaskSource } from "./async-result.ts";
 import type { ServerConnection } from "./connection.ts";
-import { AgentServerError, CodecError, NotFoundError, errorFromWire } from "./errors.ts";
+import { AgentServerError, CodecError, DeadlineExceededError, NotFoundError, ResourceExhaustedError, errorFromWire } from "./errors.ts";
 import type { CallRequest, ClassInfo } from "./protocol.ts";
 import { randomId } from "./protocol.ts";
 import { decodeFrom, encodeArgs, encodeArgsWhenReady, NeedsAwait, NeedsListener, type Destination } from "./refs.ts";
@@ -150,7 +150,19 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Cancels calls: their AsyncResults reject with CANCELLED and the server's `currentCall().signal` aborts. */
   signal?: AbortSignal;
+  /**
+   * When a server's result pool is full of results nobody has read yet, it refuses new async
+   * calls for a moment (RESOURCE_EXHAUSTED with a retry hint). With backpressure on (the
+   * default) the call is resubmitted after a short, growing pause until it is accepted, its
+   * deadline passes, or `BACKPRESSURE_MAX_MS` runs out; off, the refusal is the call's error.
+   */
+  backpressure?: boolean;
 }
+
+/** Longest a call without a deadline keeps resubmitting to a full pool before giving up. */
+export const BACKPRESSURE_MAX_MS = 60_000;
+/** Longest single pause between resubmissions. */
+const BACKPRESSURE_MAX_PAUSE_MS = 500;
 
 /**
  * A view of `remote` whose calls carry `opts` (deadline, cancellation). The object is the
@@ -173,7 +185,21 @@ export function withOptions<T>(remote: Remote<T>, opts: CallOptions): Remote<T> 
 export function invoke(st: RemoteState, name: string, args: unknown[], kind: "call" | "read", opts?: CallOptions): AsyncResult {
   if (st.deleted) return rejected(new NotFoundError(`object ${st.oid} was deleted`, { host: st.host, port: st.port }));
   // Class not known yet (connect() waits for `describe`): decide sync or async once it is.
-  if (kind === "call" && !st.info && !st.isReady) return new AsyncResult(st.ready.then(() => invoke(st, name, args, kind, opts).result()));
+  if (kind === "call" && !st.info && !st.isReady) {
+    if (opts?.timeoutMs === undefined) return new AsyncResult(st.ready.then(() => invoke(st, name, args, kind, opts).result()));
+    // The call's deadline covers finding out the class too.
+    const until = performance.now() + opts.timeoutMs;
+    const ms = opts.timeoutMs;
+    let timer: Timer | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DeadlineExceededError(`${name}: no answer within ${ms} ms (the object's class was not known yet)`, { host: st.host, port: st.port })), ms);
+    });
+    return new AsyncResult(
+      Promise.race([st.ready, late])
+        .finally(() => clearTimeout(timer))
+        .then(() => invoke(st, name, args, kind, { ...opts, timeoutMs: Math.max(1, until - performance.now()) }).result()),
+    );
+  }
   const dest: Destination = st.conn.address.child ? "ipc" : "net";
   const isAsync = kind === "call" && !!(st.info?.asyncSet?.has(name) ?? st.info?.async.includes(name));
   // The task id is ours, chosen now: the AsyncResult can be handed on as a reference at once.
@@ -206,11 +232,14 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
     return conn.send(req, reqOpts);
   };
   // Calls made while the object is still being created queue behind it, in call order.
+  let payload = now;
+  const started = performance.now();
+  let refusals = 0;
   const sent = now
     ? st.isReady
       ? send(now)
       : st.ready.then(() => send(now))
-    : Promise.all([later!, st.ready]).then(([p]) => send(p));
+    : Promise.all([later!, st.ready]).then(([p]) => send((payload = p)));
   if (!task) {
     return new AsyncResult(
       sent.then((res) => {
@@ -220,11 +249,20 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
       }),
     );
   }
-  const accepted = sent.then((res) => {
-    if (res.t === "error") throw errorFromWire(res.error, conn.where);
-    return res;
+  const backpressure = opts?.backpressure !== false;
+  const accepted = sent.then(async function answer(res): Promise<unknown> {
+    if (res.t !== "error") return res;
+    const e = errorFromWire(res.error, conn.where);
+    if (!backpressure || !(e instanceof ResourceExhaustedError) || e.retryAfterMs === undefined) throw e;
+    // A full pool of unread results: wait for readers to make room, then submit again.
+    const giveUpAt = deadlineAt ?? started + BACKPRESSURE_MAX_MS;
+    refusals++;
+    const pause = Math.min(BACKPRESSURE_MAX_PAUSE_MS, e.retryAfterMs * 2 ** Math.min(refusals - 1, 8)) * (0.5 + Math.random());
+    if (performance.now() + pause >= giveUpAt || opts?.signal?.aborted) throw e;
+    await Bun.sleep(pause);
+    return answer(await send(payload!));
   });
-  const src: TaskSource = { conn, task, accepted, decode: (b) => decodeFrom(b, conn), maxWaitMs: st.maxWaitMs, retry: st.retry, freshUntil: Infinity };
+  const src: TaskSource = { conn, task, accepted, decode: (b) => decodeFrom(b, conn), maxWaitMs: st.maxWaitMs, retry: st.retry, freshUntil: Infinity, owned: true };
   if (deadlineAt !== undefined) src.deadlineAt = deadlineAt;
   if (opts?.signal) src.signal = opts.signal;
   return AsyncResult.fromTask(src);

@@ -130,6 +130,8 @@ export function makeRefCodec(self?: LocalHooks, dest: Destination = "ipc"): RefC
         const src = v.taskSource;
         if (src) {
           const tag: WireRefTag = { $as: "fut", task: src.task, at: addressFor(addressOut(src.conn.address), dest) };
+          // The receiver reads the result too: ours must not free it for them.
+          v.markShared();
           // Not accepted yet: the call may still be on its way to its server. The receiver
           // waits for the task to appear there instead of taking its absence as NOT_FOUND.
           if (!v.isAccepted) tag.fresh = true;

@@ -2,6 +2,10 @@
  * Retry strategies for waiting on async results. One *attempt* is a server-side wait of up to
  * `maxTimeoutSeconds`; it ends early the moment the result lands, so the delay between
  * attempts never hides a result — it only spaces out re-asks after a wait ran out.
+ *
+ * Without a strategy, a result is waited for as long as its server is alive and says the task
+ * is still queued or running: busy is not dead. A strategy set by the caller bounds the wait
+ * instead (AgentScope's semantics: DEADLINE_EXCEEDED after its last attempt).
  */
 
 /** Decides how many more waits to make and how long to pause before each. */
@@ -77,11 +81,27 @@ export class RetryExponential implements RetryStrategy {
 export function retryFromJSON(o: Record<string, unknown>): RetryStrategy {
   if (o.type === "fixed") return new RetryFixedTimes(o as RetryFixedTimesOptions);
   if (o.type === "exponential") return new RetryExponential(o as RetryExponentialOptions);
+  if (o.type === "whileAlive") return DEFAULT_RETRY;
   throw new TypeError(`unknown retry strategy type ${String(o.type)}`);
 }
 
-/** The strategy used when none is given. */
-export const DEFAULT_RETRY: RetryStrategy = new RetryFixedTimes();
+/**
+ * Waits again, at once, for as long as the server answers that the task is still queued or
+ * running. A server that stops answering is found out separately (liveness probe, keepalive),
+ * so this never turns a busy server into DEADLINE_EXCEEDED.
+ */
+export class RetryWhileAlive implements RetryStrategy {
+  nextDelayMs(): number {
+    return 0;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { type: "whileAlive" };
+  }
+}
+
+/** The strategy used when none is given: wait while the server is alive. */
+export const DEFAULT_RETRY: RetryStrategy = new RetryWhileAlive();
 
 function nonNegative(n: number, what: string): number {
   if (typeof n !== "number" || !Number.isFinite(n) || n < 0) throw new RangeError(`${what} must be a non-negative number`);

@@ -11,6 +11,7 @@ import {
   CodecError,
   NotFoundError,
   PermissionDeniedError,
+  ResourceExhaustedError,
   UnimplementedError,
   errorFromWire,
   errorToWire,
@@ -24,6 +25,11 @@ import type { Address } from "../rpc/transport.ts";
 import { withPresetOid } from "../rpc/oid.ts";
 import { Capacity } from "./capacity.ts";
 import { validateRequest } from "./validate.ts";
+
+/** How long the refusal of an async call is remembered for waits that come after it. */
+const REFUSAL_KEEP_MS = 60_000;
+/** Most refusals remembered at once (the oldest are forgotten first). */
+const MAX_REFUSALS = 16_384;
 import type { Outcome, ResultPool } from "./pool/types.ts";
 import { readConfined } from "./files.ts";
 import { callContext, type CallContext } from "./call-context.ts";
@@ -75,6 +81,15 @@ export class Servicer {
   readonly #running = new Map<string, AbortController>();
   /** Fresh waits for tasks not prepared yet, by task id. */
   readonly #preparing = new Map<string, Set<() => void>>();
+  /** Fresh waits parked in `#preparing`, all tasks together (bounded). */
+  #parked = 0;
+  /**
+   * Async calls refused before they became tasks (unknown object, bad arguments, a full
+   * queue), by the task id their caller chose: a wait or a reference for such a task gets the
+   * refusal at once instead of waiting for a task that will never exist. Oldest first;
+   * bounded, and each kept for `REFUSAL_KEEP_MS`.
+   */
+  readonly #refused = new Map<string, { error: WireError; at: number }>();
   readonly #hooks: LocalHooks;
   #cpuMark = { at: performance.now(), usage: process.cpuUsage() };
   #closed = false;
@@ -177,10 +192,16 @@ export class Servicer {
   async #dispatch(req: Request, signal?: AbortSignal): Promise<Response> {
     switch (req.t) {
       case "call":
-        return this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal);
+        if (req.task === undefined) return this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal);
+        try {
+          return await this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal);
+        } catch (e) {
+          this.#refuse(req.task, e);
+          throw e;
+        }
       case "wait": {
         const ms = Math.max(0, Math.min(req.timeoutMs, this.opts.maxTimeoutSeconds * 1000));
-        const o = await this.#wait(req.task, ms, req.fresh === true, signal);
+        const o = await this.#wait(req.task, ms, req.fresh === true, signal, req.keep === true);
         if (o === "pending") return { t: "pending" };
         return o.ok ? { t: "value", value: o.value } : { t: "error", error: o.error };
       }
@@ -218,12 +239,41 @@ export class Servicer {
       }
       case "download": {
         if (!this.opts.fileDir) throw new PermissionDeniedError("this server has no file dir to download from");
-        return { t: "value", value: await readConfined(this.opts.fileDir, req.path) };
+        return { t: "value", value: await readConfined(this.opts.fileDir, req.path, this.limits.maxMessageBytes) };
       }
       case "cancel":
         this.#running.get(req.task)?.abort();
         return { t: "ok" };
+      case "release":
+        await this.opts.pool.release(req.task);
+        return { t: "ok" };
     }
+  }
+
+  /**
+   * Remember why the async call for `task` was refused, so waits and references for it fail
+   * at once with that reason. A momentary refusal (full pool: the caller resubmits the same
+   * task) is not remembered.
+   */
+  #refuse(task: string, e: unknown): void {
+    if (!isId(task) || (e instanceof ResourceExhaustedError && e.retryAfterMs !== undefined)) return;
+    const now = performance.now();
+    this.#refused.delete(task);
+    this.#refused.set(task, { error: this.#wireError(e), at: now });
+    for (const [t, r] of this.#refused) {
+      if (this.#refused.size <= MAX_REFUSALS && now - r.at < REFUSAL_KEEP_MS) break;
+      this.#refused.delete(t);
+    }
+    const early = this.#preparing.get(task);
+    if (early) for (const wake of [...early]) wake();
+  }
+
+  #refusal(task: string): Outcome | undefined {
+    const r = this.#refused.get(task);
+    if (!r) return undefined;
+    if (performance.now() - r.at < REFUSAL_KEEP_MS) return { ok: false, error: r.error };
+    this.#refused.delete(task);
+    return undefined;
   }
 
   /**
@@ -231,25 +281,38 @@ export class Servicer {
    * task (it came with a reference, or was sent right behind the call on another stream): an
    * unknown task is then waited for until it is prepared here, within the same time budget.
    */
-  async #wait(task: string, ms: number, fresh: boolean, signal?: AbortSignal): Promise<Outcome | "pending"> {
+  async #wait(task: string, ms: number, fresh: boolean, signal: AbortSignal | undefined, keep: boolean): Promise<Outcome | "pending"> {
     try {
-      return await this.opts.pool.get(task, ms, signal);
+      return await this.opts.pool.get(task, ms, signal, keep);
     } catch (e) {
-      if (!fresh || !(e instanceof NotFoundError)) throw e;
+      if (!(e instanceof NotFoundError)) throw e;
+      const refused = this.#refusal(task);
+      if (refused) return refused;
+      if (!fresh) throw e;
     }
     const until = performance.now() + ms;
     if (!(await this.#prepared(task, ms, signal))) return "pending";
-    return this.opts.pool.get(task, Math.max(0, Math.round(until - performance.now())), signal);
+    const refused = this.#refusal(task);
+    if (refused) return refused;
+    return this.opts.pool.get(task, Math.max(0, Math.round(until - performance.now())), signal, keep);
   }
 
   /** Resolves true when `task` is prepared on this server within `ms`, false otherwise. */
   #prepared(task: string, ms: number, signal?: AbortSignal): Promise<boolean> {
     if (ms <= 0 || signal?.aborted) return Promise.resolve(false);
+    if (this.#parked >= this.limits.maxParkedWaits) {
+      return Promise.reject(
+        new ResourceExhaustedError(`too many waits for tasks not known here yet (${this.limits.maxParkedWaits}, Limits.maxParkedWaits)`),
+      );
+    }
+    this.#parked++;
     return new Promise((resolve) => {
       let set = this.#preparing.get(task);
       if (!set) this.#preparing.set(task, (set = new Set()));
       const waiters = set;
       const done = (ok: boolean) => {
+        if (!waiters.has(wake)) return;
+        this.#parked--;
         clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
         waiters.delete(wake);

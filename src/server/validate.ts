@@ -29,6 +29,7 @@ export function validateRequest(raw: unknown): Request {
       id(r.task, "task");
       num(r.timeoutMs, "timeoutMs");
       if (r.fresh !== undefined && typeof r.fresh !== "boolean") throw new CodecError("fresh must be a boolean");
+      if (r.keep !== undefined && typeof r.keep !== "boolean") throw new CodecError("keep must be a boolean");
       break;
     case "delete":
     case "describe":
@@ -36,6 +37,7 @@ export function validateRequest(raw: unknown): Request {
       oid(r.oid);
       break;
     case "cancel":
+    case "release":
       id(r.task, "task");
       break;
     case "setModelConfigs":

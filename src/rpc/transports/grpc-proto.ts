@@ -27,6 +27,7 @@ export const RPC_OF: Readonly<Record<Request["t"], string>> = {
   setModelConfigs: "SetModelConfigs",
   download: "Download",
   cancel: "Cancel",
+  release: "Release",
 };
 
 /** `Reply` as proto-loader builds and reads it: exactly one field set. */
@@ -35,14 +36,14 @@ export interface WireReply {
   task?: string;
   pending?: Record<string, never>;
   ok?: Record<string, never>;
-  error?: { code: string; message: string; remote?: { name: string; message: string; stack?: string } };
+  error?: { code: string; message: string; remote?: { name: string; message: string; stack?: string }; retryAfterMs?: number };
 }
 
 /**
  * Request kinds a `Batch` call may carry. The `BatchItem` field of each is named like the
  * kind, so an item is `{ [req.t]: requestMessage(req) }`.
  */
-export const BATCH_KINDS: ReadonlySet<string> = new Set<Request["t"]>(["call", "wait", "create", "delete", "describe", "cancel"]);
+export const BATCH_KINDS: ReadonlySet<string> = new Set<Request["t"]>(["call", "wait", "create", "delete", "describe", "cancel", "release"]);
 
 /** `BatchReply` as proto-loader builds and reads it (a 0 index is absent on the wire). */
 export interface WireBatchReply {
@@ -100,6 +101,7 @@ export function toReply(r: Response): WireReply {
       const e: WireReply["error"] = { code: r.error.code, message: r.error.message };
       const rem = r.error.remote;
       if (rem) e.remote = rem.stack === undefined ? { name: rem.name, message: rem.message } : { name: rem.name, message: rem.message, stack: rem.stack };
+      if (r.error.retryAfterMs !== undefined) e.retryAfterMs = r.error.retryAfterMs;
       return { error: e };
     }
   }
@@ -116,6 +118,8 @@ export function fromReply(r: WireReply): Response | undefined {
     const w: WireError = { code, message: String(r.error.message ?? "") };
     const rem = r.error.remote;
     if (rem) w.remote = { name: String(rem.name ?? "Error"), message: String(rem.message ?? ""), ...(rem.stack === undefined ? {} : { stack: String(rem.stack) }) };
+    const after = Number(r.error.retryAfterMs);
+    if (after > 0 && Number.isFinite(after)) w.retryAfterMs = Math.min(after, 60_000);
     return { t: "error", error: w };
   }
   return undefined;

@@ -8,12 +8,13 @@
 import * as grpc from "@grpc/grpc-js";
 import { isIP } from "node:net";
 import { checkServerIdentity } from "node:tls";
-import { AgentServerNotAliveError, CancelledError, CodecError, ResourceExhaustedError, errorFromWire } from "../errors.ts";
+import { AgentServerNotAliveError, CancelledError, CodecError, DeadlineExceededError, ResourceExhaustedError, errorFromWire } from "../errors.ts";
 import { DEFAULT_LIMITS } from "../limits.ts";
 import type { Request, Response } from "../protocol.ts";
 import type { ClientTls } from "../tls.ts";
 import type { RequestOptions, Transport } from "../transport.ts";
 import { RequestBatcher } from "./grpc-batch.ts";
+import { WaitSession } from "./grpc-session.ts";
 import { CODE_OF_STATUS, FRAMING_HEADROOM_BYTES, RPC_OF, agentServerService, fromReply, grpcTarget, requestMessage, type WireReply } from "./grpc-proto.ts";
 
 /** Options of `createGrpcTransport`. */
@@ -24,6 +25,32 @@ export interface GrpcTransportOptions {
   maxMessageBytes?: number | undefined;
   /** TLS material; undefined for a plaintext channel. */
   tls?: ClientTls | undefined;
+  /**
+   * Longest wait for a connection to be established, ms (default 10 000): a peer that
+   * accepts TCP but never completes the HTTP/2 handshake fails requests UNAVAILABLE then.
+   */
+  connectTimeoutMs?: number | undefined;
+}
+
+/** Default for `GrpcTransportOptions.connectTimeoutMs`. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+/** `p`, but rejected DEADLINE_EXCEEDED / CANCELLED by the request's own deadline or signal. */
+function bounded(p: Promise<void>, opts: RequestOptions | undefined, where: { host: string; port: number }, kind: string): Promise<void> {
+  if (opts?.timeoutMs === undefined && !opts?.signal) return p;
+  return new Promise<void>((resolve, reject) => {
+    const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => done(new DeadlineExceededError(`no connection for ${kind} within its ${opts.timeoutMs} ms deadline`, where)), opts.timeoutMs);
+    const onAbort = () => done(new CancelledError("request aborted", where));
+    const done = (e?: Error) => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      if (e) reject(e);
+      else resolve();
+    };
+    if (opts.signal?.aborted) return onAbort();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    p.then(() => done(), (e: Error) => done(e));
+  });
 }
 
 interface Pending {
@@ -46,11 +73,16 @@ class GrpcTransport implements Transport {
   readonly #pending = new Set<Pending>();
   /** Coalesces the requests of one tick into one Batch RPC (see grpc-batch.ts). */
   readonly #batcher: RequestBatcher;
+  /** Long-poll waits ride one stream instead of holding an HTTP/2 stream each. */
+  readonly #session: WaitSession;
+  readonly #connectTimeoutMs: number;
+  #connecting: Promise<void> | undefined;
   #broken: Error | undefined;
   onBroken?: (err: Error) => void;
 
   constructor(host: string, port: number, opts: GrpcTransportOptions) {
     this.#where = { host, port };
+    this.#connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.#token = opts.token;
     this.#maxBytes = opts.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes;
     this.#methods = agentServerService();
@@ -79,6 +111,15 @@ class GrpcTransport implements Transport {
       where: this.#where,
       maxBytes: this.#maxBytes,
     });
+    this.#session = new WaitSession({
+      open: () => {
+        const def = this.#methods.Session!;
+        return this.#channel().makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize as (b: Buffer) => never, this.#metadata());
+      },
+      statusError: (e) => this.#statusError(e),
+      where: this.#where,
+      fallback: (req, o) => (this.#batcher.accepts(req, o) ? this.#batcher.add(req, o) : this.#unary(req, o)),
+    });
   }
 
   #metadata(): grpc.Metadata {
@@ -103,8 +144,64 @@ class GrpcTransport implements Transport {
   }
 
   request(req: Request, opts?: RequestOptions): Promise<Response> {
+    if (this.#broken) return Promise.reject(this.#broken);
+    const gate = this.#whenConnected();
+    if (!gate) return this.#route(req, opts);
+    // Not connected yet: the request waits for the connection, within its own deadline.
+    const started = performance.now();
+    return bounded(gate, opts, this.#where, req.t).then(() => {
+      if (opts?.timeoutMs === undefined) return this.#route(req, opts);
+      const left = Math.max(1, Math.round(opts.timeoutMs - (performance.now() - started)));
+      return this.#route(req, { ...opts, timeoutMs: left });
+    });
+  }
+
+  #route(req: Request, opts?: RequestOptions): Promise<Response> {
+    if (req.t === "wait" && !this.#broken) return this.#session.request(req, opts);
     if (!this.#broken && this.#batcher.accepts(req, opts)) return this.#batcher.add(req, opts);
     return this.#unary(req, opts);
+  }
+
+  /**
+   * Undefined when the channel is connected; else a promise that resolves once it is, or
+   * rejects UNAVAILABLE when the server refuses the connection (at once) or has not completed
+   * it within the connect deadline (a silent peer: grpc-js alone would wait for ever).
+   */
+  #whenConnected(): Promise<void> | undefined {
+    if (this.#connecting) return this.#connecting;
+    const client = this.#channel();
+    const ch = client.getChannel();
+    let state = ch.getConnectivityState(true);
+    if (state === grpc.connectivityState.READY) return undefined;
+    const deadline = Date.now() + this.#connectTimeoutMs;
+    const target = grpcTarget(this.#where.host, this.#where.port);
+    const p = new Promise<void>((resolve, reject) => {
+      const step = (): void => {
+        if (state === grpc.connectivityState.READY) return resolve();
+        if (state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.SHUTDOWN) {
+          return reject(new AgentServerNotAliveError(`agent server ${target} is not reachable: connection failed`, this.#where));
+        }
+        ch.watchConnectivityState(state, deadline, (err) => {
+          if (err) {
+            // Start over on the next request: this channel may be stuck in a handshake.
+            if (this.#client === client) {
+              client.close();
+              this.#client = this.#newClient();
+            }
+            return reject(new AgentServerNotAliveError(`agent server ${target} is not reachable: no connection within ${this.#connectTimeoutMs} ms`, this.#where));
+          }
+          state = ch.getConnectivityState(true);
+          step();
+        });
+      };
+      step();
+    });
+    this.#connecting = p;
+    const clear = () => {
+      if (this.#connecting === p) this.#connecting = undefined;
+    };
+    p.then(clear, clear);
+    return p;
   }
 
   /** One request as its own RPC. */
@@ -216,6 +313,7 @@ class GrpcTransport implements Transport {
     if (this.#broken) return;
     this.#broken = reason;
     this.#batcher.abort(reason);
+    this.#session.abort(reason);
     const all = [...this.#pending];
     this.#pending.clear();
     for (const p of all) {

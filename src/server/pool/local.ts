@@ -1,8 +1,12 @@
 /**
- * The in-memory result pool. Finished results are evicted oldest-first past `maxPoolSize`
- * and expire `maxExpireTime` seconds after they land. Waiters are woken by `set` directly
- * (one event loop: no lost wake-ups, no polling). Pending tasks are never evicted; when the
- * pool is full of pending tasks, new ones are refused with RESOURCE_EXHAUSTED.
+ * The in-memory result pool. An entry is pending until its task finishes, then unread until
+ * someone reads it, then read. Only read entries make room for new ones (least recently read
+ * first); pending and unread entries are never evicted, so a result that was produced is
+ * never thrown away before anyone saw it. Finished entries expire `maxExpireTime` seconds
+ * after they land, read or not; an owner may release an entry it will never read. When the
+ * pool holds `maxPoolSize` pending or unread entries, new tasks are refused with
+ * RESOURCE_EXHAUSTED and a `retryAfterMs` hint (the client's backpressure resubmits).
+ * Waiters are woken by `set` directly (one event loop: no lost wake-ups, no polling).
  */
 import { AgentServerError, NotFoundError, ResourceExhaustedError } from "../../rpc/errors.ts";
 import type { Outcome, PoolOptions, ResultPool } from "./types.ts";
@@ -10,14 +14,32 @@ import type { Outcome, PoolOptions, ResultPool } from "./types.ts";
 interface Entry {
   outcome?: Outcome;
   expiresAt: number;
-  waiters?: Set<(o: Outcome) => void>;
+  waiters?: Set<Waiter>;
+  /** Released by its owner while still pending: dropped as soon as it finishes. */
+  released?: boolean;
 }
+
+interface Waiter {
+  wake(o: Outcome): void;
+  /** This reader's read does not count (it handed references to the result on). */
+  keep: boolean;
+}
+
+/**
+ * Suggested pause before a refused task is submitted again: long enough for a burst of
+ * readers to free room, short enough that a caller barely notices.
+ */
+export const POOL_FULL_RETRY_AFTER_MS = 20;
 
 /** In-memory `ResultPool`. */
 export class LocalPool implements ResultPool {
   readonly #entries = new Map<string, Entry>();
-  /** Finished tasks in the order they finished (= expiry order, = eviction order). */
-  readonly #finished = new Map<string, true>();
+  /** Finished, never read: in the order they finished (= expiry order). */
+  readonly #unread = new Map<string, true>();
+  /** Finished and read at least once: least recently read first (= eviction order). */
+  readonly #read = new Map<string, true>();
+  /** Tasks running (prepared, not finished). */
+  #pending = 0;
   readonly #max: number;
   readonly #ttlMs: number;
   #sweeper: Timer | undefined;
@@ -33,51 +55,84 @@ export class LocalPool implements ResultPool {
   async prepare(task: string): Promise<void> {
     if (this.#entries.has(task)) throw new AgentServerError(`task ${task} already exists`, { code: "ALREADY_EXISTS" });
     if (this.#entries.size >= this.#max) {
-      this.#sweep();
-      const oldest = this.#finished.keys().next();
-      if (oldest.done) throw new ResourceExhaustedError(`result pool full: ${this.#max} tasks pending`);
-      this.#drop(oldest.value);
+      // Room comes from the least recently read result, else from expired unread ones.
+      const oldest = this.#read.keys().next();
+      if (!oldest.done) this.#drop(oldest.value);
+      else {
+        this.#sweepUnread(Date.now());
+        if (this.#entries.size >= this.#max) {
+          throw new ResourceExhaustedError(
+            `result pool full: ${this.#pending} tasks running and ${this.#unread.size} results not read yet (maxPoolSize ${this.#max})`,
+            { retryAfterMs: POOL_FULL_RETRY_AFTER_MS },
+          );
+        }
+      }
     }
     this.#entries.set(task, { expiresAt: Infinity });
+    this.#pending++;
   }
 
   async set(task: string, outcome: Outcome): Promise<void> {
     const e = this.#entries.get(task);
     if (!e || e.outcome) return;
-    e.outcome = outcome;
-    e.expiresAt = Date.now() + this.#ttlMs;
-    this.#finished.set(task, true);
+    this.#pending--;
     const w = e.waiters;
     e.waiters = undefined;
-    if (w) for (const wake of w) wake(outcome);
+    if (e.released && !w) {
+      this.#entries.delete(task);
+      return;
+    }
+    e.outcome = outcome;
+    e.expiresAt = Date.now() + this.#ttlMs;
+    let read = false;
+    if (w) for (const x of w) read ||= !x.keep;
+    // Handed out at once to a reader whose read counts: it is read.
+    if (read) this.#read.set(task, true);
+    else this.#unread.set(task, true);
+    if (w) for (const x of w) x.wake(outcome);
   }
 
-  get(task: string, timeoutMs: number, signal?: AbortSignal): Promise<Outcome | "pending"> {
+  get(task: string, timeoutMs: number, signal?: AbortSignal, keep = false): Promise<Outcome | "pending"> {
     const e = this.#entries.get(task);
     if (!e || e.expiresAt <= Date.now()) {
       if (e) this.#drop(task);
-      return Promise.reject(new NotFoundError(`result of task ${task} not found (unknown, expired or evicted)`));
+      return Promise.reject(new NotFoundError(`result of task ${task} not found (unknown, expired or released)`));
     }
-    if (e.outcome) return Promise.resolve(e.outcome);
-    if (timeoutMs <= 0) return Promise.resolve("pending");
+    if (e.outcome) {
+      if (!keep) this.#markRead(task);
+      return Promise.resolve(e.outcome);
+    }
+    if (timeoutMs <= 0 || signal?.aborted) return Promise.resolve("pending");
     return new Promise((resolve) => {
       const waiters = (e.waiters ??= new Set());
       const done = (o: Outcome | "pending") => {
         clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
-        waiters.delete(wake);
+        waiters.delete(w);
         resolve(o);
       };
-      const wake = (o: Outcome) => done(o);
+      const w: Waiter = { wake: (o) => done(o), keep };
       const onAbort = () => done("pending");
       const timer = setTimeout(() => done("pending"), timeoutMs);
       signal?.addEventListener("abort", onAbort, { once: true });
-      waiters.add(wake);
+      waiters.add(w);
     });
+  }
+
+  async release(task: string): Promise<void> {
+    const e = this.#entries.get(task);
+    if (!e) return;
+    if (e.outcome) this.#drop(task);
+    else e.released = true;
   }
 
   size(): number {
     return this.#entries.size;
+  }
+
+  /** Finished results nobody has read yet. */
+  unreadCount(): number {
+    return this.#unread.size;
   }
 
   async close(): Promise<void> {
@@ -85,17 +140,35 @@ export class LocalPool implements ResultPool {
     this.#sweeper = undefined;
   }
 
-  #drop(task: string): void {
-    this.#entries.delete(task);
-    this.#finished.delete(task);
+  #markRead(task: string): void {
+    if (this.#unread.delete(task)) this.#read.set(task, true);
+    else if (this.#read.delete(task)) this.#read.set(task, true); // most recently read last
   }
 
-  #sweep(): void {
-    const now = Date.now();
-    for (const task of this.#finished.keys()) {
+  #drop(task: string): void {
+    const e = this.#entries.get(task);
+    if (e && !e.outcome) this.#pending--;
+    this.#entries.delete(task);
+    this.#unread.delete(task);
+    this.#read.delete(task);
+  }
+
+  /** Unread entries expire in the order they finished: stop at the first live one. */
+  #sweepUnread(now: number): void {
+    for (const task of this.#unread.keys()) {
       const e = this.#entries.get(task);
       if (e && e.expiresAt > now) break;
       this.#drop(task);
+    }
+  }
+
+  /** Periodic: expired entries out. Read ones are in read order, so each is checked. */
+  #sweep(): void {
+    const now = Date.now();
+    this.#sweepUnread(now);
+    for (const task of this.#read.keys()) {
+      const e = this.#entries.get(task);
+      if (!e || e.expiresAt <= now) this.#drop(task);
     }
   }
 }

@@ -26,9 +26,10 @@ export interface ResultPool {
   /**
    * Wait up to `timeoutMs` for the outcome. Resolves `"pending"` if it did not land in time;
    * rejects NOT_FOUND for an unknown, expired or released task. Event-driven: no polling.
-   * An outcome handed out counts as read (its space may then be reused when the pool is full).
+   * An outcome handed out counts as read (its space may then be reused when the pool is
+   * full), unless `keep` is set: that reader handed references to the result to others.
    */
-  get(task: string, timeoutMs: number, signal?: AbortSignal): Promise<Outcome | "pending">;
+  get(task: string, timeoutMs: number, signal?: AbortSignal, keep?: boolean): Promise<Outcome | "pending">;
   /**
    * The task's owner dropped every reference to it unread: free its entry now if finished,
    * or as soon as it finishes. Unknown tasks are ignored.
