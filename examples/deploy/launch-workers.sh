@@ -17,9 +17,12 @@
 #
 # `start` copies the compiled server ($BIN, from `bun run build`) and the agent directory
 # ($AGENT_DIR, optional) to $REMOTE_DIR on each machine, stores the token there in a file only
-# its user can read (never on a command line), starts `as-server start --host ADDRESS --port
-# PORT` under nohup, waits for its listening line, and writes the servers list ($OUT, one
-# ADDRESS:PORT a line) that `ServerGroup.fromFile()` reads. Machines are handled in parallel.
+# its user can read (never on a command line: --token-file), starts `as-server start --host
+# ADDRESS --port PORT` under nohup, waits for its listening line, and writes the servers list
+# ($OUT, one ADDRESS:PORT a line) that `ServerGroup.fromFile()` reads. Machines are handled in
+# parallel. A machine whose server is already running is left as it is (run `stop` first to
+# change its binary, agents or token), and a binary identical to the one there (sha256) is not
+# copied again. `stop` waits until each server has exited (up to WAIT_S).
 #
 # Environment:
 #   AS_SERVER_TOKEN  shared secret of every server (required by `start`); the servers also
@@ -90,20 +93,36 @@ dir_of() { printf '%s' "${REMOTE_DIR//%h/$1}"; }
 # ADDRESS:PORT, with brackets for IPv6.
 endpoint() { case "$1" in *:*) echo "[$1]:$2" ;; *) echo "$1:$2" ;; esac; }
 
+# The pid of the server running in a worker's directory, or nothing.
+running_pid() {
+  remote "$1" "cd $(q "$2") 2>/dev/null && [ -f as-server.pid ] && kill -0 \$(cat as-server.pid) 2>/dev/null && cat as-server.pid" || true
+}
+
 start_one() {
-  local target=$1 port=$2 address=$3 dir flags env
+  local target=$1 port=$2 address=$3 dir flags env pid sum
   dir=$(dir_of "$address")
+  # Checked before anything is copied: a running binary cannot be overwritten ("Text file busy").
+  pid=$(running_pid "$target" "$dir")
+  if [ -n "$pid" ]; then
+    echo "launch-workers: $(endpoint "$address" "$port") already running (pid $pid) on $target: left as it is (stop it first to change it)" >&2
+    return 0
+  fi
   remote "$target" "mkdir -p $(q "$dir") && chmod 700 $(q "$dir")"
-  copy "$BIN" "$target" "$dir/as-server"
+  sum=$(sha256sum "$BIN" | cut -d' ' -f1)
+  if [ "$(remote "$target" "cd $(q "$dir") && sha256sum as-server 2>/dev/null | cut -d' ' -f1" || true)" = "$sum" ]; then
+    echo "launch-workers: $target already has this binary (sha256 ${sum:0:12}…): not copied" >&2
+  else
+    copy "$BIN" "$target" "$dir/as-server"
+  fi
   remote "$target" "chmod 755 $(q "$dir/as-server")"
-  flags="--host $(q "$address") --port $port"
+  flags="--host $(q "$address") --port $port --token-file token"
   if [ -n "$AGENT_DIR" ]; then
     tar -C "$AGENT_DIR" -cf - . | remote "$target" "rm -rf $(q "$dir/agents") && mkdir -p $(q "$dir/agents") && tar -xf - -C $(q "$dir/agents")"
     flags="$flags --agent-dir agents"
   fi
   # The token travels on stdin into a file only this user can read.
   printf '%s' "$AS_SERVER_TOKEN" | remote "$target" "umask 077 && cat > $(q "$dir/token")"
-  env='AS_SERVER_TOKEN=$(cat token) AS_CLIENT_TOKEN=$(cat token)'
+  env='AS_CLIENT_TOKEN=$(cat token)'
   if [ -n "$TLS_DIR" ]; then
     remote "$target" "mkdir -p $(q "$dir/tls") && chmod 700 $(q "$dir/tls")"
     copy "$TLS_DIR/$address.crt" "$target" "$dir/tls/server.crt"
@@ -142,15 +161,21 @@ start_one() {
 stop_one() {
   local target=$1 dir
   dir=$(dir_of "$3")
-  # SIGTERM: the server drains calls in flight, then exits.
-  remote "$target" "cd $(q "$dir") 2>/dev/null && if [ -f as-server.pid ]; then kill \$(cat as-server.pid) 2>/dev/null || true; rm -f as-server.pid; fi" || true
+  # SIGTERM: the server drains calls in flight, then exits; wait for that (bounded), so that a
+  # `start` right after finds no running binary.
+  remote "$target" "cd $(q "$dir") 2>/dev/null || exit 0
+    [ -f as-server.pid ] || exit 0
+    pid=\$(cat as-server.pid); kill \$pid 2>/dev/null || true
+    i=0; while kill -0 \$pid 2>/dev/null && [ \$i -lt $((WAIT_S * 10)) ]; do sleep 0.1; i=\$((i + 1)); done
+    if kill -0 \$pid 2>/dev/null; then echo 'still draining after ${WAIT_S} s' >&2; exit 1; fi
+    rm -f as-server.pid" || { echo "launch-workers: $(endpoint "$3" "$2") did not stop ($target)" >&2; return 1; }
   echo "launch-workers: stopped $(endpoint "$3" "$2") ($target)" >&2
 }
 
 status_one() {
   local target=$1 port=$2 address=$3 dir
   dir=$(dir_of "$address")
-  remote "$target" "cd $(q "$dir") && AS_SERVER_TOKEN=\$(cat token) ./as-server status --host $(q "$address") --port $port"
+  remote "$target" "cd $(q "$dir") && ./as-server status --host $(q "$address") --port $port --token-file token"
 }
 
 mapfile -t lines < <(workers)
@@ -183,10 +208,12 @@ case "$cmd" in
     echo "launch-workers: ${#lines[@]} servers listed in $OUT" >&2
     ;;
   stop)
+    rc=0
     for l in "${lines[@]}"; do
       # shellcheck disable=SC2086
-      stop_one $l
+      stop_one $l || rc=1
     done
+    exit "$rc"
     ;;
   status)
     rc=0
