@@ -1,23 +1,29 @@
 /**
  * The gRPC binding of the servicer: a grpc-js `Server` serving `proto/agent_server.proto`.
  * Each RPC becomes `servicer.handle({ t, ...fields })` and the answer goes back as a `Reply`;
- * the servicer owns every decision, this file only moves messages, checks the token, and
- * turns a cancelled call into an aborted signal.
+ * the servicer owns every decision, this file only moves messages and turns a cancelled call
+ * into an aborted signal. `Batch` (batch.ts) and `Download` (download.ts, streamed from disk)
+ * have their own handlers; the token check and the receive deadline happen before any
+ * handler, on the call's metadata (guard.ts); the transport bounds are in bounds.ts.
  *
- * Transport-level failures use gRPC statuses (UNAUTHENTICATED before anything runs,
- * RESOURCE_EXHAUSTED from grpc-js for messages over the limit, UNAVAILABLE while shutting
- * down); everything the servicer reports travels inside the Reply.
+ * Transport-level failures use gRPC statuses (UNAUTHENTICATED before a byte of the message is
+ * read, RESOURCE_EXHAUSTED from grpc-js for messages over the limit, DEADLINE_EXCEEDED for a
+ * request that does not arrive in time, UNAVAILABLE while shutting down); everything the
+ * servicer reports travels inside the Reply.
  */
 import * as grpc from "@grpc/grpc-js";
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { Request } from "../../rpc/protocol.ts";
 import type { ServerTls } from "../../rpc/tls.ts";
-import { DOWNLOAD_CHUNK_BYTES, FRAMING_HEADROOM_BYTES, RPC_OF, agentServerService, grpcTarget, toReply, type WireReply } from "../../rpc/transports/grpc-proto.ts";
+import { FRAMING_HEADROOM_BYTES, RPC_OF, agentServerService, grpcTarget, toReply, type WireReply } from "../../rpc/transports/grpc-proto.ts";
+import { DEFAULT_MAX_FILE_BYTES } from "../files.ts";
 import type { Servicer } from "../servicer.ts";
-import { batchHandler } from "./batch.ts";
+import { batchHandler, withCappedBatch } from "./batch.ts";
+import { sessionHandler } from "./session.ts";
+import { DEFAULT_GRPC_BOUNDS, type GrpcBounds } from "./bounds.ts";
+import { downloadHandler } from "./download.ts";
+import { callGuard, makeAuth } from "./guard.ts";
 
-/** The one message for every authentication failure: it must not tell a wrong token from a missing one. */
-export const UNAUTHENTICATED_MESSAGE = "invalid or missing authentication token";
+export { UNAUTHENTICATED_MESSAGE } from "./guard.ts";
 
 /** Options of `bindGrpc`. */
 export interface GrpcBindingOptions {
@@ -32,6 +38,8 @@ export interface GrpcBindingOptions {
   maxMessageBytes: number;
   /** Serve over TLS with this certificate (and require client certificates when `clientCa` is set). */
   tls?: ServerTls | undefined;
+  /** Transport-level bounds; each unset field takes its `DEFAULT_GRPC_BOUNDS` value. */
+  bounds?: Partial<GrpcBounds> | undefined;
 }
 
 /** A listening gRPC server. */
@@ -47,27 +55,45 @@ export interface GrpcBinding {
 
 /** Serve `servicer` over gRPC; resolves once the port is bound and calls are accepted. */
 export async function bindGrpc(opts: GrpcBindingOptions): Promise<GrpcBinding> {
+  const bounds: GrpcBounds = { ...DEFAULT_GRPC_BOUNDS, ...definedOnly(opts.bounds ?? {}) };
   const wire = opts.maxMessageBytes + FRAMING_HEADROOM_BYTES;
   const server = new grpc.Server({
     "grpc.max_receive_message_length": wire,
     "grpc.max_send_message_length": wire,
+    "grpc.max_concurrent_streams": bounds.maxStreamsPerConnection,
+    "grpc.max_connection_idle_ms": bounds.connectionIdleMs,
+    // The token is checked on each call's metadata, before grpc-js reads its message (guard.ts).
+    interceptors: [callGuard({ authorized: makeAuth(opts.token), receiveTimeoutMs: bounds.receiveTimeoutMs })],
   });
-  const authorized = makeAuth(opts.token);
   const impl: grpc.UntypedServiceImplementation = {};
   for (const [t, rpc] of Object.entries(RPC_OF) as Array<[Request["t"], string]>) {
-    impl[rpc] = t === "download" ? download(opts.servicer, authorized) : unary(opts.servicer, authorized, t);
+    if (t !== "download") impl[rpc] = unary(opts.servicer, t);
   }
+  impl.Download = downloadHandler({
+    servicer: opts.servicer,
+    // As large as a client accepts by default, or as the message limit when that is larger.
+    maxBytes: Math.max(opts.maxMessageBytes, DEFAULT_MAX_FILE_BYTES),
+    maxConcurrent: bounds.maxConcurrentDownloads,
+    stallMs: bounds.downloadStallMs,
+    cancelSignal: (call) => cancelSignal(call),
+  });
   impl.Batch = batchHandler({
     servicer: opts.servicer,
-    authorized,
     cancelSignal: (call) => cancelSignal(call as unknown as grpc.ServerWritableStream<object, WireReply>),
-    unauthenticated: UNAUTHENTICATED,
     invalid: (details) => ({ code: grpc.status.INVALID_ARGUMENT, details }),
   });
-  server.addService(agentServerService(), impl);
+  // Long-poll waits ride one stream per client instead of an HTTP/2 stream each (session.ts).
+  impl.Session = sessionHandler({
+    servicer: opts.servicer,
+    invalid: (details) => ({ code: grpc.status.INVALID_ARGUMENT, details }),
+  });
+  server.addService(withCappedBatch(agentServerService()), impl);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(grpcTarget(opts.bindHost, opts.port), serverCredentials(opts.tls), (err, p) => {
-      if (!err) return resolve(p);
+      if (!err) {
+        capConnections(server, bounds.maxConnections);
+        return resolve(p);
+      }
       server.forceShutdown();
       reject(err);
     });
@@ -97,37 +123,6 @@ function serverCredentials(tls: ServerTls | undefined): grpc.ServerCredentials {
   return grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.clientCa !== undefined);
 }
 
-type Auth = (md: grpc.Metadata) => boolean;
-
-/**
- * Token check in constant time: both sides are hashed first, so `timingSafeEqual` compares
- * equal lengths and the time taken reveals neither the token nor its length.
- */
-function makeAuth(token: string | undefined): Auth {
-  if (!token) return () => true;
-  const want = sha256(token);
-  return (md) => {
-    const given = presentedToken(md);
-    return timingSafeEqual(sha256(given ?? ""), want) && given !== undefined;
-  };
-}
-
-function presentedToken(md: grpc.Metadata): string | undefined {
-  const auth = md.get("authorization")[0];
-  if (typeof auth === "string") {
-    const m = /^Bearer\s+(.+)$/i.exec(auth);
-    if (m) return m[1];
-  }
-  const x = md.get("x-as-token")[0];
-  return typeof x === "string" ? x : undefined;
-}
-
-function sha256(s: string): Buffer {
-  return createHash("sha256").update(s).digest();
-}
-
-const UNAUTHENTICATED: Partial<grpc.StatusObject> = { code: grpc.status.UNAUTHENTICATED, details: UNAUTHENTICATED_MESSAGE };
-
 /** An AbortSignal that fires when the client cancels — not when grpc-js reports our own end. */
 function cancelSignal(call: grpc.ServerUnaryCall<object, WireReply> | grpc.ServerWritableStream<object, WireReply>): { signal: AbortSignal; end(): void } {
   const ctl = new AbortController();
@@ -139,9 +134,8 @@ function cancelSignal(call: grpc.ServerUnaryCall<object, WireReply> | grpc.Serve
   return { signal: ctl.signal, end: () => void (ended = true) };
 }
 
-function unary(servicer: Servicer, authorized: Auth, t: Request["t"]): grpc.handleUnaryCall<object, WireReply> {
+function unary(servicer: Servicer, t: Request["t"]): grpc.handleUnaryCall<object, WireReply> {
   return (call, cb) => {
-    if (!authorized(call.metadata)) return cb(UNAUTHENTICATED);
     const c = cancelSignal(call);
     servicer.handle({ ...call.request, t }, c.signal).then((r) => {
       c.end();
@@ -150,39 +144,19 @@ function unary(servicer: Servicer, authorized: Auth, t: Request["t"]): grpc.hand
   };
 }
 
-function download(servicer: Servicer, authorized: Auth): grpc.handleServerStreamingCall<object, WireReply> {
-  return (call) => {
-    if (!authorized(call.metadata)) {
-      call.emit("error", UNAUTHENTICATED);
-      return;
-    }
-    const c = cancelSignal(call);
-    servicer.handle({ ...call.request, t: "download" }, c.signal).then(async (r) => {
-      if (r.t === "value") {
-        // At least one chunk, so an empty file is an empty value and not "no answer".
-        for (let at = 0; at === 0 || at < r.value.byteLength; at += DOWNLOAD_CHUNK_BYTES) {
-          if (c.signal.aborted) return;
-          if (!call.write({ value: r.value.subarray(at, at + DOWNLOAD_CHUNK_BYTES) })) await drained(call);
-        }
-      } else {
-        call.write(toReply(r));
-      }
-      c.end();
-      call.end();
-    });
-  };
+/**
+ * Cap the connections each listening HTTP/2 server of `server` accepts (`net.Server`'s
+ * `maxConnections`: past it, new sockets are closed on accept). grpc-js exposes no such option
+ * and keeps its HTTP/2 servers in a private map (`http2Servers`, grpc-js 1.14); if that is not
+ * there, the cap is not applied.
+ */
+function capConnections(server: grpc.Server, max: number): void {
+  const listeners = (server as unknown as { http2Servers?: Map<{ maxConnections?: number }, unknown> }).http2Servers;
+  if (!(listeners instanceof Map)) return;
+  for (const h of listeners.keys()) h.maxConnections = max;
 }
 
-/** Resolves when the stream can take more, or the client went away. */
-function drained(stream: grpc.ServerWritableStream<object, WireReply>): Promise<void> {
-  const call = stream as unknown as NodeJS.EventEmitter;
-  return new Promise((resolve) => {
-    const done = () => {
-      call.off("drain", done);
-      call.off("cancelled", done);
-      resolve();
-    };
-    call.on("drain", done);
-    call.on("cancelled", done);
-  });
+/** `o` without its undefined fields, so they do not override defaults. */
+function definedOnly<T extends object>(o: Partial<T>): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
