@@ -6,12 +6,15 @@
  */
 import { installRuntimeModule, isCompiled } from "../runtime-module.ts";
 
-/** Run a child server from its JSON config (in `AS_CHILD_CONFIG`, or the one argument after `__child`). */
+/**
+ * Run a child server from its JSON config, taken from `AS_CHILD_CONFIG` only: never from argv,
+ * which every local user can read (`ps`) and which may carry model configs with API keys.
+ */
 export async function runChildCommand(argv: readonly string[]): Promise<void> {
   const { takeChildConfig } = await import("../../src/rpc/child-config.ts");
-  const json = takeChildConfig() ?? argv[0];
-  if (json === undefined || argv.length > 1) {
-    process.stderr.write("as-server: __child needs its config in AS_CHILD_CONFIG (or as one JSON argument)\n");
+  const json = takeChildConfig();
+  if (json === undefined || argv.length > 0) {
+    process.stderr.write("as-server: __child takes no arguments; its config comes in AS_CHILD_CONFIG\n");
     process.exit(2);
   }
   // The child imports the module defining the class, which imports "actorscope".
