@@ -15,12 +15,16 @@
  *    objects arrive as the objects). The group picks the server of each chunk
  *    (`ServerGroup.pick(n)`).
  *
+ * 3. **Chaos**, after the plain API's rounds: another async round, and one server is killed
+ *    (SIGKILL) a third of the way through. Calls to its agents must fail UNAVAILABLE within
+ *    1 s; every other call must return its right value. `--no-chaos` skips it.
+ *
  * Memory per idle agent: each server's RSS from `getServerInfo()` before/after, and its heap
  * and RSS after a full GC (`Hub.memory()`), over the agents it holds. The client's RSS per proxy.
  *
  *   bun bench/scale-out.ts [--quick] [--agents N] [--rpc-agents N] [--bulk-agents N] [--servers 4]
  *                          [--chunk 10000] [--window 2048] [--strategy round-robin|least-loaded]
- *                          [--bin PATH | --source]
+ *                          [--no-chaos] [--bin PATH | --source]   (--help lists them)
  *
  * Full run: 1,000,000 agents each way; --quick: 100,000. Results go to
  * bench/results-scale-out.json. Servers listen on loopback only.
@@ -117,8 +121,28 @@ const { values: flags } = parseArgs({
     strategy: { type: "string", default: "round-robin" },
     bin: { type: "string" },
     source: { type: "boolean", default: false },
+    chaos: { type: "boolean", default: true },
+    "no-chaos": { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
   },
 });
+if (flags.help) {
+  console.log(`bun bench/scale-out.ts [options]
+
+  --quick                 100,000 agents each way instead of 1,000,000
+  --agents N              agents for both phases
+  --rpc-agents N          agents of the plain-API phase (0 skips it)
+  --bulk-agents N         agents of the bulk phase (0 skips it)
+  --servers N             as-server processes (default 4)
+  --chunk N               agents per bulk request (default 10000)
+  --window N              operations in flight in the plain phase (default 2048)
+  --strategy S            round-robin | least-loaded (default round-robin)
+  --no-chaos              skip the chaos round (kill -9 one server mid-round)
+  --bin PATH | --source   the as-server binary to run, or bin/as-server.ts from source
+                          (default: a fresh build into a temp dir)`);
+  process.exit(0);
+}
+const CHAOS = flags.chaos && !flags["no-chaos"];
 const int = (v: string | undefined, name: string, dflt: number): number => {
   const n = v === undefined ? dflt : Number(v);
   if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer`);
@@ -166,10 +190,9 @@ async function serverCommand(scratch: string): Promise<string[]> {
 }
 
 async function startServer(cmd: string[], agentDir: string, cwd: string): Promise<Server> {
-  // Async results wait in the pool until read. Finished results are evicted oldest first past
-  // --max-pool-size, read or not, and under load a result can finish well before its wait is
-  // served: with only 2× the window, some are evicted unread (NOT_FOUND). 16× leaves room.
-  const args = ["start", "--port", "0", "--agent-dir", agentDir, "--max-pool-size", String(Math.max(65_536, 16 * WINDOW)), "--max-queue", String(Math.max(65_536, 2 * WINDOW))];
+  // The default result pool (8192 pending-or-unread results, none evicted unread) is enough:
+  // a full pool refuses new calls for a moment and the client resubmits them (backpressure).
+  const args = ["start", "--port", "0", "--agent-dir", agentDir, "--max-queue", String(Math.max(65_536, 2 * WINDOW))];
   const proc = Bun.spawn([...cmd, ...args], { cwd, stdin: "ignore", stdout: "pipe", stderr: "inherit", env: { ...process.env, NO_COLOR: "1" } });
   const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
   const dec = new TextDecoder();
@@ -308,8 +331,70 @@ async function perRpc(servers: Server[], group: ServerGroup): Promise<void> {
     const problems = failed ? `; ${failed} FAILED (first: ${firstError})` : "";
     row(`plain: round, ${what}`, s, "s", `${Math.round(M / s).toLocaleString("en")} calls/s; ${cpuNote(c0, cpu(servers), M, s)}; longest client stall ${maxStallMs.toFixed(0)} ms${problems}`);
   }
+  const victim = CHAOS && servers.length > 1 ? await chaosRound(servers, agents) : undefined;
   agents = [];
-  await Promise.all(servers.map((srv) => srv.client.deleteAllAgents()));
+  await Promise.all(servers.filter((srv) => srv !== victim).map((srv) => srv.client.deleteAllAgents()));
+}
+
+/**
+ * Chaos: a round of one async call per agent, and one of the servers is killed (SIGKILL) a
+ * third of the way through. Calls to its agents must fail UNAVAILABLE within 1 s of the kill
+ * (or of being made, if made after it); every other call must return its right value.
+ * Returns the killed server.
+ */
+async function chaosRound(servers: Server[], agents: Remote<Cell>[]): Promise<Server> {
+  const victim = servers[servers.length - 1]!;
+  const victimKey = `${victim.host}:${victim.port}`;
+  const n = agents.length;
+  const live = { calls: 0, ok: 0, failed: 0, wrong: 0 };
+  const dead = { calls: 0, okBeforeKill: 0, unavailable: 0, other: 0, latestMs: 0, wrong: 0 };
+  let firstProblem = "";
+  let killAt = 0;
+  let settled = 0;
+  console.log(`\nchaos round: one async call per agent; kill -9 of ${victimKey} (pid ${victim.proc.pid}) a third of the way through`);
+  const t = performance.now();
+  await pump(n, WINDOW, async (i) => {
+    const a = agents[i]!;
+    const onVictim = `${a.host}:${a.port}` === victimKey;
+    const issuedAt = performance.now();
+    if (onVictim) dead.calls++;
+    else live.calls++;
+    try {
+      // Before this round: tick(1) and atick(1), so agent i holds i + 2.
+      const v = await a.atick(1);
+      if (v !== i + 3) {
+        (onVictim ? dead : live).wrong++;
+        firstProblem ||= `agent ${i}: ${v}, want ${i + 3}`;
+      } else if (onVictim) dead.okBeforeKill++;
+      else live.ok++;
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? "";
+      if (!onVictim) {
+        live.failed++;
+        firstProblem ||= `live server: ${code} ${(e as Error).message}`.slice(0, 200);
+      } else if (code === "UNAVAILABLE" && killAt > 0) {
+        dead.unavailable++;
+        dead.latestMs = Math.max(dead.latestMs, performance.now() - Math.max(killAt, issuedAt));
+      } else {
+        dead.other++;
+        firstProblem ||= `killed server: ${code} ${(e as Error).message}`.slice(0, 200);
+      }
+    }
+    if (++settled === Math.floor(n / 3)) {
+      killAt = performance.now();
+      victim.proc.kill("SIGKILL");
+    }
+  });
+  const s = (performance.now() - t) / 1000;
+  row(
+    "chaos: round with one server killed mid-round",
+    s,
+    "s",
+    `live servers: ${live.calls} calls, ${live.ok} right, ${live.failed} failed, ${live.wrong} wrong; killed server: ${dead.calls} calls, ${dead.okBeforeKill} right before the kill, ${dead.unavailable} UNAVAILABLE (latest ${dead.latestMs.toFixed(0)} ms after the kill or the call), ${dead.other} other errors, ${dead.wrong} wrong${firstProblem ? `; first problem: ${firstProblem}` : ""}`,
+  );
+  row("chaos: calls to live servers that failed or were wrong", live.failed + live.wrong, "calls");
+  row("chaos: slowest UNAVAILABLE after the kill", dead.latestMs, "ms");
+  return victim;
 }
 
 /** Bulk creation through per-server hubs, memory, and a bulk round. */
