@@ -15,7 +15,8 @@
  * most of a large message and then stalls would hold the part it sent for as long as it keeps
  * the stream open. Each request here is one message followed by the end of the client's half
  * of the stream; if both have not arrived within `receiveTimeoutMs` of the headers, the call
- * ends with DEADLINE_EXCEEDED and the part received is dropped with it.
+ * ends with DEADLINE_EXCEEDED and the part received is dropped with it. A call that streams its
+ * requests (the wait Session) gets the same deadline from one message to the next.
  *
  * Ending a call from the server does not end the client's half of its HTTP/2 stream: the
  * stream stays open (and grpc-js keeps what it had buffered) for as long as the client keeps it.
