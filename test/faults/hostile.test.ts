@@ -308,6 +308,8 @@ describe("garbage on the wire (I1)", () => {
       Download: { path: "a/b.txt" },
       Cancel: { task: randomId() },
       Batch: { items: [{ call: { oid, name: "echo", args: encodeValue([1]) } }, { wait: { task: randomId(), timeoutMs: 100 } }, { describe: { oid } }, { delete: { oid: randomId() } }] },
+      Release: { task: randomId() },
+      Session: { items: [{ wait: { task: randomId(), timeoutMs: 100, fresh: true } }, { call: { oid, name: "echo", args: encodeValue([1]) } }], firstId: 7 },
     };
     // Every RPC but Stop is fuzzed (bytes that parse as a valid Stop would, rightly, stop it).
     expect(Object.keys(seeds).sort()).toEqual(RPCS.filter((r) => r !== "Stop").sort());
