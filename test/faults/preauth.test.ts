@@ -17,6 +17,7 @@ import { BATCH_PATH, attack, boundedServer, peakRss, rssMiB, worstLatency } from
 afterAll(() => closeAllConnections());
 
 const UNAUTHENTICATED = grpc.status.UNAUTHENTICATED;
+const SESSION_PATH = "/actorscope.AgentServer/Session";
 
 describe("before authentication (a --token server, default bounds)", () => {
   const token = `tok-${crypto.randomUUID()}`;
@@ -124,6 +125,17 @@ describe("bounded per request and per connection (fixture server with small boun
     expect(rssMiB(srv.pid) - before).toBeLessThan(60);
   });
 
+  test("a wait Session may idle past the receive deadline, but a Session message in progress gets it", async () => {
+    await using srv = await boundedServer({ bounds: { receiveTimeoutMs: 500 } });
+    await using idle = attack({ port: srv.port, path: SESSION_PATH, n: 2, mode: "idle", holdMs: 1500 });
+    await using stalled = attack({ port: srv.port, path: SESSION_PATH, n: 2, mode: "stall", mib: 8, holdMs: 10_000 });
+    const [quiet, slow] = await Promise.all([idle.report(), stalled.report()]);
+    // Open three times the deadline, sending nothing: still open when the client closed them.
+    expect(quiet.ends.map((e) => e.held)).toEqual([true, true]);
+    expect(slow.ends.map((e) => e.status)).toEqual([grpc.status.DEADLINE_EXCEEDED, grpc.status.DEADLINE_EXCEEDED]);
+    expect(slow.ends.filter((e) => e.held)).toEqual([]);
+  });
+
   test("what a stalled request held is freed when its client disconnects", async () => {
     await using srv = await boundedServer({ bounds: { receiveTimeoutMs: 60_000 } });
     await srv.gc();
@@ -187,8 +199,10 @@ describe("bounded per request and per connection (fixture server with small boun
     }
   });
 
-  test("a connection with no call open is closed after connectionIdleMs", async () => {
+  test("a connection with no call open is closed after connectionIdleMs; a client whose connection was closed reconnects on its next call", async () => {
     await using srv = await boundedServer({ bounds: { connectionIdleMs: 300 } });
+    const client = new RpcClient("127.0.0.1", srv.port);
+    expect(await client.isAlive()).toBe(true);
     const session = http2.connect(`http://127.0.0.1:${srv.port}`);
     session.on("error", () => {});
     try {
@@ -206,8 +220,11 @@ describe("bounded per request and per connection (fixture server with small boun
       });
       expect(how).not.toBe("still open");
       expect(performance.now() - t0).toBeGreaterThanOrEqual(250);
+      // The client's connection was idle as long: closed too, and reopened for this call.
+      expect(await client.isAlive()).toBe(true);
     } finally {
       session.destroy();
+      client.close();
     }
   });
 });

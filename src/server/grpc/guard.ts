@@ -16,7 +16,8 @@
  * the stream open. Each request here is one message followed by the end of the client's half
  * of the stream; if both have not arrived within `receiveTimeoutMs` of the headers, the call
  * ends with DEADLINE_EXCEEDED and the part received is dropped with it. A call that streams its
- * requests (the wait Session) gets the same deadline from one message to the next.
+ * requests (the wait Session), which may rightly idle between messages, gets the deadline for
+ * each message in progress instead: from its first bytes to its last.
  *
  * Ending a call from the server does not end the client's half of its HTTP/2 stream: the
  * stream stays open (and grpc-js keeps what it had buffered) for as long as the client keeps it.
@@ -52,9 +53,14 @@ export function callGuard(opts: GuardOptions): grpc.ServerInterceptor {
   return (method, next) => {
     const reset = (code: number) => http2StreamOf(next)?.close(code);
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let ended = false;
     const stop = () => {
       if (timer) clearTimeout(timer);
       timer = undefined;
+    };
+    const end = () => {
+      ended = true;
+      stop();
     };
     const arm = () => {
       timer = setTimeout(() => {
@@ -65,9 +71,13 @@ export function callGuard(opts: GuardOptions): grpc.ServerInterceptor {
       // A pending receive deadline must not keep a shutting-down server alive.
       timer.unref?.();
     };
-    // A client-streaming call (the wait Session) stays open between messages: its deadline
-    // runs from one message to the next instead of from the headers to the end.
+    // A client-streaming call (the wait Session) may idle between messages for as long as its
+    // waits are parked: its deadline runs only while a message is in progress, from the first
+    // bytes of a message (seen on the HTTP/2 stream) to the message complete.
     const streaming = method.requestStream;
+    const inProgress = () => {
+      if (!timer && !ended) arm();
+    };
     const call: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(next, {
       start(startNext) {
         startNext({
@@ -80,26 +90,26 @@ export function callGuard(opts: GuardOptions): grpc.ServerInterceptor {
               return;
             }
             resetters.set(md, () => reset(h2.NGHTTP2_CANCEL));
-            arm();
+            if (!streaming) arm();
+            else http2StreamOf(next)?.on("data", inProgress);
             mdNext(md);
           },
           onReceiveMessage(message, messageNext) {
-            if (streaming) {
-              stop();
-              arm();
-            }
+            // The message is complete. (Bytes of the next one that came in the same frame are
+            // not timed until more arrive: at most one frame goes untimed.)
+            if (streaming) stop();
             messageNext(message);
           },
           onReceiveHalfClose(halfNext) {
             stop();
             halfNext();
           },
-          onCancel: stop,
+          onCancel: end,
         });
       },
       sendStatus(status, statusNext) {
         // However the call ends (an answer, an error, the deadline), its receive timer goes.
-        stop();
+        end();
         statusNext(status);
       },
     });
@@ -125,6 +135,7 @@ export function resetCall(md: grpc.Metadata): boolean {
 /** The subset of an HTTP/2 stream the guard uses. */
 interface ResettableStream {
   close(code: number): void;
+  on(event: "data", listener: () => void): unknown;
 }
 
 /**
@@ -133,7 +144,7 @@ interface ResettableStream {
  */
 function http2StreamOf(call: grpc.ServerInterceptingCallInterface): ResettableStream | undefined {
   const s = (call as unknown as { stream?: { close?: unknown; rstCode?: unknown; destroyed?: boolean } }).stream;
-  if (!s || typeof s.close !== "function" || !("rstCode" in s) || s.destroyed) return undefined;
+  if (!s || typeof s.close !== "function" || typeof (s as { on?: unknown }).on !== "function" || !("rstCode" in s) || s.destroyed) return undefined;
   return s as ResettableStream;
 }
 
