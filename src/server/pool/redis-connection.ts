@@ -9,9 +9,9 @@
  * - commands never queue while Redis is away (no offline queue, no resend of commands that
  *   were in flight: they may have run) and time out after `commandTimeoutMs`: nothing hangs;
  * - once connected, ioredis reconnects forever, 20 ms doubling to at most `RECONNECT_MAX_MS`,
- *   so a Redis that comes back is used again within a fifth of a second, not seconds later;
- * - commands issued in one tick go out in one write (auto-pipelining): thousands of tasks
- *   finishing together cost a few syscalls, not one each.
+ *   so a Redis that comes back is used again within a fifth of a second, not seconds later.
+ *   (ioredis's auto-pipelining is off: it cost more CPU per command than it saved; the pool
+ *   batches its commands itself, `redis-batch.ts`.)
  */
 import Redis, { type RedisOptions } from "ioredis";
 import { AgentServerError, AgentServerNotAliveError, ResourceExhaustedError } from "../../rpc/errors.ts";
@@ -21,18 +21,39 @@ import { MASK } from "../../models/redact.ts";
 export const RECONNECT_MAX_MS = 200;
 
 /**
- * Write the entry and tell the task's waiters, in one round trip (the value sent once).
- * ARGV[5] = "NX" restores a copy only where Redis lost the key (after a restart).
- * The channel is an ARGV, not a KEY: ACLs check KEYS against key patterns (`~as:r:*`).
+ * Reserve tasks: SET NX of each task's pending marker (ARGV[1]) with the expiry ARGV[2];
+ * answers 1 (reserved) or 0 (the id is taken) per key.
  */
-const SET_AND_PUBLISH = `
-if ARGV[5] == 'NX' then
-  if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') == false then return -1 end
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+const PREPARE = `
+local out = {}
+for i, k in ipairs(KEYS) do
+  if redis.call('SET', k, ARGV[1], 'PX', ARGV[2], 'NX') then out[i] = 1 else out[i] = 0 end
 end
-if string.len(ARGV[1]) <= tonumber(ARGV[3]) then return redis.call('PUBLISH', ARGV[4], ARGV[1]) end
-return redis.call('PUBLISH', ARGV[4], 'L')`;
+return out`;
+
+/**
+ * Write entries and tell their waiters, the value sent once. For n keys, ARGV holds the n
+ * entries, then n expiries (ms), then n channels, then n modes ('S' set, 'N' set only where
+ * Redis lost the key: a restore after a restart), then the largest entry published whole
+ * (bigger ones are announced with 'L'). Channels are ARGV, not KEYS: ACLs check KEYS
+ * against key patterns (`~as:r:*`).
+ */
+const WRITE = `
+local n = #KEYS
+local whole = tonumber(ARGV[4 * n + 1])
+for i = 1, n do
+  local e = ARGV[i]
+  local wrote = true
+  if ARGV[3 * n + i] == 'N' then
+    wrote = redis.call('SET', KEYS[i], e, 'PX', ARGV[n + i], 'NX')
+  else
+    redis.call('SET', KEYS[i], e, 'PX', ARGV[n + i])
+  end
+  if wrote then
+    if string.len(e) <= whole then redis.call('PUBLISH', ARGV[2 * n + i], e) else redis.call('PUBLISH', ARGV[2 * n + i], 'L') end
+  end
+end
+return n`;
 
 /**
  * Keep the pending markers of tasks still running here: refresh a marker's expiry, or write
@@ -59,12 +80,17 @@ for _, k in ipairs(KEYS) do
 end
 return n`;
 
-/** Keys per lease or release call: keeps one script run short so Redis is never blocked for long. */
+/** Keys per script call: keeps one script run short so Redis is never blocked for long. */
 export const SCRIPT_BATCH = 512;
+/** Entry bytes per write call: a batch of large results is split, one big result goes alone. */
+export const WRITE_BATCH_BYTES = 1 << 20;
 
 /** The scripts, as ioredis `defineCommand` installs them (EVALSHA, EVAL after NOSCRIPT). */
 export interface ScriptCommands {
-  asSetPublish(key: string, entry: Buffer, ttlMs: number, publishWholeMax: number, channel: string, mode: "" | "NX"): Promise<number>;
+  /** `(n, ...keys, marker, ttlMs)` → 1 or 0 per key. */
+  asPrepare(...args: Array<string | number>): Promise<number[]>;
+  /** `(n, ...keys, ...entries, ...ttls, ...channels, ...modes, publishWholeMax)`. */
+  asWrite(...args: Array<string | number | Buffer>): Promise<number>;
   asLease(...args: Array<string | number>): Promise<number>;
   asRelease(...args: Array<string | number>): Promise<number>;
 }
@@ -103,7 +129,7 @@ export async function connectRedis(opts: ConnectOptions): Promise<{ cmd: Command
     autoResubscribe: false,
     retryStrategy: (times) => (established ? Math.min(20 * 2 ** Math.min(times - 1, 8), RECONNECT_MAX_MS) : null),
   };
-  const cmd = new Redis(opts.redisUrl, { ...base, enableAutoPipelining: true, connectionName: `${name}:cmd` }) as CommandConnection;
+  const cmd = new Redis(opts.redisUrl, { ...base, connectionName: `${name}:cmd` }) as CommandConnection;
   const sub = new Redis(opts.redisUrl, { ...base, connectionName: `${name}:sub` });
   // Without listeners ioredis prints every connection error; the pool reports them itself.
   const remember = (e: Error) => {
@@ -131,7 +157,8 @@ export async function connectRedis(opts: ConnectOptions): Promise<{ cmd: Command
     clearTimeout(timer);
   }
   established = true;
-  cmd.defineCommand("asSetPublish", { numberOfKeys: 1, lua: SET_AND_PUBLISH });
+  cmd.defineCommand("asPrepare", { lua: PREPARE });
+  cmd.defineCommand("asWrite", { lua: WRITE });
   cmd.defineCommand("asLease", { lua: LEASE });
   cmd.defineCommand("asRelease", { lua: RELEASE });
   return { cmd, sub };

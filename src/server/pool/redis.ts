@@ -35,7 +35,8 @@
  */
 import type Redis from "ioredis";
 import { AgentServerError, AgentServerNotAliveError, NotFoundError, ResourceExhaustedError } from "../../rpc/errors.ts";
-import { RECONNECT_MAX_MS, SCRIPT_BATCH, commandError, connectRedis, isTransient, quit, redactUrl, type CommandConnection } from "./redis-connection.ts";
+import { TickBatcher } from "./redis-batch.ts";
+import { RECONNECT_MAX_MS, SCRIPT_BATCH, WRITE_BATCH_BYTES, commandError, connectRedis, isTransient, quit, redactUrl, type CommandConnection } from "./redis-connection.ts";
 import { PUBLISH_WHOLE_MAX, decodeEntry, encodeOutcome } from "./redis-entry.ts";
 import { ExpiryCount, HeldOutcomes, type Held } from "./redis-held.ts";
 import { RedisWaiters } from "./redis-waiters.ts";
@@ -64,6 +65,14 @@ export interface RedisPoolOptions extends PoolOptions {
 /** Suggested pause before a task refused by a full pool is submitted again, ms. */
 const RETRY_AFTER_MS = 20;
 
+/** One entry to write: "S" sets it, "N" restores it only where Redis lost the key. */
+interface Write {
+  task: string;
+  entry: Buffer;
+  expiresAt: number;
+  mode: "S" | "N";
+}
+
 /** `ResultPool` on Redis (ioredis): shared by every server on the same Redis. */
 export class RedisPool implements ResultPool {
   readonly #cmd: CommandConnection;
@@ -81,6 +90,10 @@ export class RedisPool implements ResultPool {
   readonly #released = new Set<string>();
   readonly #held: HeldOutcomes;
   readonly #waiters: RedisWaiters;
+  /** SET NX of the markers of tasks prepared in one tick, as one script call. */
+  readonly #prepares: TickBatcher<string, number>;
+  /** Entries written in one tick, as one script call. */
+  readonly #writes: TickBatcher<Write, unknown>;
   /** Released tasks whose keys are to be deleted: on the next tick, or once Redis is back. */
   readonly #toDelete = new Set<string>();
   #deleteScheduled = false;
@@ -115,6 +128,8 @@ export class RedisPool implements ResultPool {
       bothUp: () => this.#bothUp(),
       outageError: (op) => (this.#outage() ? this.#unavailable(op) : undefined),
     });
+    this.#prepares = new TickBatcher((tasks) => cmd.asPrepare(tasks.length, ...tasks.map((t) => this.#key(t)), this.#marker, this.#ttlMs), { maxItems: SCRIPT_BATCH });
+    this.#writes = new TickBatcher((ws) => this.#writeMany(ws), { maxItems: SCRIPT_BATCH, maxBytes: WRITE_BATCH_BYTES, bytesOf: (w) => w.entry.byteLength });
     cmd.on("close", () => this.#markDown());
     sub.on("close", () => {
       this.#markDown();
@@ -162,16 +177,16 @@ export class RedisPool implements ResultPool {
     }
     // Running from now on, so a wait that races this round trip waits here, not on Redis.
     this.#running.add(task);
-    let ok: string | null;
+    let ok: number;
     try {
-      ok = await this.#cmd.set(this.#key(task), this.#marker, "PX", this.#ttlMs, "NX");
+      ok = await this.#prepares.push(task);
     } catch (e) {
       // Connection trouble: the SET may or may not have run; the lease writes the marker.
       if (isTransient(e) && !this.#outage()) return;
       this.#unprepare(task);
       throw commandError(e, this.#shownUrl, "prepare");
     }
-    if (ok !== "OK") {
+    if (ok !== 1) {
       this.#unprepare(task);
       throw alreadyExists(task);
     }
@@ -314,13 +329,28 @@ export class RedisPool implements ResultPool {
   async #write(task: string, h: Held): Promise<void> {
     if (this.#cmd.status !== "ready") return this.#held.markUnsent(task, h);
     try {
-      await this.#cmd.asSetPublish(this.#key(task), h.entry, Math.max(1, h.expiresAt - Date.now()), PUBLISH_WHOLE_MAX, this.#channel(task), "");
+      await this.#writes.push({ task, entry: h.entry, expiresAt: h.expiresAt, mode: "S" });
     } catch (e) {
       this.#held.markUnsent(task, h);
       if (!isTransient(e)) throw commandError(e, this.#shownUrl, "set", " (the result is kept in memory here and written again later)");
       return;
     }
     if (this.#held.markWritten(task, h)) this.#deleteKey(task);
+  }
+
+  /** One script call writing (and publishing) a batch of entries. */
+  async #writeMany(ws: Write[]): Promise<unknown[]> {
+    const now = Date.now();
+    await this.#cmd.asWrite(
+      ws.length,
+      ...ws.map((w) => this.#key(w.task)),
+      ...ws.map((w) => w.entry),
+      ...ws.map((w) => Math.max(1, w.expiresAt - now)),
+      ...ws.map((w) => this.#channel(w.task)),
+      ...ws.map((w) => w.mode),
+      PUBLISH_WHOLE_MAX,
+    );
+    return ws;
   }
 
   #markDown(): void {
@@ -357,7 +387,7 @@ export class RedisPool implements ResultPool {
     this.#waiters.rearm();
     const writes = this.#held.unsent().map(([task, h]) => this.#write(task, h).catch(() => {}));
     const restores = this.#held.backups().map(([task, h]) =>
-      this.#cmd.asSetPublish(this.#key(task), h.entry, Math.max(1, h.expiresAt - Date.now()), PUBLISH_WHOLE_MAX, this.#channel(task), "NX").catch(() => {}),
+      this.#writes.push({ task, entry: h.entry, expiresAt: h.expiresAt, mode: "N" }).catch(() => {}),
     );
     await Promise.all([...writes, ...restores, this.#lease(), this.#flushDeletes()]);
   }
