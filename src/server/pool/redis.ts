@@ -35,9 +35,9 @@
  */
 import type Redis from "ioredis";
 import { AgentServerError, AgentServerNotAliveError, NotFoundError, ResourceExhaustedError } from "../../rpc/errors.ts";
-import { TickBatcher } from "./redis-batch.ts";
-import { RECONNECT_MAX_MS, SCRIPT_BATCH, WRITE_BATCH_BYTES, commandError, connectRedis, isTransient, quit, redactUrl, type CommandConnection } from "./redis-connection.ts";
-import { PUBLISH_WHOLE_MAX, decodeEntry, encodeOutcome } from "./redis-entry.ts";
+import { RECONNECT_MAX_MS, commandError, connectRedis, isTransient, quit, redactUrl, type CommandConnection } from "./redis-connection.ts";
+import { decodeEntry, encodeOutcome } from "./redis-entry.ts";
+import { RedisKeys } from "./redis-keys.ts";
 import { ExpiryCount, HeldOutcomes, type Held } from "./redis-held.ts";
 import { RedisWaiters } from "./redis-waiters.ts";
 import type { Outcome, PoolOptions, ResultPool } from "./types.ts";
@@ -65,14 +65,6 @@ export interface RedisPoolOptions extends PoolOptions {
 /** Suggested pause before a task refused by a full pool is submitted again, ms. */
 const RETRY_AFTER_MS = 20;
 
-/** One entry to write: "S" sets it, "N" restores it only where Redis lost the key. */
-interface Write {
-  task: string;
-  entry: Buffer;
-  expiresAt: number;
-  mode: "S" | "N";
-}
-
 /** `ResultPool` on Redis (ioredis): shared by every server on the same Redis. */
 export class RedisPool implements ResultPool {
   readonly #cmd: CommandConnection;
@@ -81,22 +73,13 @@ export class RedisPool implements ResultPool {
   readonly #ttlMs: number;
   readonly #max: number;
   readonly #graceMs: number;
-  readonly #keyPrefix: string;
-  readonly #channelPrefix: string;
-  readonly #marker: string;
+  readonly #keys: RedisKeys;
   /** Tasks prepared here whose outcome is not set yet (their markers are leased). */
   readonly #running = new Set<string>();
   /** Running tasks released by their owner: deleted instead of written when they finish. */
   readonly #released = new Set<string>();
   readonly #held: HeldOutcomes;
   readonly #waiters: RedisWaiters;
-  /** SET NX of the markers of tasks prepared in one tick, as one script call. */
-  readonly #prepares: TickBatcher<string, number>;
-  /** Entries written in one tick, as one script call. */
-  readonly #writes: TickBatcher<Write, unknown>;
-  /** Released tasks whose keys are to be deleted: on the next tick, or once Redis is back. */
-  readonly #toDelete = new Set<string>();
-  #deleteScheduled = false;
   /** Results set here and not expired or released yet (for `size()`). */
   readonly #results = new ExpiryCount();
   /** When a connection last dropped, while it (or the catch-up after it) is not done. */
@@ -114,13 +97,10 @@ export class RedisPool implements ResultPool {
     this.#max = Math.max(1, opts.maxPoolSize);
     this.#graceMs = opts.outageGraceMs ?? 5000;
     this.#held = new HeldOutcomes({ maxEntries: this.#max, maxBackupBytes: opts.maxBackupBytes ?? 64 * 2 ** 20 });
-    const prefix = opts.keyPrefix ?? "as:";
-    this.#keyPrefix = `${prefix}r:`;
-    this.#channelPrefix = `${prefix}d:`;
-    this.#marker = `P${opts.serverId}`;
+    this.#keys = new RedisKeys(cmd, { prefix: opts.keyPrefix ?? "as:", marker: `P${opts.serverId}`, ttlMs: this.#ttlMs, maxToDelete: this.#max });
     this.#waiters = new RedisWaiters({
       sub,
-      channelPrefix: this.#channelPrefix,
+      channelPrefix: this.#keys.channelPrefix,
       shownUrl: this.#shownUrl,
       read: (task) => this.#read(task),
       fromMemory: (task, keep) => this.#fromMemory(task, keep),
@@ -128,8 +108,6 @@ export class RedisPool implements ResultPool {
       bothUp: () => this.#bothUp(),
       outageError: (op) => (this.#outage() ? this.#unavailable(op) : undefined),
     });
-    this.#prepares = new TickBatcher((tasks) => cmd.asPrepare(tasks.length, ...tasks.map((t) => this.#key(t)), this.#marker, this.#ttlMs), { maxItems: SCRIPT_BATCH });
-    this.#writes = new TickBatcher((ws) => this.#writeMany(ws), { maxItems: SCRIPT_BATCH, maxBytes: WRITE_BATCH_BYTES, bytesOf: (w) => w.entry.byteLength });
     cmd.on("close", () => this.#markDown());
     sub.on("close", () => {
       this.#markDown();
@@ -177,16 +155,16 @@ export class RedisPool implements ResultPool {
     }
     // Running from now on, so a wait that races this round trip waits here, not on Redis.
     this.#running.add(task);
-    let ok: number;
+    let ok: boolean;
     try {
-      ok = await this.#prepares.push(task);
+      ok = await this.#keys.reserve(task);
     } catch (e) {
       // Connection trouble: the SET may or may not have run; the lease writes the marker.
       if (isTransient(e) && !this.#outage()) return;
       this.#unprepare(task);
       throw commandError(e, this.#shownUrl, "prepare");
     }
-    if (ok !== 1) {
+    if (!ok) {
       this.#unprepare(task);
       throw alreadyExists(task);
     }
@@ -196,7 +174,7 @@ export class RedisPool implements ResultPool {
     if (!this.#running.delete(task) || this.#closed) return;
     const readers = this.#waiters.readers(task);
     if (this.#released.delete(task) && !readers.any) {
-      this.#deleteKey(task);
+      this.#keys.deleteSoon(task);
       return;
     }
     const expiresAt = Date.now() + this.#ttlMs;
@@ -245,7 +223,7 @@ export class RedisPool implements ResultPool {
       this.#results.remove(h.expiresAt);
     }
     // Finished entries, or this server's marker; another server's running task is left alone.
-    this.#deleteKey(task);
+    this.#keys.deleteSoon(task);
   }
 
   /**
@@ -310,7 +288,7 @@ export class RedisPool implements ResultPool {
   async #read(task: string): Promise<Outcome | "pending"> {
     let raw: Buffer | null;
     try {
-      raw = await this.#cmd.getBuffer(this.#key(task));
+      raw = await this.#cmd.getBuffer(this.#keys.key(task));
     } catch (e) {
       throw commandError(e, this.#shownUrl, "get");
     }
@@ -329,28 +307,13 @@ export class RedisPool implements ResultPool {
   async #write(task: string, h: Held): Promise<void> {
     if (this.#cmd.status !== "ready") return this.#held.markUnsent(task, h);
     try {
-      await this.#writes.push({ task, entry: h.entry, expiresAt: h.expiresAt, mode: "S" });
+      await this.#keys.write({ task, entry: h.entry, expiresAt: h.expiresAt, mode: "S" });
     } catch (e) {
       this.#held.markUnsent(task, h);
       if (!isTransient(e)) throw commandError(e, this.#shownUrl, "set", " (the result is kept in memory here and written again later)");
       return;
     }
-    if (this.#held.markWritten(task, h)) this.#deleteKey(task);
-  }
-
-  /** One script call writing (and publishing) a batch of entries. */
-  async #writeMany(ws: Write[]): Promise<unknown[]> {
-    const now = Date.now();
-    await this.#cmd.asWrite(
-      ws.length,
-      ...ws.map((w) => this.#key(w.task)),
-      ...ws.map((w) => w.entry),
-      ...ws.map((w) => Math.max(1, w.expiresAt - now)),
-      ...ws.map((w) => this.#channel(w.task)),
-      ...ws.map((w) => w.mode),
-      PUBLISH_WHOLE_MAX,
-    );
-    return ws;
+    if (this.#held.markWritten(task, h)) this.#keys.deleteSoon(task);
   }
 
   #markDown(): void {
@@ -387,9 +350,9 @@ export class RedisPool implements ResultPool {
     this.#waiters.rearm();
     const writes = this.#held.unsent().map(([task, h]) => this.#write(task, h).catch(() => {}));
     const restores = this.#held.backups().map(([task, h]) =>
-      this.#writes.push({ task, entry: h.entry, expiresAt: h.expiresAt, mode: "N" }).catch(() => {}),
+      this.#keys.write({ task, entry: h.entry, expiresAt: h.expiresAt, mode: "N" }).catch(() => {}),
     );
-    await Promise.all([...writes, ...restores, this.#lease(), this.#flushDeletes()]);
+    await Promise.all([...writes, ...restores, this.#keys.lease(this.#running), this.#keys.flushDeletes()]);
   }
 
   /** Timer: sweep counters and backups, retry kept outcomes, lease running tasks' markers. */
@@ -398,58 +361,11 @@ export class RedisPool implements ResultPool {
     if (this.#closed || this.#cmd.status !== "ready") return;
     // A write refused by Redis (OOM) or timed out on a connection that stayed up gets no
     // "ready" to retry on.
-    await Promise.all([...this.#held.unsent().map(([task, h]) => this.#write(task, h).catch(() => {})), this.#lease(), this.#flushDeletes()]);
-  }
-
-  /** Refresh (or restore) the pending markers of tasks running here. */
-  async #lease(): Promise<void> {
-    if (this.#closed || this.#running.size === 0 || this.#cmd.status !== "ready") return;
-    await this.#batched([...this.#running], (keys) => this.#cmd.asLease(keys.length, ...keys, this.#ttlMs, this.#marker));
-  }
-
-  /** Delete `task`'s key soon (released): batched with the other releases of this tick. */
-  #deleteKey(task: string): void {
-    this.#toDelete.add(task);
-    // Past the bound the oldest are left to expire: deleting is an optimisation, not a duty.
-    if (this.#toDelete.size > this.#max) this.#toDelete.delete(this.#toDelete.values().next().value!);
-    if (this.#deleteScheduled || this.#cmd.status !== "ready") return;
-    this.#deleteScheduled = true;
-    setImmediate(() => {
-      this.#deleteScheduled = false;
-      void this.#flushDeletes();
-    });
-  }
-
-  async #flushDeletes(): Promise<void> {
-    if (this.#closed || this.#toDelete.size === 0 || this.#cmd.status !== "ready") return;
-    const tasks = [...this.#toDelete];
-    this.#toDelete.clear();
-    await this.#batched(tasks, (keys) => this.#cmd.asRelease(keys.length, ...keys, this.#marker), (failed) => {
-      for (const t of failed) this.#toDelete.add(t);
-    });
-  }
-
-  /** Run a keys script over `tasks` in batches; `onFail` gets the tasks of a failed batch. */
-  async #batched(tasks: string[], run: (keys: string[]) => Promise<unknown>, onFail?: (tasks: string[]) => void): Promise<void> {
-    const calls: Promise<unknown>[] = [];
-    for (let i = 0; i < tasks.length; i += SCRIPT_BATCH) {
-      const part = tasks.slice(i, i + SCRIPT_BATCH);
-      // A failure means Redis is away: the reconnect runs this again.
-      calls.push(run(part.map((t) => this.#key(t))).catch(() => onFail?.(part)));
-    }
-    await Promise.all(calls);
+    await Promise.all([...this.#held.unsent().map(([task, h]) => this.#write(task, h).catch(() => {})), this.#keys.lease(this.#running), this.#keys.flushDeletes()]);
   }
 
   #open(): void {
     if (this.#closed) throw new AgentServerNotAliveError("result pool closed");
-  }
-
-  #key(task: string): string {
-    return this.#keyPrefix + task;
-  }
-
-  #channel(task: string): string {
-    return this.#channelPrefix + task;
   }
 }
 
