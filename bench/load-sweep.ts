@@ -53,6 +53,8 @@ interface Result {
   p99Ms: number;
   rssPeakMiB: number;
   seconds: number;
+  /** Redis pool: commands Redis ran per call (INFO commandstats; script calls count once). */
+  redisCommandsPerCall?: number;
   firstLost?: string;
 }
 
@@ -78,7 +80,23 @@ async function peakRss<T>(pid: number, f: () => Promise<T>): Promise<{ value: T;
   }
 }
 
-async function sweepWindow(pool: "local" | "redis", at: { host: string; port: number }, pid: number, window: number): Promise<Result> {
+/** Commands the pool has sent Redis so far (a script call counts once). */
+async function redisCommands(url: string): Promise<number> {
+  const { default: Redis } = await import("ioredis");
+  const c = new Redis(url, { maxRetriesPerRequest: 0 });
+  try {
+    const info = await c.info("commandstats");
+    let n = 0;
+    // Each line: cmdstat_<name>:calls=N,…. Commands run inside scripts are listed too (set,
+    // publish, …), so only those the pool sends itself are counted.
+    for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) if (/^(evalsha|eval|get|subscribe|unsubscribe)$/.test(m[1]!)) n += Number(m[2]);
+    return n;
+  } finally {
+    c.disconnect();
+  }
+}
+
+async function sweepWindow(pool: "local" | "redis", at: { host: string; port: number }, pid: number, window: number, redisUrl?: string): Promise<Result> {
   const plain = LoadCounter.toDist(at);
   const c = flags["no-backpressure"] ? withOptions(plain, { backpressure: false }) : plain;
   await plain.count();
@@ -89,6 +107,7 @@ async function sweepWindow(pool: "local" | "redis", at: { host: string; port: nu
   let lost = 0;
   let firstLost: string | undefined;
   let next = 0;
+  const commandsBefore = redisUrl ? await redisCommands(redisUrl) : 0;
   const t0 = performance.now();
   const { peakMiB } = await peakRss(pid, () =>
     Promise.all(
@@ -121,6 +140,7 @@ async function sweepWindow(pool: "local" | "redis", at: { host: string; port: nu
   const seconds = (performance.now() - t0) / 1000;
   await plain.delete();
   const r: Result = { pool, window, calls: N, arrived, refused, lost, callsPerSecond: N / seconds, p99Ms: stats([...lat]).p99, rssPeakMiB: peakMiB, seconds };
+  if (redisUrl) r.redisCommandsPerCall = ((await redisCommands(redisUrl)) - commandsBefore) / N;
   if (firstLost) r.firstLost = firstLost;
   return r;
 }
@@ -143,10 +163,10 @@ async function sweepPool(pool: "local" | "redis"): Promise<Result[]> {
   try {
     const { pid } = await client.getServerInfo();
     for (const w of WINDOWS) {
-      const r = await sweepWindow(pool, { host: l.host, port: l.port }, pid, w);
+      const r = await sweepWindow(pool, { host: l.host, port: l.port }, pid, w, redis?.url);
       out.push(r);
       console.log(
-        `  ${pool.padEnd(5)} ${String(w).padStart(6)} in flight: ${r.arrived} arrived, ${r.refused} refused, ${r.lost} lost, ${fmt(r.callsPerSecond)} calls/s, p99 ${fmt(r.p99Ms)} ms, server RSS peak ${fmt(r.rssPeakMiB)} MiB${r.firstLost ? `  (first lost: ${r.firstLost})` : ""}`,
+        `  ${pool.padEnd(5)} ${String(w).padStart(6)} in flight: ${r.arrived} arrived, ${r.refused} refused, ${r.lost} lost, ${fmt(r.callsPerSecond)} calls/s, p99 ${fmt(r.p99Ms)} ms, server RSS peak ${fmt(r.rssPeakMiB)} MiB${r.redisCommandsPerCall === undefined ? "" : `, ${r.redisCommandsPerCall.toFixed(3)} Redis commands per call`}${r.firstLost ? `  (first lost: ${r.firstLost})` : ""}`,
       );
     }
   } finally {

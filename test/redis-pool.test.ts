@@ -40,16 +40,29 @@ function raw(url: string): Redis {
 }
 
 /**
- * Resolves once Redis has executed `count` GETs of `key`: the pool's remote wait is GET,
- * SUBSCRIBE, GET, so the second GET proves the waiter is subscribed (MONITOR is an event
- * stream of executed commands, not a poll).
+ * Resolves once Redis has executed `count` reads of `key` (GET or MGET naming it): the pool's
+ * remote wait is read, SUBSCRIBE, read, so the second read proves the waiter is subscribed
+ * (MONITOR is an event stream of executed commands, not a poll).
  */
 async function getsOf(url: string, key: string, count: number): Promise<{ done: Promise<void>; stop(): void }> {
   const m = await raw(url).monitor();
   const { promise, resolve } = Promise.withResolvers<void>();
   let seen = 0;
   m.on("monitor", (_time: string, args: string[]) => {
-    if (args[0]?.toLowerCase() === "get" && args[1] === key && ++seen >= count) resolve();
+    const cmd = args[0]?.toLowerCase();
+    if (cmd !== "get" && cmd !== "mget") return;
+    seen += args.slice(1).filter((a) => a === key).length;
+    if (seen >= count) resolve();
+  });
+  return { done: promise, stop: () => m.disconnect() };
+}
+
+/** Once monitoring: `done` resolves when Redis has executed an UNSUBSCRIBE naming `channel`. */
+async function unsubscribeOf(url: string, channel: string): Promise<{ done: Promise<void>; stop(): void }> {
+  const m = await raw(url).monitor();
+  const { promise, resolve } = Promise.withResolvers<void>();
+  m.on("monitor", (_time: string, args: string[]) => {
+    if (args[0]?.toLowerCase() === "unsubscribe" && args.includes(channel)) resolve();
   });
   return { done: promise, stop: () => m.disconnect() };
 }
@@ -195,10 +208,13 @@ describe("Redis result pool", () => {
     const clientsAfter = String(await c.client("LIST")).split("\n").filter(Boolean).length;
     expect(clientsAfter).toBe(clientsBefore);
     parked.stop();
+    const unsubscribed = await unsubscribeOf(r.url, `as:d:${t}`);
     await a.set(t, ok(4));
     const got = await Promise.all([...remote, ...local]);
     expect(got.every((o) => o !== "pending" && o.ok && o.value[0] === 4)).toBe(true);
     // Every waiter left: the subscription is gone.
+    await within(5000, unsubscribed.done, "the UNSUBSCRIBE");
+    unsubscribed.stop();
     const [, after] = (await c.pubsub("NUMSUB", `as:d:${t}`)) as [string, number];
     expect(Number(after)).toBe(0);
   });

@@ -76,3 +76,51 @@ export class TickBatcher<I, R> {
     );
   }
 }
+
+/**
+ * SUBSCRIBE and UNSUBSCRIBE of one tick, in the order they were asked for, each run of the
+ * same kind as one command (ioredis sends a connection's commands in order, so a channel
+ * dropped and taken again in one tick ends up subscribed).
+ */
+export class ChannelBatcher {
+  readonly #send: (subscribe: boolean, channels: string[]) => Promise<unknown>;
+  #ops: Array<{ subscribe: boolean; channel: string; done?: PromiseWithResolvers<void> }> = [];
+
+  constructor(send: (subscribe: boolean, channels: string[]) => Promise<unknown>) {
+    this.#send = send;
+  }
+
+  /** Resolves once Redis confirmed the subscription. */
+  subscribe(channel: string): Promise<void> {
+    const done = Promise.withResolvers<void>();
+    this.#push({ subscribe: true, channel, done });
+    return done.promise;
+  }
+
+  /** Fire and forget: a failure means the connection, and the subscription with it, is gone. */
+  unsubscribe(channel: string): void {
+    this.#push({ subscribe: false, channel });
+  }
+
+  #push(op: { subscribe: boolean; channel: string; done?: PromiseWithResolvers<void> }): void {
+    if (this.#ops.length === 0) setImmediate(() => this.#flush());
+    this.#ops.push(op);
+  }
+
+  #flush(): void {
+    const ops = this.#ops;
+    this.#ops = [];
+    for (let i = 0; i < ops.length; ) {
+      const kind = ops[i]!.subscribe;
+      let j = i;
+      while (j < ops.length && ops[j]!.subscribe === kind && j - i < 4096) j++;
+      const run = ops.slice(i, j);
+      const sent = this.#send(kind, run.map((o) => o.channel));
+      sent.then(
+        () => run.forEach((o) => o.done?.resolve()),
+        (e: unknown) => run.forEach((o) => o.done?.reject(e)),
+      );
+      i = j;
+    }
+  }
+}

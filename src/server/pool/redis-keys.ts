@@ -1,6 +1,6 @@
 /**
  * The Redis pool's commands on task keys, each batched: markers reserved (SET NX), entries
- * written and published, markers leased, released keys deleted. Batches go as one script
+ * read (MGET), written and published, markers leased, released keys deleted. Batches go as one script
  * call per `SCRIPT_BATCH` keys (see `redis-batch.ts` for why).
  */
 import { TickBatcher } from "./redis-batch.ts";
@@ -25,6 +25,7 @@ export class RedisKeys {
   readonly #maxToDelete: number;
   readonly #prepares: TickBatcher<string, number>;
   readonly #writes: TickBatcher<Write, unknown>;
+  readonly #reads: TickBatcher<string, Buffer | null>;
   /** Released tasks whose keys are to be deleted: on the next tick, or once Redis is back. */
   readonly #toDelete = new Set<string>();
   #deleteScheduled = false;
@@ -38,6 +39,7 @@ export class RedisKeys {
     this.#maxToDelete = opts.maxToDelete;
     this.#prepares = new TickBatcher((tasks) => cmd.asPrepare(tasks.length, ...tasks.map((t) => this.key(t)), this.#marker, this.#ttlMs), { maxItems: SCRIPT_BATCH });
     this.#writes = new TickBatcher((ws) => this.#writeMany(ws), { maxItems: SCRIPT_BATCH, maxBytes: WRITE_BATCH_BYTES, bytesOf: (w) => w.entry.byteLength });
+    this.#reads = new TickBatcher((tasks) => cmd.mgetBuffer(...tasks.map((t) => this.key(t))), { maxItems: SCRIPT_BATCH });
   }
 
   get channelPrefix(): string {
@@ -51,6 +53,11 @@ export class RedisKeys {
   /** SET NX of the task's pending marker: true if reserved, false if the id is taken. */
   async reserve(task: string): Promise<boolean> {
     return (await this.#prepares.push(task)) === 1;
+  }
+
+  /** GET the task's entry (null if none), batched with the other reads of this tick (MGET). */
+  read(task: string): Promise<Buffer | null> {
+    return this.#reads.push(task);
   }
 
   /** Write (and publish) an entry, batched with the other writes of this tick. */

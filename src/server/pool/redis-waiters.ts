@@ -12,6 +12,7 @@
  */
 import type Redis from "ioredis";
 import { NotFoundError } from "../../rpc/errors.ts";
+import { ChannelBatcher } from "./redis-batch.ts";
 import { RECONNECT_MAX_MS, commandError, isTransient } from "./redis-connection.ts";
 import { TAG_LANDED, decodeEntry } from "./redis-entry.ts";
 import type { Outcome } from "./types.ts";
@@ -66,10 +67,12 @@ export class RedisWaiters {
   readonly #host: WaitHost;
   readonly #byTask = new Map<string, Set<Waiter>>();
   readonly #subs = new Map<string, Subscription>();
+  readonly #channels: ChannelBatcher;
   #closed = false;
 
   constructor(host: WaitHost) {
     this.#host = host;
+    this.#channels = new ChannelBatcher((subscribe, channels) => (subscribe ? host.sub.subscribe(...channels) : host.sub.unsubscribe(...channels)));
     host.sub.on("messageBuffer", (channel: Buffer, message: Buffer) => this.#onMessage(channel, message));
   }
 
@@ -191,7 +194,7 @@ export class RedisWaiters {
   #subscribe(task: string): Subscription {
     let s = this.#subs.get(task);
     if (!s) {
-      s = { waiters: 0, ready: this.#host.sub.subscribe(this.#host.channelPrefix + task) };
+      s = { waiters: 0, ready: this.#channels.subscribe(this.#host.channelPrefix + task) };
       s.ready.catch(() => {}); // each waiter handles the failure
       this.#subs.set(task, s);
     }
@@ -207,7 +210,7 @@ export class RedisWaiters {
     this.#subs.delete(w.task);
     // Ordered after any SUBSCRIBE on the same connection; when the connection is down the
     // subscription went with it.
-    if (!this.#closed && this.#host.sub.status === "ready") this.#host.sub.unsubscribe(this.#host.channelPrefix + w.task).catch(() => {});
+    if (!this.#closed && this.#host.sub.status === "ready") this.#channels.unsubscribe(this.#host.channelPrefix + w.task);
   }
 
   #onMessage(channel: Buffer, message: Buffer): void {

@@ -288,7 +288,7 @@ export class RedisPool implements ResultPool {
   async #read(task: string): Promise<Outcome | "pending"> {
     let raw: Buffer | null;
     try {
-      raw = await this.#cmd.getBuffer(this.#keys.key(task));
+      raw = await this.#keys.read(task);
     } catch (e) {
       throw commandError(e, this.#shownUrl, "get");
     }
