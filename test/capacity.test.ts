@@ -68,4 +68,57 @@ describe("capacity", () => {
     expect(await cap.run(async () => 5)).toBe(5);
     expect(cap.running).toBe(0);
   });
+
+  test("a call that suspends (waiting on another server) lets a queued call run, and takes its slot back ahead of the queue", async () => {
+    const cap = new Capacity(1, 10);
+    const outside = gate();
+    const started: string[] = [];
+    const first = cap.run(async (slot) => {
+      started.push("first");
+      const resume = slot.suspend();
+      await outside.p;
+      await resume();
+      started.push("first resumed");
+      return 1;
+    });
+    const hold = gate();
+    const second = cap.run(async () => {
+      started.push("second");
+      await hold.p;
+      return 2;
+    });
+    const third = cap.run(async () => {
+      started.push("third");
+      return 3;
+    });
+    await Promise.resolve();
+    expect(started).toEqual(["first", "second"]);
+    expect(cap.running).toBe(1);
+    outside.open();
+    await Bun.sleep(0);
+    // The slot is busy with `second`: `first` waits for it, ahead of `third`.
+    expect(started).toEqual(["first", "second"]);
+    hold.open();
+    expect(await Promise.all([first, second, third])).toEqual([1, 2, 3]);
+    expect(started).toEqual(["first", "second", "first resumed", "third"]);
+    expect(cap.running).toBe(0);
+  });
+
+  test("two overlapping waits of one call give up one slot once and take it back once", async () => {
+    const cap = new Capacity(2, 10);
+    const a = gate();
+    const b = gate();
+    const done = cap.run(async (slot) => {
+      const r1 = slot.suspend();
+      const r2 = slot.suspend();
+      expect(cap.running).toBe(0);
+      await Promise.all([a.p.then(r1), b.p.then(r2)]);
+      expect(cap.running).toBe(1);
+      return "ok";
+    });
+    a.open();
+    b.open();
+    expect(await done).toBe("ok");
+    expect(cap.running).toBe(0);
+  });
 });

@@ -76,7 +76,8 @@ describe("local result pool", () => {
       expect(pool.size()).toBe(3);
       expect(pool.get(ids[1]!, 0)).rejects.toBeInstanceOf(NotFoundError);
       expect(await pool.get(ids[0]!, 0)).toEqual(ok(0));
-      // ids[2] was read before ids[0]: it goes next.
+      // ids[2] was read before ids[0]: it goes next, once ids[3]'s result takes room.
+      await pool.set(ids[3]!, ok(3));
       await pool.prepare(ids[4]!);
       expect(pool.get(ids[2]!, 0)).rejects.toBeInstanceOf(NotFoundError);
       expect(await pool.get(ids[0]!, 0)).toEqual(ok(0));
@@ -113,11 +114,15 @@ describe("local result pool", () => {
     });
   });
 
-  test("a pool full of pending tasks refuses new ones with RESOURCE_EXHAUSTED", async () => {
+  test("running tasks do not count against the pool: each result they produce is kept, then unread results refuse new tasks", async () => {
     await using_(new LocalPool({ maxPoolSize: 2, maxExpireTime: 60 }), async (pool) => {
-      await pool.prepare(randomId());
-      await pool.prepare(randomId());
+      const ids = [randomId(), randomId(), randomId(), randomId()];
+      for (const t of ids) await pool.prepare(t);
+      for (const [i, t] of ids.entries()) await pool.set(t, ok(i));
+      expect(pool.size()).toBe(4);
       expect(pool.prepare(randomId())).rejects.toBeInstanceOf(ResourceExhaustedError);
+      for (const [i, t] of ids.entries()) expect(await pool.get(t, 0)).toEqual(ok(i));
+      await pool.prepare(randomId());
     });
   });
 

@@ -169,6 +169,18 @@ describe("errors arrive when they happen", () => {
 
   const lateBy = (e: unknown) => Date.now() - Number(/failed at (\d+)/.exec((e as Error).message)?.[1]);
 
+  test("4,096 chains of 10 agents over 2 servers, all in flight at once, each arrive right (no slot or pool deadlock)", async () => {
+    const agents = Array.from({ length: 10 }, (_, i) => Worker.toDist({ host: (i % 2 ? b : a).host, port: (i % 2 ? b : a).port }));
+    const { values, errors } = await flood(4096, 4096, () => {
+      let r: unknown = 0;
+      for (const w of agents) r = w.add(r, 1);
+      return r as PromiseLike<number>;
+    });
+    expect(codes(errors)).toEqual({});
+    expect(values.length).toBe(4096);
+    expect(values.every((v) => v === 10)).toBe(true);
+  }, 120_000);
+
   test("over gRPC, a chained reader gets a failed task's error within 100 ms of the failure", async () => {
     const x = Worker.toDist({ host: a.host, port: a.port });
     const y = Worker.toDist({ host: b.host, port: b.port });

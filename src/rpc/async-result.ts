@@ -4,6 +4,7 @@
  * a remote error rejects every read. Passed as an argument to another remote call while still
  * pending, it travels as a reference (server, task) that the receiving server resolves itself.
  */
+import { callContext } from "../server/call-context.ts";
 import type { ServerConnection } from "./connection.ts";
 import { AgentServerError, AgentServerNotAliveError, CancelledError, CodecError, DeadlineExceededError, errorFromWire } from "./errors.ts";
 import type { WaitRequest } from "./protocol.ts";
@@ -42,8 +43,12 @@ type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
 const TASK = Symbol("actorscope.task");
 
-/** How long a reference received before its task was accepted may still find it missing. */
-export const FRESH_GRACE_MS = 10_000;
+/**
+ * How long a reference received before its task was accepted may still find it missing: as
+ * long as the call's sender may keep resubmitting it to a full pool (backpressure, 60 s),
+ * and a little more. A call refused for good answers its waits at once instead.
+ */
+export const FRESH_GRACE_MS = 75_000;
 
 /** Acceptance of a task nobody here can observe (a fresh reference from elsewhere). */
 export const UNKNOWN_ACCEPTANCE: Promise<unknown> = new Promise(() => {});
@@ -55,7 +60,7 @@ const noop = () => {};
  */
 const WAIT_GRACE_MS = 5000;
 /** How long a suspected server has to answer a liveness probe before it counts as dead. */
-const LIVENESS_PROBE_MS = 10_000;
+const LIVENESS_PROBE_MS = 30_000;
 
 /**
  * Tells servers about results their owner dropped unread, so fire-and-forget calls do not
@@ -168,7 +173,13 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
     onfulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
     onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
   ): Promise<R1 | R2> {
-    return this.result().then(onfulfilled, onrejected);
+    const p = this.result();
+    // Awaited inside an async method on a server: the method gives its capacity slot up
+    // while it waits, so chains of agents awaiting each other never fill every slot.
+    const suspend = this.#settled ? undefined : callContext.getStore()?.suspend;
+    if (!suspend) return p.then(onfulfilled, onrejected);
+    const resume = suspend();
+    return p.finally(resume).then(onfulfilled, onrejected);
   }
 
   catch<R = never>(onrejected?: ((reason: unknown) => R | PromiseLike<R>) | null): Promise<T | R> {

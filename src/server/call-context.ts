@@ -11,6 +11,11 @@ export interface CallContext {
   signal: AbortSignal;
   /** Task id of an async call. */
   task?: string;
+  /**
+   * For an async call running under the server's capacity: give the slot up while waiting on
+   * another server's result; the returned function takes it back (await it). Internal.
+   */
+  suspend?: () => () => Promise<void>;
 }
 
 /** Storage behind `currentCall()`. */

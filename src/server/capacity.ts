@@ -3,6 +3,12 @@
  * in FIFO order, and anything beyond is refused at once with RESOURCE_EXHAUSTED (so a flood
  * of calls fails fast instead of growing memory). A queued call whose deadline passes
  * before it starts is dropped without running (DEADLINE_EXCEEDED).
+ *
+ * A running call that waits on another server's result (a pipelined reference, a call to
+ * another agent) gives its slot up meanwhile (`Slot.suspend`) and takes one again, ahead of
+ * queued calls, when the result is in: otherwise chains of agents awaiting each other across
+ * servers would fill every slot with waiters and deadlock (Ray frees an actor's resources in
+ * `ray.get` for the same reason).
  */
 import { DeadlineExceededError, ResourceExhaustedError } from "../rpc/errors.ts";
 
@@ -12,6 +18,63 @@ interface Waiter {
   fail(e: Error): void;
 }
 
+/** The slot of one running call (see `Capacity.run`). */
+export class Slot {
+  /** The call holds its slot now. */
+  #held = true;
+  /** Waits in progress that gave the slot up. */
+  #waiting = 0;
+  #closed = false;
+  #regaining: Promise<void> | undefined;
+  readonly #cap: Capacity;
+
+  constructor(cap: Capacity) {
+    this.#cap = cap;
+  }
+
+  /**
+   * The call starts waiting on something outside this server: its slot goes to another call
+   * until the returned `resume` has been awaited (call it once the wait is over).
+   */
+  suspend(): () => Promise<void> {
+    if (this.#closed) return resolved;
+    this.#waiting++;
+    if (this.#held) {
+      this.#held = false;
+      this.#cap.free();
+    }
+    let done = false;
+    return () => {
+      if (done) return resolved();
+      done = true;
+      this.#waiting--;
+      return this.#regain();
+    };
+  }
+
+  #regain(): Promise<void> {
+    if (this.#held || this.#closed) return resolved();
+    if (this.#waiting > 0) return this.#regaining ?? resolved();
+    this.#regaining ??= this.#cap.reacquire().then(() => {
+      this.#regaining = undefined;
+      // Another wait began meanwhile, or the call ended: hand the slot straight back.
+      if (this.#closed || this.#waiting > 0) this.#cap.free();
+      else this.#held = true;
+    });
+    return this.#regaining;
+  }
+
+  /** The call ended; true if it still held its slot (the caller frees it). */
+  close(): boolean {
+    this.#closed = true;
+    return this.#held;
+  }
+}
+
+function resolved(): Promise<void> {
+  return Promise.resolve();
+}
+
 /** A semaphore with a bounded FIFO queue. */
 export class Capacity {
   readonly limit: number;
@@ -19,6 +82,8 @@ export class Capacity {
   #running = 0;
   readonly #queue: Waiter[] = [];
   #head = 0;
+  /** Suspended calls taking a slot back: served before the queue. */
+  readonly #resuming: Array<() => void> = [];
 
   constructor(limit: number, maxQueue: number) {
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError("capacity must be a positive integer");
@@ -43,8 +108,23 @@ export class Capacity {
     }
   }
 
+  /** Give one slot back (a suspended call, or one whose regained slot is not needed). */
+  free(): void {
+    this.#running--;
+    this.#next();
+  }
+
+  /** Take a slot for a suspended call, ahead of every queued call. */
+  reacquire(): Promise<void> {
+    if (this.#running < this.limit && this.#resuming.length === 0) {
+      this.#running++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#resuming.push(resolve));
+  }
+
   /** Run `fn` when a slot is free. Call `admit()` first to refuse synchronously. */
-  run<T>(fn: () => Promise<T>, deadlineAt?: number): Promise<T> {
+  run<T>(fn: (slot: Slot) => Promise<T>, deadlineAt?: number): Promise<T> {
     if (this.#running < this.limit) return this.#go(fn);
     try {
       this.admit();
@@ -61,17 +141,24 @@ export class Capacity {
     });
   }
 
-  async #go<T>(fn: () => Promise<T>): Promise<T> {
+  async #go<T>(fn: (slot: Slot) => Promise<T>): Promise<T> {
     this.#running++;
+    const slot = new Slot(this);
     try {
-      return await fn();
+      return await fn(slot);
     } finally {
-      this.#running--;
-      this.#next();
+      if (slot.close()) {
+        this.#running--;
+        this.#next();
+      }
     }
   }
 
   #next(): void {
+    while (this.#running < this.limit && this.#resuming.length > 0) {
+      this.#running++;
+      this.#resuming.shift()!();
+    }
     while (this.#running < this.limit && this.#head < this.#queue.length) {
       const w = this.#queue[this.#head]!;
       this.#queue[this.#head++] = undefined as unknown as Waiter;

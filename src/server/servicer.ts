@@ -384,8 +384,8 @@ export class Servicer {
     this.#running.set(id, ctl);
     this.capacity
       .run(
-        () =>
-          callContext.run({ signal: ctl.signal, task: id }, async () => {
+        (slot) =>
+          callContext.run({ signal: ctl.signal, task: id, suspend: () => slot.suspend() }, async () => {
             try {
               return await fn.apply(obj, args);
             } catch (e) {

@@ -4,8 +4,10 @@
  * first); pending and unread entries are never evicted, so a result that was produced is
  * never thrown away before anyone saw it. Finished entries expire `maxExpireTime` seconds
  * after they land, read or not; an owner may release an entry it will never read. When the
- * pool holds `maxPoolSize` pending or unread entries, new tasks are refused with
- * RESOURCE_EXHAUSTED and a `retryAfterMs` hint (the client's backpressure resubmits).
+ * pool holds `maxPoolSize` unread results, new tasks are refused with RESOURCE_EXHAUSTED and
+ * a `retryAfterMs` hint (the client's backpressure resubmits). Running tasks are not refused
+ * room: they are bounded by the server's capacity and queue, and each result they produce is
+ * kept, so at most `maxPoolSize` + running + queued results are held.
  * Waiters are woken by `set` directly (one event loop: no lost wake-ups, no polling).
  */
 import { AgentServerError, NotFoundError, ResourceExhaustedError } from "../../rpc/errors.ts";
@@ -54,19 +56,22 @@ export class LocalPool implements ResultPool {
 
   async prepare(task: string): Promise<void> {
     if (this.#entries.has(task)) throw new AgentServerError(`task ${task} already exists`, { code: "ALREADY_EXISTS" });
-    if (this.#entries.size >= this.#max) {
-      // Room comes from the least recently read result, else from expired unread ones.
+    // Running tasks do not count against the pool (the server's capacity and queue bound
+    // them): refusing a task because others are still running would let chains of agents
+    // awaiting each other across servers refuse the very tasks that read, and so free, the
+    // results filling the pool. Results not read yet do count.
+    if (this.#unread.size >= this.#max) this.#sweepUnread(Date.now());
+    if (this.#unread.size >= this.#max) {
+      throw new ResourceExhaustedError(
+        `result pool full: ${this.#unread.size} results not read yet (maxPoolSize ${this.#max}; ${this.#pending} tasks running)`,
+        { retryAfterMs: POOL_FULL_RETRY_AFTER_MS },
+      );
+    }
+    // Room for one more: the least recently read results go first.
+    while (this.#entries.size - this.#pending >= this.#max) {
       const oldest = this.#read.keys().next();
-      if (!oldest.done) this.#drop(oldest.value);
-      else {
-        this.#sweepUnread(Date.now());
-        if (this.#entries.size >= this.#max) {
-          throw new ResourceExhaustedError(
-            `result pool full: ${this.#pending} tasks running and ${this.#unread.size} results not read yet (maxPoolSize ${this.#max})`,
-            { retryAfterMs: POOL_FULL_RETRY_AFTER_MS },
-          );
-        }
-      }
+      if (oldest.done) break;
+      this.#drop(oldest.value);
     }
     this.#entries.set(task, { expiresAt: Infinity });
     this.#pending++;

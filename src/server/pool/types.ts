@@ -18,7 +18,7 @@ export type Outcome = { ok: true; value: Uint8Array } | { ok: false; error: Wire
 export interface ResultPool {
   /**
    * Reserve `task` as pending. Throws ALREADY_EXISTS for a used id; RESOURCE_EXHAUSTED (with
-   * `retryAfterMs` on the error) when the pool holds `maxPoolSize` pending or unread entries.
+   * `retryAfterMs` on the error) when the pool holds `maxPoolSize` unread results.
    */
   prepare(task: string): Promise<void>;
   /** Record the outcome of a prepared task (an unknown/expired/released task is ignored). */
@@ -43,7 +43,10 @@ export interface ResultPool {
 
 /** Options every pool takes. */
 export interface PoolOptions {
-  /** Most pending-or-unread entries held; read entries make room first. Default 8192. */
+  /**
+   * Most finished results held; read ones make room first, and new tasks are refused
+   * (momentarily) while this many are unread. Running tasks do not count. Default 8192.
+   */
   maxPoolSize: number;
   /** Seconds a finished result is kept. Default 7200. */
   maxExpireTime: number;
