@@ -133,7 +133,7 @@ describe("busy is not dead", () => {
 });
 
 describe("every call settles on a silent peer", () => {
-  let silent: ReturnType<typeof Bun.listen>;
+  let silent: { port: number; stop(closeActive?: boolean): void };
   beforeAll(() => {
     // Accepts TCP connections and never says a word.
     silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {}, open() {} } });
