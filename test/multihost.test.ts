@@ -105,10 +105,11 @@ beforeAll(async () => {
   mkdirSync(bare, { recursive: true });
   writeFileSync(join(agents, "mh-agent.ts"), AGENT_FILE);
   // Same port on every host, as on real machines; the token guards each server, and the
-  // servers present it to each other (AS_CLIENT_TOKEN) when one resolves another's reference.
+  // servers present it to each other (AS_CLIENT_TOKEN) when one resolves another's reference;
+  // each may dial only the others (--allow-peers).
   servers = await Promise.all(
     net.hosts.map((h) =>
-      net.startServer(h, bin, ["--host", h.addr, "--port", PORT, "--token", TOKEN, "--agent-dir", agents], { cwd: bare, env: { AS_CLIENT_TOKEN: TOKEN } }),
+      net.startServer(h, bin, ["--host", h.addr, "--port", PORT, "--token", TOKEN, "--agent-dir", agents, "--allow-peers", net.hosts.map((x) => x.addr).join(",")], { cwd: bare, env: { AS_CLIENT_TOKEN: TOKEN } }),
     ),
   );
   group = new ServerGroup(

@@ -49,6 +49,8 @@ export const startArgs = {
   insecure: { type: "boolean", description: "Allow a non-loopback listener without a token" },
   "max-message-bytes": { type: "string", description: "Largest message accepted or sent, bytes" },
   "max-queue": { type: "string", description: "Async calls that may wait for a slot before new ones are refused" },
+  "max-agents": { type: "string", description: "Objects the server holds at most (default 1000000)" },
+  "allow-peers": { type: "string", description: "Peers this server may dial when a value names them: host[:port],... or any (default: loopback only)" },
   "hide-stacks": { type: "boolean", description: "Leave remote stack traces out of errors sent to callers" },
   "file-dir": { type: "string", description: "Directory clients may download files from" },
   "tls-cert": { type: "string", description: "Serve over TLS with this PEM certificate (chain) file; needs --tls-key" },
@@ -112,6 +114,8 @@ export function startOptions(args: Raw, env: Record<string, string | undefined> 
   if (insecure) launcher.insecure = true;
   if (args["max-message-bytes"] !== undefined) launcher.maxMessageBytes = parsePositiveInt(args["max-message-bytes"], "--max-message-bytes");
   if (args["max-queue"] !== undefined) launcher.maxQueue = parsePositiveInt(args["max-queue"], "--max-queue");
+  if (args["max-agents"] !== undefined) launcher.maxAgents = parsePositiveInt(args["max-agents"], "--max-agents");
+  if (args["allow-peers"] !== undefined) launcher.allowPeers = allowPeersList(args["allow-peers"]);
   if (args["hide-stacks"] !== undefined) launcher.hideStacks = args["hide-stacks"] === true;
   if (tlsCert !== undefined && tlsKey !== undefined) {
     launcher.tlsCert = tlsCert;
@@ -121,6 +125,18 @@ export function startOptions(args: Raw, env: Record<string, string | undefined> 
   if (args["shutdown-grace-ms"] !== undefined) launcher.shutdownGraceMs = parseNonNegativeInt(args["shutdown-grace-ms"], "--shutdown-grace-ms");
   if (args["model-config-path"] !== undefined) launcher.modelConfigs = modelConfigFile(args["model-config-path"]);
   return launcher;
+}
+
+/** `--allow-peers`: `any`, or a comma-separated list of `host` / `host:port`. */
+function allowPeersList(v: unknown): string[] | "any" {
+  const text = parseNonEmpty(v, "--allow-peers");
+  if (text.trim() === "any") return "any";
+  const list = text.split(",").map((x) => x.trim()).filter(Boolean);
+  for (const x of list) {
+    if (!/^(\[[0-9a-fA-F:.]+\]|[\w.-]+)(:\d{1,5})?$/.test(x)) throw new UsageError(`--allow-peers takes host or host:port entries separated by commas, or any; not "${x}"`);
+  }
+  if (list.length === 0) throw new UsageError("--allow-peers needs at least one host, or any");
+  return list;
 }
 
 /** A readable PEM file (checked here so that a bad path is bad input, exit 2). */

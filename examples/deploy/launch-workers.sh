@@ -26,7 +26,8 @@
 #
 # Environment:
 #   AS_SERVER_TOKEN  shared secret of every server (required by `start`); the servers also
-#                    present it to each other (AS_CLIENT_TOKEN), so references work across them
+#                    present it to each other (AS_CLIENT_TOKEN), so references work across them;
+#                    each server may dial only the fleet's other servers (--allow-peers)
 #   BIN              compiled server to copy (default dist/as-server)
 #   AGENT_DIR        local directory of agent classes to copy (served with --agent-dir)
 #   REMOTE_DIR       directory on the workers (default actorscope, relative to the remote home;
@@ -115,7 +116,8 @@ start_one() {
     copy "$BIN" "$target" "$dir/as-server"
   fi
   remote "$target" "chmod 755 $(q "$dir/as-server")"
-  flags="--host $(q "$address") --port $port --token-file token"
+  # The fleet's servers may dial each other (references name them), and nothing else.
+  flags="--host $(q "$address") --port $port --token-file token --allow-peers $(q "$PEERS")"
   if [ -n "$AGENT_DIR" ]; then
     tar -C "$AGENT_DIR" -cf - . | remote "$target" "rm -rf $(q "$dir/agents") && mkdir -p $(q "$dir/agents") && tar -xf - -C $(q "$dir/agents")"
     flags="$flags --agent-dir agents"
@@ -180,6 +182,8 @@ status_one() {
 
 mapfile -t lines < <(workers)
 [ "${#lines[@]}" -gt 0 ] || { echo "launch-workers: no workers in $hosts_file" >&2; exit 2; }
+# Every worker's address:port, for --allow-peers.
+PEERS=$(for l in "${lines[@]}"; do read -r _ p a <<< "$l"; endpoint "$a" "$p"; done | paste -sd, -)
 
 case "$cmd" in
   start)

@@ -85,6 +85,11 @@ export function unregisterLocalServer(h: LocalHooks): void {
   servers.delete(h);
 }
 
+/** Does this process serve (a launcher's or a child's server runs here)? */
+export function hostsLocalServer(): boolean {
+  return servers.size > 0;
+}
+
 /** Set the limits used to encode and decode values in this process. */
 export function setProcessLimits(l: Limits): void {
   limits = l;
@@ -175,7 +180,7 @@ export function makeRefCodec(self?: LocalHooks, dest: Destination = "ipc"): RefC
       if (tag.$as === "fut") {
         if (!isId(tag.task)) throw new CodecError("bad task reference");
         if (self?.isSelf(at)) return self.task(tag.task);
-        const conn = connectionFor(at);
+        const conn = connectionFor(at, { fromValue: true });
         const fresh = tag.fresh === true;
         return AsyncResult.fromTask({
           conn,
@@ -195,7 +200,7 @@ export function makeRefCodec(self?: LocalHooks, dest: Destination = "ipc"): RefC
       }
       const methods = stringList(tag.m);
       const asyncs = stringList(tag.a);
-      const conn = connectionFor(at);
+      const conn = connectionFor(at, { fromValue: true });
       const info =
         methods && typeof tag.cls === "string"
           ? { cls: tag.cls, methods, async: asyncs ?? [], methodSet: new Set(methods), asyncSet: new Set(asyncs ?? []) }

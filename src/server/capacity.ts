@@ -10,12 +10,18 @@
  * servers would fill every slot with waiters and deadlock (Ray frees an actor's resources in
  * `ray.get` for the same reason).
  */
-import { DeadlineExceededError, ResourceExhaustedError } from "../rpc/errors.ts";
+import { CancelledError, DeadlineExceededError, ResourceExhaustedError } from "../rpc/errors.ts";
 
 interface Waiter {
   start(): void;
   deadlineAt?: number;
   fail(e: Error): void;
+  /** Its caller went away while it was queued: skipped when its turn comes. */
+  dropped?: true;
+}
+
+function callerGone(): CancelledError {
+  return new CancelledError("dropped before it started: the caller's connection closed");
 }
 
 /** The slot of one running call (see `Capacity.run`). */
@@ -82,6 +88,8 @@ export class Capacity {
   #running = 0;
   readonly #queue: Waiter[] = [];
   #head = 0;
+  /** Queued calls dropped (their caller went away) and not yet skipped past. */
+  #dropped = 0;
   /** Suspended calls taking a slot back: served before the queue. */
   readonly #resuming: Array<() => void> = [];
 
@@ -98,7 +106,7 @@ export class Capacity {
 
   /** Calls waiting for a slot. */
   get queued(): number {
-    return this.#queue.length - this.#head;
+    return this.#queue.length - this.#head - this.#dropped;
   }
 
   /** Throws RESOURCE_EXHAUSTED if a call submitted now would be refused. */
@@ -124,19 +132,34 @@ export class Capacity {
   }
 
   /** Run `fn` when a slot is free. Call `admit()` first to refuse synchronously. */
-  run<T>(fn: (slot: Slot) => Promise<T>, deadlineAt?: number): Promise<T> {
+  run<T>(fn: (slot: Slot) => Promise<T>, deadlineAt?: number, gone?: AbortSignal): Promise<T> {
     if (this.#running < this.limit) return this.#go(fn);
     try {
       this.admit();
     } catch (e) {
       return Promise.reject(e);
     }
+    if (gone?.aborted) return Promise.reject(callerGone());
     return new Promise<T>((resolve, reject) => {
+      const onGone = () => {
+        // Still queued: it never runs. (A started call keeps going.)
+        if (w.dropped !== undefined) return;
+        w.dropped = true;
+        this.#dropped++;
+        reject(callerGone());
+      };
       const w: Waiter = {
-        start: () => this.#go(fn).then(resolve, reject),
-        fail: reject,
+        start: () => {
+          gone?.removeEventListener("abort", onGone);
+          this.#go(fn).then(resolve, reject);
+        },
+        fail: (e) => {
+          gone?.removeEventListener("abort", onGone);
+          reject(e);
+        },
       };
       if (deadlineAt !== undefined) w.deadlineAt = deadlineAt;
+      gone?.addEventListener("abort", onGone, { once: true });
       this.#queue.push(w);
     });
   }
@@ -165,6 +188,10 @@ export class Capacity {
       if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
         this.#queue.splice(0, this.#head);
         this.#head = 0;
+      }
+      if (w.dropped) {
+        this.#dropped--;
+        continue;
       }
       if (w.deadlineAt !== undefined && w.deadlineAt <= performance.now()) {
         w.fail(new DeadlineExceededError("call expired in the queue before it could start"));

@@ -60,10 +60,22 @@ export interface LauncherOptions {
    * A server that requires them counts as authenticated: it may listen beyond loopback without a token.
    */
   tlsClientCa?: PemSource;
+  /**
+   * Peers this server may dial when a value it receives names them (a proxy or future held
+   * by another server): `host` or `host:port` entries, or `"any"`. Loopback peers are always
+   * allowed. A refused peer fails the call that needed it with PERMISSION_DENIED at once.
+   * Default: loopback only (a server never dials an address just because a caller named it).
+   */
+  allowPeers?: string[] | "any";
+  /** Most objects held at once; past it `create` fails RESOURCE_EXHAUSTED. Default 1 000 000. */
+  maxAgents?: number;
 }
 
+/** Default of `maxAgents`: objects one server holds at most. */
+export const DEFAULT_MAX_AGENTS = 1_000_000;
+
 /** Options with every default filled in. */
-export type ResolvedLauncherOptions = Required<Pick<LauncherOptions, "host" | "capacity" | "poolType" | "redisUrl" | "maxPoolSize" | "maxExpireTime" | "maxTimeoutSeconds" | "localMode" | "maxMessageBytes" | "maxQueue" | "shutdownGraceMs">> & LauncherOptions;
+export type ResolvedLauncherOptions = Required<Pick<LauncherOptions, "host" | "capacity" | "poolType" | "redisUrl" | "maxPoolSize" | "maxExpireTime" | "maxTimeoutSeconds" | "localMode" | "maxMessageBytes" | "maxQueue" | "shutdownGraceMs" | "maxAgents">> & LauncherOptions;
 
 /** Fill in defaults and check every option; throws TypeError naming the bad one. */
 export function resolveOptions(opts: LauncherOptions): ResolvedLauncherOptions {
@@ -81,10 +93,14 @@ export function resolveOptions(opts: LauncherOptions): ResolvedLauncherOptions {
     maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes,
     maxQueue: opts.maxQueue ?? 65_536,
     shutdownGraceMs: opts.shutdownGraceMs ?? 5000,
+    maxAgents: opts.maxAgents ?? DEFAULT_MAX_AGENTS,
   };
   if (typeof o.host !== "string" || !o.host) throw new TypeError("host must be a non-empty string");
   if (o.port !== undefined && (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535)) throw new TypeError(`port must be an integer in 0..65535, not ${o.port}`);
-  for (const k of ["capacity", "maxPoolSize", "maxMessageBytes", "maxQueue"] as const) {
+  if (o.allowPeers !== undefined && o.allowPeers !== "any" && !(Array.isArray(o.allowPeers) && o.allowPeers.every((x) => typeof x === "string" && x.length > 0))) {
+    throw new TypeError('allowPeers must be "any" or a list of "host" / "host:port" strings');
+  }
+  for (const k of ["capacity", "maxPoolSize", "maxMessageBytes", "maxQueue", "maxAgents"] as const) {
     if (!Number.isInteger(o[k]) || o[k] < 1) throw new TypeError(`${k} must be a positive integer, not ${o[k]}`);
   }
   for (const k of ["maxExpireTime", "maxTimeoutSeconds"] as const) {

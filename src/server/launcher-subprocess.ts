@@ -33,7 +33,9 @@ export interface ServerProcessConfig {
   localMode: boolean;
   maxMessageBytes: number;
   maxQueue: number;
+  maxAgents: number;
   shutdownGraceMs: number;
+  allowPeers?: string[] | "any";
   agentDir?: string;
   insecure?: boolean;
   hideStacks?: boolean;

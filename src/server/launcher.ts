@@ -15,6 +15,7 @@
  * const agent = WebAgent.toDist({ host: server.host, port: server.port }, "bob");
  * await server.shutdown();
  */
+import { allowListPolicy, setDialPolicy } from "../rpc/connections.ts";
 import { CodecError, ResourceExhaustedError } from "../rpc/errors.ts";
 import { DEFAULT_LIMITS } from "../rpc/limits.ts";
 import { entryOf, type AnyClass } from "../rpc/registry.ts";
@@ -132,6 +133,8 @@ export class RpcAgentServerLauncher {
     const pool = await createPool({ poolType: o.poolType, redisUrl: o.redisUrl, maxPoolSize: o.maxPoolSize, maxExpireTime: o.maxExpireTime, serverId: this.serverId });
     // The port is known only after binding; the servicer reads its address by reference.
     const address: Address = { host: advertisedHost(o.host, o.localMode), port: this.#port };
+    // Addresses named in values this server receives are dialled only if allowed.
+    setDialPolicy(allowListPolicy(o.allowPeers));
     const servicer = new Servicer({
       serverId: this.serverId,
       address,
@@ -139,6 +142,7 @@ export class RpcAgentServerLauncher {
       resolveClass: (name) => classes.get(name),
       capacity: o.capacity,
       maxQueue: o.maxQueue,
+      maxAgents: o.maxAgents,
       pool,
       maxTimeoutSeconds: o.maxTimeoutSeconds,
       limits: { ...DEFAULT_LIMITS, maxMessageBytes: o.maxMessageBytes },
@@ -201,7 +205,9 @@ export class RpcAgentServerLauncher {
         localMode: o.localMode,
         maxMessageBytes: o.maxMessageBytes,
         maxQueue: o.maxQueue,
+        maxAgents: o.maxAgents,
         shutdownGraceMs: o.shutdownGraceMs,
+        ...(o.allowPeers === undefined ? {} : { allowPeers: o.allowPeers }),
         ...(o.agentDir === undefined ? {} : { agentDir: o.agentDir }),
         ...(o.insecure ? { insecure: true } : {}),
         ...(o.hideStacks ? { hideStacks: true } : {}),

@@ -51,6 +51,8 @@ export interface ServicerOptions {
   capacity: number;
   /** Async calls that may wait for a slot before new ones are refused. */
   maxQueue: number;
+  /** Most objects held; past it `create` (and objects exported by value) fail RESOURCE_EXHAUSTED. Default unbounded. */
+  maxAgents?: number;
   pool: ResultPool;
   /** Longest server-side wait for a result, seconds. */
   maxTimeoutSeconds: number;
@@ -126,7 +128,10 @@ export class Servicer {
   exportObject(obj: object): WireRefTag {
     const oid = (obj as { oid?: unknown }).oid;
     const id = isObjectId(oid) ? oid : randomId();
-    if (!this.#objects.has(id)) this.#objects.set(id, { obj, cls: classInfo(obj.constructor).cls });
+    if (!this.#objects.has(id)) {
+      this.#roomForOne();
+      this.#objects.set(id, { obj, cls: classInfo(obj.constructor).cls });
+    }
     const info = classInfo(obj.constructor);
     return { $as: "ref", oid: id, cls: info.cls, m: info.methods, a: info.async, at: this.opts.address };
   }
@@ -154,10 +159,15 @@ export class Servicer {
   }
 
   /** Handle one request; never rejects (failures are `error` responses). */
-  async handle(raw: unknown, signal?: AbortSignal): Promise<Response> {
+  /**
+   * `gone` aborts when the client connection the request came on closes: its async calls
+   * still queued then are dropped (their results could only be read by references, and a
+   * client that died must not keep the server busy for minutes). Calls already running go on.
+   */
+  async handle(raw: unknown, signal?: AbortSignal, gone?: AbortSignal): Promise<Response> {
     try {
       const req = validateRequest(raw);
-      return await this.#dispatch(req, signal);
+      return await this.#dispatch(req, signal, gone);
     } catch (e) {
       return { t: "error", error: this.#wireError(e) };
     }
@@ -189,12 +199,12 @@ export class Servicer {
     return encodeValue(v, this.refs, this.limits);
   }
 
-  async #dispatch(req: Request, signal?: AbortSignal): Promise<Response> {
+  async #dispatch(req: Request, signal?: AbortSignal, gone?: AbortSignal): Promise<Response> {
     switch (req.t) {
       case "call":
         if (req.task === undefined) return this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal);
         try {
-          return await this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal);
+          return await this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal, gone);
         } catch (e) {
           this.#refuse(req.task, e);
           throw e;
@@ -327,6 +337,14 @@ export class Servicer {
     });
   }
 
+  /** Throws RESOURCE_EXHAUSTED when the object table is full. */
+  #roomForOne(): void {
+    const max = this.opts.maxAgents;
+    if (max !== undefined && this.#objects.size >= max) {
+      throw new ResourceExhaustedError(`server ${this.opts.serverId} holds its maximum of ${max} objects (maxAgents)`);
+    }
+  }
+
   #held(oid: string): Held {
     const h = this.#objects.get(oid);
     if (!h) throw new NotFoundError(`object ${oid} not found on server ${this.opts.serverId}`);
@@ -337,6 +355,7 @@ export class Servicer {
     const C = this.opts.resolveClass(cls);
     if (!C) throw new NotFoundError(`class ${cls} is not registered on server ${this.opts.serverId}`);
     if (this.#objects.has(oid)) throw new AgentServerError(`object ${oid} already exists`, { code: "ALREADY_EXISTS" });
+    this.#roomForOne();
     const args = this.decode(argsFrame);
     if (!Array.isArray(args)) throw new CodecError("constructor arguments must be an array");
     let obj: object;
@@ -350,7 +369,7 @@ export class Servicer {
     return { t: "ok" };
   }
 
-  async #call(oid: string, name: string, argsFrame: Uint8Array, task: string | undefined, timeoutMs: number | undefined, signal?: AbortSignal): Promise<Response> {
+  async #call(oid: string, name: string, argsFrame: Uint8Array, task: string | undefined, timeoutMs: number | undefined, signal?: AbortSignal, gone?: AbortSignal): Promise<Response> {
     const h = this.#held(oid);
     const obj = h.obj as Record<string, unknown>;
     if (!isReachableName(name)) throw new UnimplementedError(`'${name}' is not reachable remotely on ${h.cls}`);
@@ -393,6 +412,7 @@ export class Servicer {
             }
           }),
         deadlineAt,
+        gone,
       )
       .then(
         (v) => this.#finish(id, () => ({ ok: true, value: this.#encodeResult(v) })),

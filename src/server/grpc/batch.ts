@@ -14,6 +14,7 @@ import type * as grpc from "@grpc/grpc-js";
 import type { Request, Response } from "../../rpc/protocol.ts";
 import { BATCH_KINDS, toReply, type WireBatchReply } from "../../rpc/transports/grpc-proto.ts";
 import type { Servicer } from "../servicer.ts";
+import { connectionClosed } from "./guard.ts";
 
 /** Most items one Batch may carry (the client sends at most 256). */
 export const MAX_BATCH_ITEMS = 4096;
@@ -97,6 +98,7 @@ export function batchHandler(deps: BatchDeps): grpc.handleServerStreamingCall<Ba
       call.end();
       return;
     }
+    const gone = connectionClosed(call.metadata);
     const c = deps.cancelSignal(call);
     let left = items.length;
     let out: Answer[] = [];
@@ -131,7 +133,7 @@ export function batchHandler(deps: BatchDeps): grpc.handleServerStreamingCall<Ba
         continue;
       }
       const index = i;
-      deps.servicer.handle(req, c.signal).then((r) => answer(index, r));
+      deps.servicer.handle(req, c.signal, gone).then((r) => answer(index, r));
     }
   };
 }

@@ -21,7 +21,7 @@ import { batchHandler, withCappedBatch } from "./batch.ts";
 import { sessionHandler } from "./session.ts";
 import { DEFAULT_GRPC_BOUNDS, type GrpcBounds } from "./bounds.ts";
 import { downloadHandler } from "./download.ts";
-import { callGuard, makeAuth } from "./guard.ts";
+import { callGuard, connectionClosed, makeAuth } from "./guard.ts";
 
 export { UNAUTHENTICATED_MESSAGE } from "./guard.ts";
 
@@ -137,7 +137,7 @@ function cancelSignal(call: grpc.ServerUnaryCall<object, WireReply> | grpc.Serve
 function unary(servicer: Servicer, t: Request["t"]): grpc.handleUnaryCall<object, WireReply> {
   return (call, cb) => {
     const c = cancelSignal(call);
-    servicer.handle({ ...call.request, t }, c.signal).then((r) => {
+    servicer.handle({ ...call.request, t }, c.signal, connectionClosed(call.metadata)).then((r) => {
       c.end();
       cb(null, toReply(r));
     });

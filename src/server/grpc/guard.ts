@@ -90,6 +90,8 @@ export function callGuard(opts: GuardOptions): grpc.ServerInterceptor {
               return;
             }
             resetters.set(md, () => reset(h2.NGHTTP2_CANCEL));
+            const session = http2SessionOf(next);
+            if (session) sessions.set(md, session);
             if (!streaming) arm();
             else http2StreamOf(next)?.on("data", inProgress);
             mdNext(md);
@@ -130,6 +132,42 @@ export function resetCall(md: grpc.Metadata): boolean {
   const r = resetters.get(md);
   r?.();
   return r !== undefined;
+}
+
+/** The HTTP/2 session (client connection) of each authenticated call, by its metadata object. */
+const sessions = new WeakMap<grpc.Metadata, ClosableSession>();
+/** One signal per connection, aborted when it closes. */
+const closedSignals = new WeakMap<ClosableSession, AbortSignal>();
+
+/** The subset of an HTTP/2 session used here. */
+interface ClosableSession {
+  readonly closed: boolean;
+  readonly destroyed: boolean;
+  once(event: "close", f: () => void): unknown;
+}
+
+/**
+ * A signal aborted when the client connection of the call with this metadata closes: the
+ * servicer drops that client's async calls still queued then (nobody is left to read them).
+ * Undefined when the connection cannot be reached (it is then never aborted).
+ */
+export function connectionClosed(md: grpc.Metadata): AbortSignal | undefined {
+  const session = sessions.get(md);
+  if (!session) return undefined;
+  let signal = closedSignals.get(session);
+  if (!signal) {
+    const ctl = new AbortController();
+    if (session.closed || session.destroyed) ctl.abort();
+    else session.once("close", () => ctl.abort());
+    signal = ctl.signal;
+    closedSignals.set(session, signal);
+  }
+  return signal;
+}
+
+function http2SessionOf(call: grpc.ServerInterceptingCallInterface): ClosableSession | undefined {
+  const s = (call as unknown as { stream?: { session?: ClosableSession } }).stream?.session;
+  return s && typeof s.once === "function" ? s : undefined;
 }
 
 /** The subset of an HTTP/2 stream the guard uses. */

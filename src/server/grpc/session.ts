@@ -10,6 +10,7 @@ import type * as grpc from "@grpc/grpc-js";
 import type { Request, Response } from "../../rpc/protocol.ts";
 import { BATCH_KINDS, toReply, type WireBatchReply } from "../../rpc/transports/grpc-proto.ts";
 import type { Servicer } from "../servicer.ts";
+import { connectionClosed } from "./guard.ts";
 
 /** Most items one Session message may carry (the client sends at most 1024). */
 export const MAX_SESSION_ITEMS = 4096;
@@ -34,6 +35,7 @@ export interface SessionDeps {
 export function sessionHandler(deps: SessionDeps): grpc.handleBidiStreamingCall<{ items?: Array<Record<string, object>>; firstId?: number }, WireBatchReply> {
   return (call: SessionCall) => {
     const ctl = new AbortController();
+    const gone = connectionClosed(call.metadata);
     let open = 0;
     let ended = false;
     let finished = false;
@@ -87,7 +89,7 @@ export function sessionHandler(deps: SessionDeps): grpc.handleBidiStreamingCall<
           answer(index, { t: "error", error: { code: "RESOURCE_EXHAUSTED", message: `more than ${MAX_SESSION_OPEN} requests open on one session` } });
           continue;
         }
-        deps.servicer.handle(req, ctl.signal).then((r) => answer(index, r));
+        deps.servicer.handle(req, ctl.signal, gone).then((r) => answer(index, r));
       }
     });
     call.on("end", () => {
