@@ -202,6 +202,7 @@ describe("values that would arrive broken are refused, naming what and why", () 
   test("a generator result or a generator inside a value: refused, streams are not supported yet", async () => {
     const gen = await rejection(getBox().numbers());
     expect(gen.message).toContain("a generator (a function* result) cannot be sent as a value: streams are not supported yet");
+    expect(gen.message).toContain("unserializable return value of Box.numbers");
     const nested = await rejection(getBox().nestedStream());
     expect(nested.message).toContain("an async generator");
     async function* local(): AsyncGenerator<number> {
@@ -250,6 +251,13 @@ describe("two @dist classes with one name", () => {
 
   test("a server launched on that agent dir refuses to start with the same error", async () => {
     const l = new RpcAgentServerLauncher({ port: 0, agentDir: join(FIXTURES, "twins") });
+    const err = await rejection(l.launch());
+    expect(err.message).toContain("two different @dist classes are named Twin");
+    await l.shutdown();
+  });
+
+  test("a launcher given both as customAgentClasses refuses to start, naming both", async () => {
+    const l = new RpcAgentServerLauncher({ port: 0, customAgentClasses: [TwinA, TwinB] });
     const err = await rejection(l.launch());
     expect(err.message).toContain("two different @dist classes are named Twin");
     await l.shutdown();

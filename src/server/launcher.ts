@@ -18,7 +18,7 @@
 import { allowListPolicy, setDialPolicy } from "../rpc/connections.ts";
 import { CodecError, ResourceExhaustedError } from "../rpc/errors.ts";
 import { DEFAULT_LIMITS } from "../rpc/limits.ts";
-import { entryOf, type AnyClass } from "../rpc/registry.ts";
+import { classTable, type AnyClass } from "../rpc/registry.ts";
 import { serverTls, type ServerTls } from "../rpc/tls.ts";
 import type { Address } from "../rpc/transport.ts";
 import type { GrpcBinding } from "./grpc/binding.ts";
@@ -181,11 +181,9 @@ export class RpcAgentServerLauncher {
       const { loadAgentsFromDir } = await import("./class-loader.ts");
       custom.push(...(await loadAgentsFromDir(this.#opts.agentDir)));
     }
-    for (const c of custom) {
-      if (typeof c !== "function") throw new TypeError("customAgentClasses must hold classes");
-      const e = entryOf(c);
-      table.set(e?.name ?? c.name, (e?.cls ?? c) as AnyClass);
-    }
+    for (const c of custom) if (typeof c !== "function") throw new TypeError("customAgentClasses must hold classes");
+    // Two different classes of one name are an error naming both, never "the last one wins".
+    for (const [name, cls] of classTable(custom)) table.set(name, cls);
     return table;
   }
 

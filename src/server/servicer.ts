@@ -378,7 +378,7 @@ export class Servicer {
       if (!(name in obj)) throw new UnimplementedError(`object of class ${h.cls} has no method or attribute '${name}'`);
       const v = obj[name];
       if (typeof v === "function") throw new UnimplementedError(`'${name}' of ${h.cls} is a function field, not a method`);
-      return { t: "value", value: this.#encodeResult(await v) };
+      return { t: "value", value: this.#encodeResult(await v, `${h.cls}.${name}`) };
     }
     const args = this.decode(argsFrame);
     if (!Array.isArray(args)) throw new CodecError("call arguments must be an array");
@@ -391,7 +391,7 @@ export class Servicer {
       } catch (e) {
         return { t: "error", error: this.#userError(e) };
       }
-      return { t: "value", value: this.#encodeResult(v) };
+      return { t: "value", value: this.#encodeResult(v, `${h.cls}.${name}`) };
     }
     const id = task && isId(task) ? task : randomId();
     const deadlineAt = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
@@ -415,7 +415,7 @@ export class Servicer {
         gone,
       )
       .then(
-        (v) => this.#finish(id, () => ({ ok: true, value: this.#encodeResult(v) })),
+        (v) => this.#finish(id, () => ({ ok: true, value: this.#encodeResult(v, `${h.cls}.${name}`) })),
         (e) => this.#finish(id, () => ({ ok: false, error: e instanceof ThrownByMethod ? this.#userError(e.error) : this.#wireError(e) })),
       );
     return { t: "task", task: id };
@@ -435,12 +435,13 @@ export class Servicer {
     });
   }
 
-  #encodeResult(v: unknown): Uint8Array {
+  /** Encode what `method` (`Class.name`) returned; what cannot travel is INTERNAL, naming it. */
+  #encodeResult(v: unknown, method: string): Uint8Array {
     try {
       return this.encode(v);
     } catch (e) {
       if (e instanceof AgentServerError && e.code === "RESOURCE_EXHAUSTED") throw e;
-      throw new AgentServerError(`unserializable return value: ${(e as Error).message}`, { code: "INTERNAL" });
+      throw new AgentServerError(`unserializable return value of ${method}: ${(e as Error).message}`, { code: "INTERNAL" });
     }
   }
 
