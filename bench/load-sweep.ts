@@ -20,7 +20,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { RpcAgentServerLauncher, RpcClient, withOptions } from "../src/index.ts";
-import { closeAllConnections } from "../src/rpc/connections.ts";
+import { closeAllConnections } from "../src/client/connections.ts";
 import { LoadCounter } from "../test/fixtures/load-agents.ts";
 import { fmt, here, machine, stats, type Row } from "./lib.ts";
 

@@ -11,8 +11,8 @@
  *   bun bench/redis-pool.ts [--quick]      (writes bench/results-redis.json)
  */
 import Redis from "ioredis";
-import { decodeValue, encodeValue } from "../src/rpc/codec.ts";
-import { randomId, type Response } from "../src/rpc/protocol.ts";
+import { decodeValue, encodeValue } from "../src/core/codec.ts";
+import { randomId, type Response } from "../src/core/protocol.ts";
 import { LocalPool } from "../src/server/pool/local.ts";
 import { RedisPool } from "../src/server/pool/redis.ts";
 import type { ResultPool } from "../src/server/pool/types.ts";

@@ -34,8 +34,8 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Distributable, RpcClient, ServerGroup, asyncFunc, dist, type PlacementStrategy, type Remote, type ServerInfo } from "../src/index.ts";
-import { closeAllConnections } from "../src/rpc/connections.ts";
-import { remoteState } from "../src/rpc/proxy.ts";
+import { closeAllConnections } from "../src/client/connections.ts";
+import { remoteState } from "../src/client/proxy.ts";
 
 /** The servers' agent file: the tiny agent, and the bulk helper. */
 const AGENT_FILE = `import { Distributable, asyncFunc, dist } from "actorscope";

@@ -11,7 +11,7 @@
  *   bun bench/soak.ts [--quick]
  */
 import { Msg, RpcAgentServerLauncher, RpcClient } from "../src/index.ts";
-import { closeAllConnections } from "../src/rpc/connections.ts";
+import { closeAllConnections } from "../src/client/connections.ts";
 import { Echo } from "./fixtures/bench-agents.ts";
 import { SoakProbe } from "./fixtures/soak-agents.ts";
 import { here, printTable, quick, saveResults, stats, type Row } from "./lib.ts";

@@ -20,7 +20,7 @@ if (argv[0] === "__child") {
 } else if (argv[0] === "__server") {
   const { installRuntimeModule } = await import("./runtime-module.ts");
   await installRuntimeModule();
-  const { runServerMain } = await import("../src/server/launcher-main.ts");
+  const { runServerMain } = await import("../src/server/launcher/main.ts");
   await runServerMain();
 } else {
   const { main } = await import("./main.ts");

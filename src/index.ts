@@ -1,12 +1,12 @@
-export { Msg, type MsgInit, type Role } from "./message.ts";
-export { Memory } from "./memory.ts";
-export { AgentBase, type AgentOptions } from "./agent.ts";
-export { dist, asyncFunc, syncFunc } from "./rpc/decorators.ts";
-export { Distributable, type DistConf } from "./rpc/distributable.ts";
-export { ServerGroup, type ServerGroupOptions, type GroupServer, type GroupServerStatus, type PlacementStrategy } from "./rpc/placement.ts";
-export { AsyncResult } from "./rpc/async-result.ts";
-export { withOptions, type Remote, type RemoteHandle, type Pipelined, type CallOptions } from "./rpc/proxy.ts";
-export { RetryFixedTimes, RetryExponential, type RetryStrategy, type RetryFixedTimesOptions, type RetryExponentialOptions } from "./rpc/retry.ts";
+export { Msg, type MsgInit, type Role } from "./agent/message.ts";
+export { Memory } from "./agent/memory.ts";
+export { AgentBase, type AgentOptions } from "./agent/agent-base.ts";
+export { dist, asyncFunc, syncFunc } from "./core/decorators.ts";
+export { Distributable, type DistConf } from "./client/distributable.ts";
+export { ServerGroup, type ServerGroupOptions, type GroupServer, type GroupServerStatus, type PlacementStrategy } from "./client/placement.ts";
+export { AsyncResult } from "./client/async-result.ts";
+export { withOptions, type Remote, type RemoteHandle, type Pipelined, type CallOptions } from "./client/proxy.ts";
+export { RetryFixedTimes, RetryExponential, type RetryStrategy, type RetryFixedTimesOptions, type RetryExponentialOptions } from "./client/retry.ts";
 export {
   errors,
   AgentServerError,
@@ -23,14 +23,14 @@ export {
   PermissionDeniedError,
   type ErrorCode,
   type RemoteErrorInfo,
-} from "./rpc/errors.ts";
-export { DEFAULT_LIMITS, type Limits } from "./rpc/limits.ts";
-export { configureLimits } from "./rpc/refs.ts";
-export type { AgentInfo, ServerInfo, ClassInfo } from "./rpc/protocol.ts";
-export { currentCall, type CallContext } from "./server/call-context.ts";
+} from "./core/errors.ts";
+export { DEFAULT_LIMITS, type Limits } from "./core/limits.ts";
+export { configureLimits } from "./client/refs.ts";
+export type { AgentInfo, ServerInfo, ClassInfo } from "./core/protocol.ts";
+export { currentCall, type CallContext } from "./core/call-context.ts";
 export { init, type InitOptions } from "./models/init.ts";
 export type { ModelConfig } from "./models/store.ts";
-export { DialogAgent, type DialogAgentOptions } from "./models/dialog-agent.ts";
+export { DialogAgent, type DialogAgentOptions } from "./agent/dialog-agent.ts";
 export { applyModelConfigs, loadModelConfigs, type ApplyModelConfigsOptions } from "./models/init.ts";
 export { loadModel, registerModelType, modelTypes, type ModelFactory } from "./models/load.ts";
 export { ChatModel } from "./models/chat-model.ts";
@@ -40,8 +40,8 @@ export { ModelError, ModelConfigError, ModelHttpError } from "./models/errors.ts
 export { redact, redactConfig } from "./models/redact.ts";
 export { formatMessages } from "./models/format.ts";
 export type { ChatMessage, ModelResponse, ModelCallOptions, ModelInfo } from "./models/types.ts";
-export { RpcAgentServerLauncher, type LauncherOptions } from "./server/launcher.ts";
+export { RpcAgentServerLauncher, type LauncherOptions } from "./server/launcher/launcher.ts";
 export { loadCustomClassFromFile, loadAgentsFromDir } from "./server/class-loader.ts";
-export { RpcClient, type RpcClientOptions } from "./rpc/rpc-client.ts";
-export { connect, type ConnectTarget } from "./rpc/connect.ts";
-export type { ClientTlsOption, PemSource } from "./rpc/tls.ts";
+export { RpcClient, type RpcClientOptions } from "./client/rpc-client.ts";
+export { connect, type ConnectTarget } from "./client/connect.ts";
+export type { ClientTlsOption, PemSource } from "./core/tls.ts";

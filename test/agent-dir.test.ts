@@ -8,8 +8,8 @@ import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AgentBase, Distributable, Msg, RpcClient, connect, loadAgentsFromDir, loadCustomClassFromFile } from "../src/index.ts";
-import { closeAllConnections } from "../src/rpc/connections.ts";
-import { entryOf } from "../src/rpc/registry.ts";
+import { closeAllConnections } from "../src/client/connections.ts";
+import { entryOf } from "../src/core/registry.ts";
 import { rejection, startServer } from "./helpers/grpc.ts";
 
 const DIR = join(import.meta.dir, "fixtures", "agent-dir");

@@ -11,9 +11,9 @@ import {
   NotFoundError,
   type Remote,
 } from "../src/index.ts";
-import { liveChildren } from "../src/rpc/child-server.ts";
-import { remoteState } from "../src/rpc/proxy.ts";
-import { randomId } from "../src/rpc/protocol.ts";
+import { liveChildren } from "../src/client/child-server.ts";
+import { remoteState } from "../src/client/proxy.ts";
+import { randomId } from "../src/core/protocol.ts";
 import { WillNotLoad } from "./fixtures/broken-at-import.ts";
 import { built, Counter, Greeter, Plain } from "./fixtures/child-agents.ts";
 

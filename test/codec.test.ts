@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { decodeValue, encodeValue } from "../src/rpc/codec.ts";
+import { decodeValue, encodeValue } from "../src/core/codec.ts";
 import { CodecError, Msg, ResourceExhaustedError } from "../src/index.ts";
-import { DEFAULT_LIMITS } from "../src/rpc/limits.ts";
+import { DEFAULT_LIMITS } from "../src/core/limits.ts";
 
 const rt = <T>(v: T): T => decodeValue(encodeValue(v)) as T;
 

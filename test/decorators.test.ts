@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { AgentBase, Distributable, Msg, asyncFunc, dist, syncFunc } from "../src/index.ts";
-import { CTOR_ARGS } from "../src/rpc/decorators.ts";
-import { classInfo, entryOf, findClass } from "../src/rpc/registry.ts";
+import { CTOR_ARGS } from "../src/core/decorators.ts";
+import { classInfo, entryOf, findClass } from "../src/core/registry.ts";
 import { Legacy } from "./fixtures/legacy-decorators.ts";
 
 @dist

@@ -16,8 +16,8 @@ import {
   UnauthenticatedError,
   connect,
 } from "../src/index.ts";
-import { closeAllConnections, connectionFor } from "../src/rpc/connections.ts";
-import { encodeArgs } from "../src/rpc/refs.ts";
+import { closeAllConnections, connectionFor } from "../src/client/connections.ts";
+import { encodeArgs } from "../src/client/refs.ts";
 import { Adder, Grumpy, Parrot, Tally, Unlisted, gate, resetGate } from "./fixtures/grpc-agents.ts";
 import { rejection, startServer, type TestServer } from "./helpers/grpc.ts";
 
@@ -110,14 +110,14 @@ describe("launcher", () => {
     }
   });
 
-  test("a subprocess server gets its token from the environment, never on its command line", async () => {
+  test("a subprocess server gets its token on stdin, never on its command line", async () => {
     const l = new RpcAgentServerLauncher({ port: 0, customAgentClasses: [Tally], token: "sub-secret-token", shutdownGraceMs: 1000 });
     try {
       await l.launch({ inSubprocess: true });
       const client = new RpcClient(l.host, l.port, { token: "sub-secret-token" });
       const { pid } = await client.getServerInfo();
       const cmdline = await Bun.file(`/proc/${pid}/cmdline`).text();
-      expect(cmdline).toContain("launcher-main.ts");
+      expect(cmdline).toContain("launcher/main.ts");
       expect(cmdline).not.toContain("sub-secret-token");
       expect((await rejection(new RpcClient("127.0.0.1", l.port).isAlive())).code).toBe("UNAUTHENTICATED");
     } finally {

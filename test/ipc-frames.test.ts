@@ -1,5 +1,5 @@
 /**
- * Binary IPC frames (src/rpc/transports/ipc-frame.ts): requests and answers on a child's IPC
+ * Binary IPC frames (src/wire/ipc-frame.ts): requests and answers on a child's IPC
  * channel travel as one Uint8Array each, several per message when sent together. Round trips,
  * batching and ordering of the sender, hostile input (never a throw), and a real child that
  * keeps serving after binary junk.
@@ -7,11 +7,11 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import type { Remote } from "../src/index.ts";
-import type { ChildServer } from "../src/rpc/child-server.ts";
-import { encodeValue } from "../src/rpc/codec.ts";
-import { randomId, type Request, type Response } from "../src/rpc/protocol.ts";
-import { remoteState } from "../src/rpc/proxy.ts";
-import { FrameSender, MAX_BINARY_PAYLOAD, decodeFrame, decodeFrames, encodeFrame } from "../src/rpc/transports/ipc-frame.ts";
+import type { ChildServer } from "../src/client/child-server.ts";
+import { encodeValue } from "../src/core/codec.ts";
+import { randomId, type Request, type Response } from "../src/core/protocol.ts";
+import { remoteState } from "../src/client/proxy.ts";
+import { FrameSender, MAX_BINARY_PAYLOAD, decodeFrame, decodeFrames, encodeFrame } from "../src/wire/ipc-frame.ts";
 import { Worker } from "./fixtures/fault-agents.ts";
 
 const stops: Array<() => Promise<void>> = [];

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AgentCreationError, AgentServerNotAliveError, Msg, NotFoundError, PermissionDeniedError, RpcClient, connect } from "../src/index.ts";
 import { getModelConfig } from "../src/models/store.ts";
-import { closeAllConnections } from "../src/rpc/connections.ts";
+import { closeAllConnections } from "../src/client/connections.ts";
 import type { Parrot, Tally } from "./fixtures/grpc-agents.ts";
 import { rejection, startServer, type TestServer } from "./helpers/grpc.ts";
 

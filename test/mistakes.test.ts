@@ -23,11 +23,11 @@ import {
   loadAgentsFromDir,
   type Remote,
 } from "../src/index.ts";
-import { MAX_CHILD_DEPTH, liveChildren, setChildImport } from "../src/rpc/child-server.ts";
-import { closeAllConnections, connectionFor } from "../src/rpc/connections.ts";
-import { isId, isObjectId } from "../src/rpc/protocol.ts";
-import { remoteState } from "../src/rpc/proxy.ts";
-import { encodeValue } from "../src/rpc/codec.ts";
+import { MAX_CHILD_DEPTH, liveChildren, setChildImport } from "../src/client/child-server.ts";
+import { closeAllConnections, connectionFor } from "../src/client/connections.ts";
+import { isId, isObjectId } from "../src/core/protocol.ts";
+import { remoteState } from "../src/client/proxy.ts";
+import { encodeValue } from "../src/core/codec.ts";
 import { Tally } from "./fixtures/grpc-agents.ts";
 import { Box, Money, Point } from "./fixtures/mistakes/agents.ts";
 import { Helper, SpawnsAtTopLevel } from "./fixtures/mistakes/child-top-level.ts";

@@ -23,10 +23,10 @@ import {
   redactConfig,
   type ModelConfig,
 } from "../src/index.ts";
-import { decodeValue, encodeValue } from "../src/rpc/codec.ts";
-import { randomId } from "../src/rpc/protocol.ts";
-import { liveChildren } from "../src/rpc/child-server.ts";
-import { remoteState } from "../src/rpc/proxy.ts";
+import { decodeValue, encodeValue } from "../src/core/codec.ts";
+import { randomId } from "../src/core/protocol.ts";
+import { liveChildren } from "../src/client/child-server.ts";
+import { remoteState } from "../src/client/proxy.ts";
 import { LocalPool } from "../src/server/pool/local.ts";
 import { Servicer } from "../src/server/servicer.ts";
 import { getModelConfig } from "../src/models/store.ts";

@@ -13,7 +13,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AgentBase, Msg, RpcClient, ServerGroup, asyncFunc, dist, withOptions, type Remote } from "../src/index.ts";
-import { closeAllConnections } from "../src/rpc/connections.ts";
+import { closeAllConnections } from "../src/client/connections.ts";
 import { rejection } from "./helpers/grpc.ts";
 import { REPO, runCli, type RunningServer } from "./helpers/cli.ts";
 // describe/test/beforeAll skip (with the reason) without root + iproute2, never in CI.

@@ -13,7 +13,7 @@ import {
   asyncFunc,
   dist,
 } from "../src/index.ts";
-import { closeAllConnections } from "../src/rpc/connections.ts";
+import { closeAllConnections } from "../src/client/connections.ts";
 import { rejection } from "./helpers/grpc.ts";
 
 /** The placed object: knows its own label, and can wait for another's pending result. */

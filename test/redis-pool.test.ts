@@ -1,14 +1,15 @@
 import { afterAll, beforeAll, expect } from "bun:test";
 import Redis from "ioredis";
-import { AgentServerError, AgentServerNotAliveError, NotFoundError, ResourceExhaustedError, RpcAgentServerLauncher, withOptions } from "../src/index.ts";
-import { closeAllConnections } from "../src/rpc/connections.ts";
-import { decodeValue, encodeValue } from "../src/rpc/codec.ts";
-import { randomId, type Response } from "../src/rpc/protocol.ts";
+import { AgentServerError, AgentServerNotAliveError, Msg, NotFoundError, ResourceExhaustedError, RpcAgentServerLauncher, withOptions, type AsyncResult } from "../src/index.ts";
+import { closeAllConnections } from "../src/client/connections.ts";
+import { decodeValue, encodeValue } from "../src/core/codec.ts";
+import { randomId, type Response } from "../src/core/protocol.ts";
 import { RedisPool, redactUrl, type RedisPoolOptions } from "../src/server/pool/redis.ts";
 import { createPool } from "../src/server/pool/create.ts";
 import type { Outcome } from "../src/server/pool/types.ts";
 import { Servicer } from "../src/server/servicer.ts";
 import { LoadCounter, SlowCounter } from "./fixtures/load-agents.ts";
+import { Adder } from "./fixtures/pipeline-agents.ts";
 import { Doubler, gate } from "./fixtures/pool-agents.ts";
 // describe/test skip (with the reason) where redis-server is missing, never in CI.
 import { describe, freePort, startRedis, test, type TestRedis } from "./helpers/redis.ts";
@@ -486,18 +487,18 @@ describe("Redis restarting under running servers", () => {
   test("outcomes waiting for Redis are bounded: at maxPoolSize new tasks are refused RESOURCE_EXHAUSTED with a retry hint, none is dropped", async () => {
     const r = await redis();
     const [a, b] = [await pool(r.url, { maxPoolSize: 4 }), await pool(r.url)];
-    const tasks = Array.from({ length: 4 }, () => randomId());
+    // Running tasks do not count: more than maxPoolSize may run.
+    const tasks = Array.from({ length: 5 }, () => randomId());
     for (const t of tasks) await a.prepare(t);
+    await r.stop();
+    for (const [i, t] of tasks.entries()) await a.set(t, ok(i));
+    // All five held in memory, none dropped; no room for more while they wait for Redis.
     const refused = await a.prepare(randomId()).then(
       () => undefined,
       (e: unknown) => e,
     );
     expect(refused).toBeInstanceOf(ResourceExhaustedError);
     expect((refused as ResourceExhaustedError).retryAfterMs).toBeGreaterThan(0);
-    await r.stop();
-    for (const [i, t] of tasks.entries()) await a.set(t, ok(i));
-    // All four held in memory, none dropped; still no room while they wait for Redis.
-    await expect(a.prepare(randomId())).rejects.toBeInstanceOf(ResourceExhaustedError);
     for (const [i, t] of tasks.entries()) expect(await a.get(t, 0, undefined, true)).toEqual(ok(i));
     await r.restart();
     await Promise.all([a.ready(5000), b.ready(5000)]);
@@ -678,6 +679,28 @@ describe("Redis pool behind a server process under load", () => {
     expect(values + (codes.get("RESOURCE_EXHAUSTED") ?? 0)).toBe(n);
     // The server ran exactly the accepted calls.
     expect(await c.count()).toBe(values);
+  }, 120_000);
+
+  test("4,096 chains of 10 agents over 2 servers on one Redis, all in flight: every chain ends with its right value (later hops are not refused while earlier ones run)", async () => {
+    const r = await redis();
+    const at = await Promise.all([0, 1].map(() => serve(r.url, { classes: [Adder] })));
+    const agents = Array.from({ length: 10 }, (_, i) => new Adder(`A${i}`, 0).toDist(at[i % 2]!));
+    await Promise.all(agents.map((a) => a.name));
+    const codes = new Map<string, number>();
+    let right = 0;
+    await pump(4096, 4096, () => {
+      let x: AsyncResult<Msg> | Msg = new Msg({ name: "u", metadata: { value: 0 } });
+      for (const a of agents) x = a.reply(x);
+      return x;
+    }, (res) => {
+      if (res.ok && ((res.value as Msg).metadata as { value: number }).value === 10) right++;
+      else {
+        const code = res.ok ? "wrong value" : codeOf(res.error);
+        codes.set(code, (codes.get(code) ?? 0) + 1);
+      }
+    });
+    expect(Object.fromEntries(codes)).toEqual({});
+    expect(right).toBe(4096);
   }, 120_000);
 
   test("Redis restarted for about 1 s under 2,000 calls in flight: every call settles with its value or a clear error, none later than 2 s after Redis is back", async () => {

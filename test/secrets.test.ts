@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RpcAgentServerLauncher, RpcClient, init } from "../src/index.ts";
-import { closeAllConnections } from "../src/rpc/connections.ts";
+import { closeAllConnections } from "../src/client/connections.ts";
 import { MAX_MODEL_CONFIGS } from "../src/models/store.ts";
 import { Leaf, Spawner } from "./fixtures/secret-agents/spawner.ts";
 import { rejection } from "./helpers/grpc.ts";

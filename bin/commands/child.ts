@@ -1,6 +1,6 @@
 /**
  * The hidden `as-server __child` entry: the compiled binary's child server. Child mode
- *  spawns `[process.execPath, "__child"]` (config in `AS_CHILD_CONFIG`) when running compiled (src/rpc/child-server.ts),
+ *  spawns `[process.execPath, "__child"]` (config in `AS_CHILD_CONFIG`) when running compiled (src/client/child-server.ts),
  * so the binary alone serves `toDist()` children. Kept free of citty and consola: a child starts
  * on every `toDist()` and must load only what it serves with.
  */
@@ -11,7 +11,7 @@ import { installRuntimeModule, isCompiled } from "../runtime-module.ts";
  * which every local user can read (`ps`) and which may carry model configs with API keys.
  */
 export async function runChildCommand(argv: readonly string[]): Promise<void> {
-  const { takeChildConfig } = await import("../../src/rpc/child-config.ts");
+  const { takeChildConfig } = await import("../../src/core/child-config.ts");
   const json = takeChildConfig();
   if (json === undefined || argv.length > 0) {
     process.stderr.write("as-server: __child takes no arguments; its config comes in AS_CHILD_CONFIG\n");

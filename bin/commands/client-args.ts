@@ -7,7 +7,7 @@ import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import { UsageError, TOKEN_ON_ARGV, parseHost, parseNonEmpty, parsePort, tokenOf } from "../args.ts";
 import { log } from "../log.ts";
-import type { RpcClient } from "../../src/rpc/rpc-client.ts";
+import type { RpcClient } from "../../src/client/rpc-client.ts";
 
 /** `--host --port --token-file --token --tls-ca --tls-cert --tls-key` of a client command. */
 export const clientArgs = {
@@ -52,7 +52,7 @@ function pemFile(v: unknown, flag: string): string {
 
 /** Open a management client; gRPC is loaded only now. */
 export async function openClient(t: Target): Promise<RpcClient> {
-  const { RpcClient } = await import("../../src/rpc/rpc-client.ts");
+  const { RpcClient } = await import("../../src/client/rpc-client.ts");
   try {
     return new RpcClient(t.host, t.port, { ...(t.token === undefined ? {} : { token: t.token }), ...(t.tls ? { tls: t.tls } : {}) });
   } catch (e) {

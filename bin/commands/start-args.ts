@@ -6,7 +6,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { loadModelConfigs } from "../../src/models/init.ts";
-import type { LauncherOptions } from "../../src/server/launcher.ts";
+import type { LauncherOptions } from "../../src/server/launcher/launcher.ts";
 import {
   UsageError,
   isLoopback,

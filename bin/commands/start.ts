@@ -8,7 +8,7 @@ import { TOKEN_ON_ARGV, UsageError, isLoopback } from "../args.ts";
 import { log } from "../log.ts";
 import { installRuntimeModule } from "../runtime-module.ts";
 import { redisUrlHasPassword, startArgs, startOptions } from "./start-args.ts";
-import type { LauncherOptions, RpcAgentServerLauncher } from "../../src/server/launcher.ts";
+import type { LauncherOptions, RpcAgentServerLauncher } from "../../src/server/launcher/launcher.ts";
 
 /** The server this process runs, so that `cleanup()` can stop it whatever happened. */
 let running: RpcAgentServerLauncher | undefined;
@@ -58,7 +58,7 @@ export const start = defineCommand({
 });
 
 async function createLauncher(opts: LauncherOptions): Promise<RpcAgentServerLauncher> {
-  const { RpcAgentServerLauncher } = await import("../../src/server/launcher.ts");
+  const { RpcAgentServerLauncher } = await import("../../src/server/launcher/launcher.ts");
   try {
     return new RpcAgentServerLauncher(opts);
   } catch (e) {

@@ -4,7 +4,7 @@
  * command's output, not log events); a server that is not alive is one line on stderr, exit 1.
  */
 import { defineCommand } from "citty";
-import type { AgentInfo, ServerInfo } from "../../src/rpc/protocol.ts";
+import type { AgentInfo, ServerInfo } from "../../src/core/protocol.ts";
 import { log } from "../log.ts";
 import { clientArgs, openClient, safeMessage, targetOf } from "./client-args.ts";
 

@@ -4,7 +4,7 @@
  * fields), `JSON.stringify`, `Bun.inspect` nor an agent list can show them — and answers
  * `call()` (the whole reply) and `stream()` (the reply as it is generated).
  */
-import type { Msg } from "../message.ts";
+import type { Msg } from "../agent/message.ts";
 import { ModelConfigError } from "./errors.ts";
 import { formatMessages } from "./format.ts";
 import { DEFAULT_TIMEOUT_SECONDS } from "./http.ts";

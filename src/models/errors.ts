@@ -4,7 +4,7 @@
  * error tree; like that tree they carry a gRPC-style `code`. Every message goes through
  * `redact()`, so no API key can reach a log, a remote caller or a stack trace.
  */
-import type { ErrorCode } from "../rpc/errors.ts";
+import type { ErrorCode } from "../core/errors.ts";
 import { redact } from "./redact.ts";
 
 /** How much of an error response body an error message keeps. */

@@ -2,7 +2,7 @@
  * Turning an agent's memory into a chat prompt: the system prompt first, then every message
  * with a role from the agent's point of view and the speaker's name.
  */
-import type { Msg } from "../message.ts";
+import type { Msg } from "../agent/message.ts";
 import type { ChatMessage } from "./types.ts";
 
 /** What `formatMessages` needs. */

@@ -4,7 +4,7 @@
  * (`currentCall()`), and failures turned into `ModelError`s that name the config, keep the
  * status and the start of the body, and never carry a key or a URL's query string.
  */
-import { currentCall } from "../server/call-context.ts";
+import { currentCall } from "../core/call-context.ts";
 import { ModelError, ModelHttpError, truncate } from "./errors.ts";
 
 /** Default deadline of a model request, seconds (local models on a CPU can be slow). */

@@ -10,7 +10,7 @@
  * servers would fill every slot with waiters and deadlock (Ray frees an actor's resources in
  * `ray.get` for the same reason).
  */
-import { CancelledError, DeadlineExceededError, ResourceExhaustedError } from "../rpc/errors.ts";
+import { CancelledError, DeadlineExceededError, ResourceExhaustedError } from "../core/errors.ts";
 
 interface Waiter {
   start(): void;

@@ -9,7 +9,7 @@
 import { readdir, realpath } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { allEntries, classTable, entryOf } from "../rpc/registry.ts";
+import { allEntries, classTable, entryOf } from "../core/registry.ts";
 
 const LOADABLE = /\.(ts|js|mts|mjs)$/;
 const SKIPPED = /(\.d\.ts|\.test\.ts)$/;

@@ -10,7 +10,7 @@
 import { constants } from "node:fs";
 import { open, realpath, type FileHandle } from "node:fs/promises";
 import { isAbsolute, relative, resolve, sep } from "node:path";
-import { NotFoundError, PermissionDeniedError, ResourceExhaustedError } from "../rpc/errors.ts";
+import { NotFoundError, PermissionDeniedError, ResourceExhaustedError } from "../core/errors.ts";
 
 /** Largest file served when the caller names no bound. */
 export const DEFAULT_MAX_FILE_BYTES = 32 * 1024 * 1024;

@@ -4,8 +4,8 @@
  * requests, and turns every failure into a wire error. The IPC and gRPC bindings only move
  * `Request`/`Response` messages in and out of `handle()`.
  */
-import { AsyncResult } from "../rpc/async-result.ts";
-import { decodeValue, encodeValue, type RefCodec, type WireRefTag } from "../rpc/codec.ts";
+import { AsyncResult } from "../client/async-result.ts";
+import { decodeValue, encodeValue, type RefCodec, type WireRefTag } from "../core/codec.ts";
 import {
   AgentServerError,
   CodecError,
@@ -16,13 +16,13 @@ import {
   errorFromWire,
   errorToWire,
   type WireError,
-} from "../rpc/errors.ts";
-import { DEFAULT_LIMITS, type Limits } from "../rpc/limits.ts";
-import { isId, isObjectId, randomId, type AgentInfo, type Request, type Response, type ServerInfo } from "../rpc/protocol.ts";
-import { makeRefCodec, registerLocalServer, unregisterLocalServer, type LocalHooks } from "../rpc/refs.ts";
-import { classInfo, isReachableName, type AnyClass } from "../rpc/registry.ts";
-import type { Address } from "../rpc/transport.ts";
-import { withPresetOid } from "../rpc/oid.ts";
+} from "../core/errors.ts";
+import { DEFAULT_LIMITS, type Limits } from "../core/limits.ts";
+import { isId, isObjectId, randomId, type AgentInfo, type Request, type Response, type ServerInfo } from "../core/protocol.ts";
+import { makeRefCodec, registerLocalServer, unregisterLocalServer, type LocalHooks } from "../client/refs.ts";
+import { classInfo, isReachableName, type AnyClass } from "../core/registry.ts";
+import type { Address } from "../core/transport.ts";
+import { withPresetOid } from "../core/oid.ts";
 import { Capacity } from "./capacity.ts";
 import { validateRequest } from "./validate.ts";
 
@@ -32,7 +32,7 @@ const REFUSAL_KEEP_MS = 60_000;
 const MAX_REFUSALS = 16_384;
 import type { Outcome, ResultPool } from "./pool/types.ts";
 import { readConfined } from "./files.ts";
-import { callContext, type CallContext } from "./call-context.ts";
+import { callContext, type CallContext } from "../core/call-context.ts";
 
 /** Marks an error as thrown by the called method (not by the servicer around it). */
 class ThrownByMethod {

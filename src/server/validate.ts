@@ -2,8 +2,8 @@
  * Validation of requests from untrusted peers: the kind must be known and every field must
  * have its type, before anything is looked up or decoded.
  */
-import { CodecError } from "../rpc/errors.ts";
-import { MAX_OBJECT_ID, REQUEST_KINDS, isId, isObjectId, type Request } from "../rpc/protocol.ts";
+import { CodecError } from "../core/errors.ts";
+import { MAX_OBJECT_ID, REQUEST_KINDS, isId, isObjectId, type Request } from "../core/protocol.ts";
 
 const MAX_NAME = 256;
 

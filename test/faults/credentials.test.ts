@@ -7,11 +7,11 @@
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { AgentServerError, RpcAgentServerLauncher, RpcClient, connect, type Remote } from "../../src/index.ts";
-import { encodeValue } from "../../src/rpc/codec.ts";
-import { MAX_CONNECTIONS, allowListPolicy, connectionCount, connectionFor, tokenFor } from "../../src/rpc/connections.ts";
-import { DEFAULT_RETRY } from "../../src/rpc/retry.ts";
-import { makeRemote } from "../../src/rpc/proxy.ts";
-import { agentServerService } from "../../src/rpc/transports/grpc-proto.ts";
+import { encodeValue } from "../../src/core/codec.ts";
+import { MAX_CONNECTIONS, allowListPolicy, connectionCount, connectionFor, tokenFor } from "../../src/client/connections.ts";
+import { DEFAULT_RETRY } from "../../src/client/retry.ts";
+import { makeRemote } from "../../src/client/proxy.ts";
+import { agentServerService } from "../../src/wire/grpc-proto.ts";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

@@ -15,7 +15,7 @@ import {
   connect,
   withOptions,
 } from "../../src/index.ts";
-import { closeAllConnections } from "../../src/rpc/connections.ts";
+import { closeAllConnections } from "../../src/client/connections.ts";
 import { cliServer, subServer } from "../fixtures/fault-harness.ts";
 import { Sturdy } from "../fixtures/fault-server/agents.ts";
 import { rejection } from "../helpers/grpc.ts";

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { AgentServerNotAliveError, RpcAgentServerLauncher, RpcClient, UnauthenticatedError, connect } from "../../src/index.ts";
-import { closeAllConnections } from "../../src/rpc/connections.ts";
+import { closeAllConnections } from "../../src/client/connections.ts";
 import { makeTestCerts, type TestCerts } from "../fixtures/certs.ts";
 import { cliServer, subServer } from "../fixtures/fault-harness.ts";
 import { Sturdy } from "../fixtures/fault-server/agents.ts";

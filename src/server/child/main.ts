@@ -3,7 +3,7 @@
  * module that defines the class — so a script's `if (import.meta.main)` block does not run
  * here — serves the parent over IPC, and exits when the parent goes away.
  */
-import { takeChildConfig } from "../../rpc/child-config.ts";
+import { takeChildConfig } from "../../core/child-config.ts";
 import { runChild } from "./run.ts";
 
 await runChild(takeChildConfig());

@@ -2,22 +2,22 @@
  * The body of a child server, shared by `bun src/server/child/main.ts` and the compiled
  * `as-server __child` entry.
  */
-import { findClass, isRegisteredIn } from "../../rpc/registry.ts";
-import { setProcessLimits } from "../../rpc/refs.ts";
-import { DEFAULT_LIMITS } from "../../rpc/limits.ts";
-import { IpcTransport, RelayedTransport, type IpcFrame } from "../../rpc/transports/ipc.ts";
-import { ServerConnection } from "../../rpc/connection.ts";
-import { addressKey, connectionFor, setChildRouter } from "../../rpc/connections.ts";
-import { refusedDuringImport, setChildImport, setUpstreamListen } from "../../rpc/child-server.ts";
-import { decodeValue, encodeValue } from "../../rpc/codec.ts";
-import { AgentServerNotAliveError, errorToWire } from "../../rpc/errors.ts";
-import type { Request, Response } from "../../rpc/protocol.ts";
-import { setChildListener } from "../../rpc/refs.ts";
-import type { Address } from "../../rpc/transport.ts";
+import { findClass, isRegisteredIn } from "../../core/registry.ts";
+import { setProcessLimits } from "../../client/refs.ts";
+import { DEFAULT_LIMITS } from "../../core/limits.ts";
+import { IpcTransport, RelayedTransport, type IpcFrame } from "../../client/transports/ipc.ts";
+import { ServerConnection } from "../../client/connection.ts";
+import { addressKey, connectionFor, setChildRouter } from "../../client/connections.ts";
+import { refusedDuringImport, setChildImport, setUpstreamListen } from "../../client/child-server.ts";
+import { decodeValue, encodeValue } from "../../core/codec.ts";
+import { AgentServerNotAliveError, errorToWire } from "../../core/errors.ts";
+import type { Request, Response } from "../../core/protocol.ts";
+import { setChildListener } from "../../client/refs.ts";
+import type { Address } from "../../core/transport.ts";
 import { LocalPool } from "../pool/local.ts";
 import { Servicer } from "../servicer.ts";
-import { bindIpc } from "./ipc-binding.ts";
-import type { ChildConfig, ChildFatalFrame } from "../../rpc/child-config.ts";
+import { bindIpc } from "../bindings/ipc.ts";
+import type { ChildConfig, ChildFatalFrame } from "../../core/child-config.ts";
 import { fileURLToPath } from "node:url";
 
 /**
@@ -132,7 +132,7 @@ export async function runChild(json: string | undefined): Promise<void> {
     (listening ??= (async (): Promise<Response> => {
       try {
         // gRPC is loaded only now: a child nobody needs to reach over the network never loads it.
-        const { bindGrpc } = await import("../grpc/binding.ts");
+        const { bindGrpc } = await import("../bindings/grpc/binding.ts");
         const b = await bindGrpc({ servicer, bindHost: "127.0.0.1", port: 0, token: conf.key, maxMessageBytes: limits.maxMessageBytes });
         const address = { host: "127.0.0.1", port: b.port, child: conf.id, key: conf.key };
         servicer.opts.address = address;

@@ -10,7 +10,7 @@
  * kept, so at most `maxPoolSize` + running + queued results are held.
  * Waiters are woken by `set` directly (one event loop: no lost wake-ups, no polling).
  */
-import { AgentServerError, NotFoundError, ResourceExhaustedError } from "../../rpc/errors.ts";
+import { AgentServerError, NotFoundError, ResourceExhaustedError } from "../../core/errors.ts";
 import type { Outcome, PoolOptions, ResultPool } from "./types.ts";
 
 interface Entry {

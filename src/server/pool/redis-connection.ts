@@ -14,7 +14,7 @@
  *   batches its commands itself, `redis-batch.ts`.)
  */
 import Redis, { type RedisOptions } from "ioredis";
-import { AgentServerError, AgentServerNotAliveError, ResourceExhaustedError } from "../../rpc/errors.ts";
+import { AgentServerError, AgentServerNotAliveError, ResourceExhaustedError } from "../../core/errors.ts";
 import { MASK } from "../../models/redact.ts";
 
 /** Longest pause between two reconnection attempts, ms. */

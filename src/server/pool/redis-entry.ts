@@ -12,7 +12,7 @@
  * small, or `L` ("it landed, GET it") when it is not. Decoding never trusts the bytes: an
  * entry that is none of the above is an INTERNAL error, never a value.
  */
-import { AgentServerError, type WireError } from "../../rpc/errors.ts";
+import { AgentServerError, type WireError } from "../../core/errors.ts";
 import type { Outcome } from "./types.ts";
 
 export const TAG_PENDING = 0x50; // "P"

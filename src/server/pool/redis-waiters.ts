@@ -11,7 +11,7 @@
  * caller asks again), or UNAVAILABLE if Redis has been away longer than a blip.
  */
 import type Redis from "ioredis";
-import { NotFoundError } from "../../rpc/errors.ts";
+import { NotFoundError } from "../../core/errors.ts";
 import { ChannelBatcher } from "./redis-batch.ts";
 import { RECONNECT_MAX_MS, commandError, isTransient } from "./redis-connection.ts";
 import { TAG_LANDED, decodeEntry } from "./redis-entry.ts";

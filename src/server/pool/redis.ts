@@ -25,16 +25,17 @@
  * Past `outageGraceMs` it is an outage: new tasks and reads of other servers' tasks fail
  * UNAVAILABLE at once; tasks already running still deliver through this server.
  *
- * What `maxPoolSize` bounds here: the outcomes this server may have to hold in memory, i.e.
- * tasks running here plus outcomes waiting for Redis. At that bound new tasks are refused
- * RESOURCE_EXHAUSTED with a `retryAfterMs` hint, so an outage never grows the server past it
- * and no outcome is ever dropped. Finished results live in Redis until they expire or are
- * released; Redis's own `maxmemory` bounds them (an OOM refusal is RESOURCE_EXHAUSTED).
+ * What `maxPoolSize` bounds here: the outcomes this server holds in memory waiting for Redis.
+ * At that bound new tasks are refused RESOURCE_EXHAUSTED with a `retryAfterMs` hint, so an
+ * outage grows the server by at most `maxPoolSize` outcomes plus those of the tasks already
+ * running (bounded by capacity and queue), and no outcome is ever dropped. Finished results
+ * live in Redis until they expire or are released; Redis's own `maxmemory` bounds them (an
+ * OOM refusal is RESOURCE_EXHAUSTED). Backups of unread results are a bounded cache.
  *
  * Standalone Redis only (not Cluster): the lease and release scripts touch several keys.
  */
 import type Redis from "ioredis";
-import { AgentServerError, AgentServerNotAliveError, NotFoundError, ResourceExhaustedError } from "../../rpc/errors.ts";
+import { AgentServerError, AgentServerNotAliveError, NotFoundError, ResourceExhaustedError } from "../../core/errors.ts";
 import { RECONNECT_MAX_MS, commandError, connectRedis, isTransient, quit, redactUrl, type CommandConnection } from "./redis-connection.ts";
 import { decodeEntry, encodeOutcome } from "./redis-entry.ts";
 import { RedisKeys } from "./redis-keys.ts";
@@ -61,9 +62,6 @@ export interface RedisPoolOptions extends PoolOptions {
   /** Most bytes of written-but-unread results kept in memory as restart backups. Default 64 MiB. */
   maxBackupBytes?: number;
 }
-
-/** Suggested pause before a task refused by a full pool is submitted again, ms. */
-const RETRY_AFTER_MS = 20;
 
 /** `ResultPool` on Redis (ioredis): shared by every server on the same Redis. */
 export class RedisPool implements ResultPool {
@@ -139,12 +137,13 @@ export class RedisPool implements ResultPool {
   async prepare(task: string): Promise<void> {
     this.#open();
     if (this.#running.has(task) || this.#held.get(task)) throw alreadyExists(task);
-    const inMemory = this.#running.size + this.#held.unsentCount;
-    if (inMemory >= this.#max) {
-      throw new ResourceExhaustedError(
-        `result pool full: ${this.#running.size} tasks running here and ${this.#held.unsentCount} results waiting for Redis (maxPoolSize ${this.#max})`,
-        { retryAfterMs: this.#cmd.status === "ready" ? RETRY_AFTER_MS : RECONNECT_MAX_MS },
-      );
+    // Only outcomes waiting for Redis count: running tasks are bounded by the server's
+    // capacity and queue, and counting them would refuse the later hops of a chain while
+    // the earlier ones still run.
+    if (this.#held.unsentCount >= this.#max) {
+      throw new ResourceExhaustedError(`result pool full: ${this.#held.unsentCount} results waiting for Redis to come back (maxPoolSize ${this.#max})`, {
+        retryAfterMs: RECONNECT_MAX_MS,
+      });
     }
     if (this.#cmd.status !== "ready") {
       // Redis is away: accept the task (its marker is written on reconnect), unless it has

@@ -9,7 +9,7 @@
  * unread results refuses new tasks with RESOURCE_EXHAUSTED carrying a `retryAfterMs` hint, and
  * the client turns that into backpressure (it resubmits within the call's deadline).
  */
-import type { WireError } from "../../rpc/errors.ts";
+import type { WireError } from "../../core/errors.ts";
 
 /** A finished task: its encoded value, or the error it ended with. */
 export type Outcome = { ok: true; value: Uint8Array } | { ok: false; error: WireError };

@@ -1,0 +1,274 @@
+/**
+ * AsyncResult: the future a remote call returns at once (AgentScope's AsyncResult).
+ * `await r` or `r.result()` waits for it; the outcome is cached, so it can be read again and
+ * a remote error rejects every read. Passed as an argument to another remote call while still
+ * pending, it travels as a reference (server, task) that the receiving server resolves itself.
+ */
+import { callContext } from "../core/call-context.ts";
+import type { ServerConnection } from "./connection.ts";
+import { AgentServerError, AgentServerNotAliveError, CancelledError, CodecError, DeadlineExceededError, errorFromWire } from "../core/errors.ts";
+import type { WaitRequest } from "../core/protocol.ts";
+import type { RetryStrategy } from "./retry.ts";
+
+/** Where a task's result lives and how to fetch it. Internal. */
+export interface TaskSource {
+  conn: ServerConnection;
+  task: string;
+  /** Resolves when the server accepted the call; rejects with why it did not. */
+  accepted: Promise<unknown>;
+  decode(bytes: Uint8Array): unknown;
+  /** Longest single server-side wait, ms (the server's `maxTimeoutSeconds`). */
+  maxWaitMs: number;
+  retry: RetryStrategy;
+  /** The task is known to exist on its server already (a reference received from elsewhere). */
+  acceptedNow?: boolean;
+  /**
+   * Until when (`performance.now()`) the task may not be registered on its server yet, so
+   * waits are sent *fresh* (an unknown task is waited for, not NOT_FOUND). Own calls: until
+   * accepted; references received before their call was accepted: a grace period.
+   */
+  freshUntil?: number;
+  /** `performance.now()` by which the result must be in (per-call deadline). */
+  deadlineAt?: number;
+  /** Cancels the task: the server is told, the result rejects with CANCELLED. */
+  signal?: AbortSignal;
+  /**
+   * This process made the call (it owns the task): if every AsyncResult for it is dropped
+   * unread and no reference to it was handed on, the server is told to release the result.
+   */
+  owned?: boolean;
+}
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+const TASK = Symbol("actorscope.task");
+
+/**
+ * How long a reference received before its task was accepted may still find it missing: as
+ * long as the call's sender may keep resubmitting it to a full pool (backpressure, 60 s),
+ * and a little more. A call refused for good answers its waits at once instead.
+ */
+export const FRESH_GRACE_MS = 75_000;
+
+/** Acceptance of a task nobody here can observe (a fresh reference from elsewhere). */
+export const UNKNOWN_ACCEPTANCE: Promise<unknown> = new Promise(() => {});
+const noop = () => {};
+
+/**
+ * Extra time a wait may take beyond its server-side hold before the server is suspected of
+ * hanging (the answer may sit behind other traffic on a busy server).
+ */
+const WAIT_GRACE_MS = 5000;
+/** How long a suspected server has to answer a liveness probe before it counts as dead. */
+const LIVENESS_PROBE_MS = 30_000;
+
+/**
+ * Tells servers about results their owner dropped unread, so fire-and-forget calls do not
+ * hold pool space until they expire.
+ */
+const dropped = new FinalizationRegistry<{ conn: ServerConnection; task: string; accepted: Promise<unknown> }>((h) => {
+  h.accepted.then(() => h.conn.send({ t: "release", task: h.task }), noop).catch(noop);
+});
+/** The future of a remote call. */
+export class AsyncResult<T = unknown> implements PromiseLike<T> {
+  #task: TaskSource | undefined;
+  #accepted = false;
+  #final: Promise<T> | undefined;
+  #settled: Settled<T> | undefined;
+  /** A reference to the task was handed on: other readers need the result too. */
+  #shared = false;
+  /** Registered with `dropped` (an owned task nobody has read yet). */
+  #watched = false;
+
+  /**
+   * Wrap a promise (or value) as an AsyncResult. Remote calls build theirs internally.
+   */
+  constructor(source: PromiseLike<T> | T | { [TASK]: TaskSource }) {
+    if (source !== null && typeof source === "object" && TASK in (source as object)) {
+      const src = (this.#task = (source as { [TASK]: TaskSource })[TASK]);
+      this.#accepted = src.acceptedNow === true;
+      src.accepted.then(() => {
+        this.#accepted = true;
+      }, noop);
+      if (src.owned) {
+        this.#watched = true;
+        dropped.register(this, { conn: src.conn, task: src.task, accepted: src.accepted }, this);
+      }
+    } else {
+      this.#track(Promise.resolve(source as T | PromiseLike<T>));
+    }
+  }
+
+  /** An AsyncResult whose value is fetched from a server task. Internal. */
+  static fromTask<T>(src: TaskSource): AsyncResult<T> {
+    return new AsyncResult<T>({ [TASK]: src });
+  }
+
+  /** `(server, task)` of a task-backed result, for references. Internal. */
+  get taskSource(): TaskSource | undefined {
+    return this.#task;
+  }
+
+  /** Has the server accepted the call (so a reference to its task can be handed on)? Internal. */
+  get isAccepted(): boolean {
+    return this.#accepted;
+  }
+
+  /**
+   * A reference to this task is being handed to another server: it is a reader too, so the
+   * result must outlive our own read and is never released on our behalf. Internal.
+   */
+  markShared(): void {
+    this.#shared = true;
+    this.#unwatch();
+  }
+
+  #unwatch(): void {
+    if (!this.#watched) return;
+    this.#watched = false;
+    dropped.unregister(this);
+  }
+
+  /** The outcome, if already known locally. Internal. */
+  get settled(): Settled<T> | undefined {
+    return this.#settled;
+  }
+
+  /** The promise a promise-backed result wraps (pending or not). Internal. */
+  get pending(): Promise<T> | undefined {
+    return this.#task ? undefined : this.#final;
+  }
+
+  /**
+   * Wait for the value. `timeoutMs` bounds this wait in all (DEADLINE_EXCEEDED, not cached:
+   * a later read may still succeed); otherwise the retry strategy bounds it.
+   */
+  result(timeoutMs?: number): Promise<T> {
+    if (this.#final) return this.#final;
+    const src = this.#task!;
+    if (timeoutMs !== undefined) return this.#fetch(src, timeoutMs);
+    if (src.deadlineAt !== undefined || src.signal) return this.#track(this.#bounded(src));
+    return this.#track(this.#fetch(src, undefined));
+  }
+
+  /** A fetch under the call's own deadline and cancellation signal. */
+  #bounded(src: TaskSource): Promise<T> {
+    const s = src.signal;
+    if (s?.aborted) return Promise.reject(this.#cancel(src));
+    const fetched = this.#fetch(src, src.deadlineAt === undefined ? undefined : Math.max(0, src.deadlineAt - performance.now()));
+    if (!s) return fetched;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(this.#cancel(src));
+      s.addEventListener("abort", onAbort, { once: true });
+      fetched.then(resolve, reject).finally(() => s.removeEventListener("abort", onAbort));
+    });
+  }
+
+  #cancel(src: TaskSource): CancelledError {
+    src.accepted.then(() => src.conn.send({ t: "cancel", task: src.task }), noop).catch(noop);
+    return new CancelledError(`call cancelled (task ${src.task})`, src.conn.where);
+  }
+
+  then<R1 = T, R2 = never>(
+    onfulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
+    onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
+  ): Promise<R1 | R2> {
+    const p = this.result();
+    // Awaited inside an async method on a server: the method gives its capacity slot up
+    // while it waits, so chains of agents awaiting each other never fill every slot.
+    const suspend = this.#settled ? undefined : callContext.getStore()?.suspend;
+    if (!suspend) return p.then(onfulfilled, onrejected);
+    const resume = suspend();
+    return p.finally(resume).then(onfulfilled, onrejected);
+  }
+
+  catch<R = never>(onrejected?: ((reason: unknown) => R | PromiseLike<R>) | null): Promise<T | R> {
+    return this.result().catch(onrejected);
+  }
+
+  finally(onfinally?: (() => void) | null): Promise<T> {
+    return this.result().finally(onfinally);
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "AsyncResult";
+  }
+
+  #track(p: Promise<T>): Promise<T> {
+    this.#final = p;
+    p.then(
+      (value) => {
+        this.#settled = { ok: true, value };
+      },
+      (error) => {
+        this.#settled = { ok: false, error };
+      },
+    );
+    return p;
+  }
+
+  async #fetch(src: TaskSource, totalMs: number | undefined): Promise<T> {
+    try {
+      const v = await this.#fetchLoop(src, totalMs);
+      this.#unwatch();
+      return v;
+    } catch (e) {
+      // Failed for good: nothing left to release. A bounded read that ran out may be retried.
+      if (!(e instanceof DeadlineExceededError)) this.#unwatch();
+      throw e;
+    }
+  }
+
+  async #fetchLoop(src: TaskSource, totalMs: number | undefined): Promise<T> {
+    const deadline = totalMs === undefined ? undefined : performance.now() + totalMs;
+    // The first wait goes out at once, even before the call is answered: the server holds a
+    // fresh wait for a task it has not seen yet. A refused call still fails this fetch at once.
+    const refused = src.accepted.then(() => new Promise<never>(() => {}));
+    refused.catch(noop);
+    let refusal: unknown = noop;
+    src.accepted.catch((e: unknown) => {
+      refusal = e;
+    });
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > 0) {
+        const delay = src.retry.nextDelayMs(attempt);
+        if (delay === undefined) {
+          throw new DeadlineExceededError(`result of task ${src.task} not ready after ${attempt} waits`, src.conn.where);
+        }
+        if (delay > 0) await Bun.sleep(delay);
+      }
+      let waitMs = src.maxWaitMs;
+      if (deadline !== undefined) {
+        const left = deadline - performance.now();
+        if (left <= 0) throw new DeadlineExceededError(`result of task ${src.task} not ready within ${Math.round(totalMs!)} ms`, src.conn.where);
+        waitMs = Math.min(waitMs, Math.ceil(left));
+      }
+      const req: WaitRequest = { t: "wait", task: src.task, timeoutMs: waitMs };
+      if (!this.#accepted && performance.now() < (src.freshUntil ?? 0)) req.fresh = true;
+      if (this.#shared) req.keep = true;
+      // The transport deadline only catches a hung server: longer than the server-side wait,
+      // but never past the caller's own deadline.
+      const hungMs = deadline === undefined ? waitMs + WAIT_GRACE_MS : waitMs + 50;
+      const sent = src.conn.send(req, { timeoutMs: hungMs });
+      let res;
+      try {
+        res = this.#accepted ? await sent : await Promise.race([sent, refused]);
+      } catch (e) {
+        if (e === refusal || !(e instanceof AgentServerError) || e.code !== "DEADLINE_EXCEEDED") throw e;
+        if (deadline !== undefined && performance.now() >= deadline) throw e;
+        // No answer at all within the hold plus grace: busy, or hung? Busy is not dead: ask.
+        if (!(await src.conn.alive(LIVENESS_PROBE_MS).catch(() => false))) {
+          throw new AgentServerNotAliveError(
+            `agent server ${src.conn.where.host}${src.conn.where.port === undefined ? "" : `:${src.conn.where.port}`} answered neither a wait for task ${src.task} within ${hungMs} ms nor a liveness probe within ${LIVENESS_PROBE_MS} ms`,
+            src.conn.where,
+          );
+        }
+        attempt--;
+        continue;
+      }
+      if (res.t === "value") return src.decode(res.value) as T;
+      if (res.t === "error") throw errorFromWire(res.error, src.conn.where);
+      if (res.t !== "pending") throw new CodecError(`unexpected answer ${res.t} to a wait`, { ...src.conn.where, code: "INTERNAL" });
+    }
+  }
+}

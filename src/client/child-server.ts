@@ -1,0 +1,357 @@
+/**
+ * Child mode, parent side: spawn a child agent server with `Bun.spawn` and talk to it over
+ * Bun IPC. The child imports the module that defines the class, answers a ready handshake
+ * within a time limit, dies with its parent, and its exit fails every pending call at once.
+ */
+import type { Subprocess } from "bun";
+import { fileURLToPath } from "node:url";
+import { CHILD_CONFIG_ENV, type ChildConfig, type ChildFatalFrame } from "../core/child-config.ts";
+import { ServerConnection } from "./connection.ts";
+import { connectionFor, forgetConnection, registerConnection } from "./connections.ts";
+import { AgentCreationError, AgentServerNotAliveError, errorToWire, GRPC_STATUS } from "../core/errors.ts";
+import type { Request, Response } from "../core/protocol.ts";
+import { decodeValue } from "../core/codec.ts";
+import { setListenHook } from "./refs.ts";
+import type { Address } from "../core/transport.ts";
+import { randomId } from "../core/protocol.ts";
+import { IpcTransport, type IpcFrame } from "./transports/ipc.ts";
+
+/** Options of a child server. */
+export interface ChildServerOptions {
+  /** Modules the child imports before serving (where the class is defined). */
+  modules?: string[];
+  /** Classes the first module must define (checked by the child before it reports ready). */
+  classes?: string[];
+  capacity?: number;
+  maxQueue?: number;
+  maxPoolSize?: number;
+  maxExpireTime?: number;
+  maxTimeoutSeconds?: number;
+  maxMessageBytes?: number;
+  /** How long the child may take to start, ms. Default 15 000. */
+  readyTimeoutMs?: number;
+  modelConfigs?: unknown;
+}
+
+const TAIL_BYTES = 4096;
+const live = new Set<ChildServer>();
+const byId = new Map<string, ChildServer>();
+let upstreamListen: ((child: string) => Promise<Address>) | undefined;
+
+/** In a child process: how to ask a sibling (through the parent) to open its listener. */
+export function setUpstreamListen(f: typeof upstreamListen): void {
+  upstreamListen = f;
+}
+
+setListenHook((child) => {
+  const c = byId.get(child);
+  if (c) return c.listen();
+  if (upstreamListen) return upstreamListen(child);
+  return Promise.reject(new AgentServerNotAliveError(`child server ${child} is not reachable from this process`, { host: `child:${child}` }));
+});
+let exitHookInstalled = false;
+
+/**
+ * Child servers nested this deep are refused. Real designs nest two or three levels; a chain
+ * this long is a module that spawns a child from code the guard does not cover (e.g. after an
+ * `await` in an unawaited `main()`), and stopping it here bounds the damage.
+ */
+export const MAX_CHILD_DEPTH = 8;
+
+/** This process's place in a tree of child servers (0: not a child server). */
+let ownDepth = 0;
+/** While a child server imports its class's module: which module, for which classes. */
+let importing: { module: string; classes: readonly string[] } | undefined;
+/** The first `toDist()` refused while importing (reported even if the module caught it). */
+let refusedWhileImporting: AgentCreationError | undefined;
+
+/**
+ * In a child server: record its nesting depth and, while it imports the module of its class,
+ * that module (`importing` undefined once done). Spawning child servers is refused meanwhile:
+ * a module whose top level calls `toDist()` would otherwise make every child spawn another.
+ */
+export function setChildImport(depth: number, now?: { module: string; classes: readonly string[] }): void {
+  ownDepth = depth;
+  importing = now;
+}
+
+/** The `toDist()` refused while this child server imported its class's module, if any. */
+export function refusedDuringImport(): AgentCreationError | undefined {
+  return refusedWhileImporting;
+}
+
+/** Why this process may not spawn a child server now, or undefined when it may. */
+function spawnRefusal(classes: readonly string[]): AgentCreationError | undefined {
+  const what = classes.length ? `toDist() of ${classes.join(", ")}` : "toDist()";
+  if (importing) {
+    const file = importing.module.startsWith("file://") ? fileURLToPath(importing.module) : importing.module;
+    const err = new AgentCreationError(
+      `${what} was called while a child server was importing ${file} to load ${importing.classes.join(", ") || "its class"}: ` +
+        "the module's top level runs again in every child server, so each would spawn another one. " +
+        "Put the script's top-level code under `if (import.meta.main) { ... }`, which runs only in the " +
+        "process you started (like Python's `if __name__ == \"__main__\":`), or move the classes into a module of their own.",
+      { code: "FAILED_PRECONDITION" },
+    );
+    refusedWhileImporting ??= err;
+    return err;
+  }
+  if (ownDepth >= MAX_CHILD_DEPTH) {
+    return new AgentCreationError(
+      `${what} refused: child servers are already nested ${ownDepth} deep. A script whose top level ` +
+        "spawns a child server without an `if (import.meta.main) { ... }` guard does this: every child " +
+        "re-runs it. Put that code under the guard.",
+      { code: "FAILED_PRECONDITION" },
+    );
+  }
+  return undefined;
+}
+
+/** The command that starts a child server: the compiled binary itself, or bun + the entry file. */
+export function childCommand(): string[] {
+  const compiled = import.meta.path.startsWith("/$bunfs/") || import.meta.url.startsWith("file:///$bunfs/");
+  if (compiled) return [process.execPath, "__child"];
+  return [process.execPath, fileURLToPath(new URL("../server/child/main.ts", import.meta.url))];
+}
+
+/** A child agent server and the IPC link to it. */
+export class ChildServer {
+  readonly id: string;
+  readonly conn: ServerConnection;
+  /** Resolves when the child accepts calls; rejects with AgentServerNotAliveError. */
+  readonly ready: Promise<void>;
+  readonly #proc: Subprocess;
+  readonly #transport: IpcTransport;
+  #tail = "";
+  #stopping: Promise<void> | undefined;
+  #listening: Promise<Address> | undefined;
+  #exited = false;
+
+  /**
+   * Spawn the child. Throws AgentCreationError (FAILED_PRECONDITION) at once, spawning
+   * nothing, inside a child server that is still importing its class's module (a script
+   * without the `if (import.meta.main)` guard) or nested `MAX_CHILD_DEPTH` deep.
+   */
+  constructor(opts: ChildServerOptions = {}) {
+    const refusal = spawnRefusal(opts.classes ?? []);
+    if (refusal) throw refusal;
+    this.id = randomId();
+    const conf: ChildConfig = {
+      id: this.id,
+      key: randomId(),
+      depth: ownDepth + 1,
+      modules: opts.modules ?? [],
+      capacity: opts.capacity ?? 32,
+      maxQueue: opts.maxQueue ?? 65_536,
+      maxPoolSize: opts.maxPoolSize ?? 8192,
+      maxExpireTime: opts.maxExpireTime ?? 7200,
+      maxTimeoutSeconds: opts.maxTimeoutSeconds ?? 5,
+    };
+    if (opts.classes?.length) conf.classes = opts.classes;
+    if (opts.maxMessageBytes) conf.maxMessageBytes = opts.maxMessageBytes;
+    if (opts.modelConfigs !== undefined) conf.modelConfigs = opts.modelConfigs;
+
+    let proc: Subprocess | undefined;
+    let started = false;
+    const early: IpcFrame[] = [];
+    // Keep the parent alive only while it waits for this child. Going idle is acted on 20 ms
+    // later, so back-to-back calls do not toggle ref/unref on every call.
+    let busy = false;
+    let reffed = false;
+    let idleCheck: Timer | undefined;
+    this.#transport = new IpcTransport(
+      {
+        // Frames wait until the child is serving: relayed requests can come before its ready.
+        send: (f) => {
+          if (started) proc!.send(f);
+          else early.push(f);
+        },
+        busy: () => {
+          busy = true;
+          if (!reffed) {
+            reffed = true;
+            proc?.ref();
+          }
+        },
+        idle: () => {
+          busy = false;
+          idleCheck ??= setTimeout(() => {
+            idleCheck = undefined;
+            if (!busy && reffed) {
+              reffed = false;
+              proc?.unref();
+            }
+          }, 20);
+        },
+      },
+      `child:${this.id}`,
+    );
+    this.conn = new ServerConnection(this.#transport, { host: "localhost", child: this.id });
+
+    let readyResolve!: () => void;
+    let readyReject!: (e: Error) => void;
+    this.ready = new Promise<void>((res, rej) => {
+      readyResolve = res;
+      readyReject = rej;
+    });
+    this.ready.catch(() => {});
+
+    // The config travels in the environment, not argv: it may hold API keys and the listener
+    // token, and any local user can read a command line.
+    proc = Bun.spawn(childCommand(), {
+      env: { ...process.env, [CHILD_CONFIG_ENV]: JSON.stringify(conf) },
+      stdio: ["ignore", "inherit", "pipe"],
+      serialization: "advanced",
+      ipc: (msg: IpcFrame) => {
+        if (msg?.k === "ready") {
+          started = true;
+          clearTimeout(timer);
+          for (const f of early.splice(0)) proc!.send(f);
+          readyResolve();
+        } else if (msg?.k === "fatal" && !started) {
+          // The child explains why it cannot serve (a mistake in the class's module); its
+          // message beats the exit code and stderr tail the exit would report.
+          const f = msg as ChildFatalFrame;
+          clearTimeout(timer);
+          const code = typeof f.code === "string" && Object.hasOwn(GRPC_STATUS, f.code) ? f.code : "FAILED_PRECONDITION";
+          readyReject(new AgentCreationError(String(f.message).slice(0, 4096), { code, host: `child:${this.id}` }));
+          proc!.kill("SIGKILL");
+        } else if (msg?.k === "q") this.#relay(msg);
+        else this.#transport.deliver(msg);
+      },
+      onExit: (_p, code, signal) => {
+        this.#exited = true;
+        live.delete(this);
+        byId.delete(this.id);
+        clearTimeout(timer);
+        forgetConnection(this.conn);
+        const how = signal ? `signal ${signal}` : `code ${code}`;
+        const tail = this.#tail.trim();
+        const err = new AgentServerNotAliveError(
+          started
+            ? this.#stopping
+              ? `child server ${this.id} was stopped`
+              : `child server ${this.id} exited (${how})${tail ? `: ${lastLines(tail)}` : ""}`
+            : `child server failed to start (${how})${tail ? `: ${tail}` : ""}`,
+          { host: `child:${this.id}` },
+        );
+        readyReject(err);
+        this.#transport.abort(err);
+      },
+    });
+    this.#proc = proc;
+    proc.unref();
+    this.#pumpStderr(proc.stderr as ReadableStream<Uint8Array>);
+
+    const readyMs = opts.readyTimeoutMs ?? 15_000;
+    const timer = setTimeout(() => {
+      readyReject(new AgentServerNotAliveError(`child server did not start within ${readyMs} ms${this.#tail ? `: ${this.#tail.trim()}` : ""}`, { host: `child:${this.id}` }));
+      proc!.kill("SIGKILL");
+    }, readyMs);
+    // The handshake must not keep the parent alive on its own, but calls waiting on it do.
+    this.ready.then(() => {}, () => {});
+
+    registerConnection(this.conn);
+    live.add(this);
+    byId.set(this.id, this);
+    installExitHook();
+  }
+
+  /** The child's process id. */
+  get pid(): number {
+    return this.#proc.pid;
+  }
+
+  /** Post any frame on the IPC channel, unchecked. For tests of hostile input only. */
+  rawSend(frame: unknown): void {
+    this.#proc.send(frame as IpcFrame);
+  }
+
+  /** Has the child process ended? */
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  /**
+   * Open the child's loopback gRPC listener (once) so independent servers on this machine can
+   * reach its objects and results; resolves with its address (including its token).
+   */
+  listen(): Promise<Address> {
+    this.#listening ??= this.ready
+      .then(() => this.conn.value({ t: "listen" } as unknown as Request))
+      .then((bytes) => decodeValue(bytes) as Address);
+    return this.#listening;
+  }
+
+  /** Stop the child (SIGTERM, then SIGKILL after 2 s) and wait until it has exited. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      if (!this.#exited) {
+        this.#proc.kill("SIGTERM");
+        const t = setTimeout(() => this.#proc.kill("SIGKILL"), 2000);
+        await this.#proc.exited;
+        clearTimeout(t);
+      }
+      live.delete(this);
+    })();
+    return this.#stopping;
+  }
+
+  /** Answer a request the child wants relayed to another server (a sibling, or further up). */
+  #relay(f: Extract<IpcFrame, { k: "q" }>): void {
+    const answer = (r: Response) => {
+      try {
+        this.#proc.send({ k: "a", i: f.i, r } satisfies IpcFrame);
+      } catch {
+        // The child is gone.
+      }
+    };
+    if (!f.to || typeof f.to !== "object") {
+      answer({ t: "error", error: { code: "INVALID_ARGUMENT", message: "relay request without a target" } });
+      return;
+    }
+    let conn: ServerConnection;
+    try {
+      conn = connectionFor(f.to);
+    } catch (e) {
+      answer({ t: "error", error: errorToWire(e) });
+      return;
+    }
+    conn.send(f.r).then(answer, (e) => answer({ t: "error", error: errorToWire(e) }));
+  }
+
+  async #pumpStderr(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const dec = new TextDecoder();
+    try {
+      for await (const chunk of stream) {
+        process.stderr.write(chunk);
+        this.#tail = (this.#tail + dec.decode(chunk, { stream: true })).slice(-TAIL_BYTES);
+      }
+    } catch {
+      // The child is gone; exit handling reports it.
+    }
+  }
+}
+
+function lastLines(s: string): string {
+  return s.split("\n").slice(-5).join("\n");
+}
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Children also exit on IPC disconnect; this makes it immediate on a normal parent exit.
+  process.on("exit", () => {
+    for (const c of live) {
+      try {
+        c.stop();
+      } catch {
+        // Already gone.
+      }
+    }
+  });
+}
+
+/** Child servers still running in this process. */
+export function liveChildren(): number {
+  return live.size;
+}

@@ -1,0 +1,73 @@
+/**
+ * The client core for one server: typed requests over whichever transport reaches it, with
+ * answers turned into values or errors of the one error tree. Proxies, AsyncResults and
+ * `RpcClient` all talk to servers through this class.
+ */
+import { AgentCreationError, AgentServerError, CodecError, errorFromWire } from "../core/errors.ts";
+import type { Request, Response } from "../core/protocol.ts";
+import type { Address, RequestOptions, Transport } from "../core/transport.ts";
+
+/** One server as seen from this process. */
+export class ServerConnection {
+  readonly address: Address;
+  readonly transport: Transport;
+  /** Host/port shown in errors (`"child:<id>"` for child servers). */
+  readonly where: { host: string; port: number | undefined };
+  #broken: Error | undefined;
+
+  constructor(transport: Transport, address: Address) {
+    this.transport = transport;
+    this.address = address;
+    this.where = address.child ? { host: `child:${address.child}`, port: undefined } : { host: address.host, port: address.port };
+    const prev = transport.onBroken;
+    transport.onBroken = (err) => {
+      this.#broken = err;
+      prev?.(err);
+    };
+  }
+
+  /** Why the link is down, if it is. */
+  get broken(): Error | undefined {
+    return this.#broken;
+  }
+
+  /** Send a request and return the raw answer; transport failures reject. */
+  send(req: Request, opts?: RequestOptions): Promise<Response> {
+    return this.transport.request(req, opts);
+  }
+
+  /** Send a request whose answer must be `ok`/`value`/`task`/`pending`; `error` rejects typed. */
+  async expect(req: Request, opts?: RequestOptions): Promise<Response> {
+    const res = await this.transport.request(req, opts);
+    if (res.t === "error") throw errorFromWire(res.error, this.where);
+    return res;
+  }
+
+  /** Answer of a request that must carry a value frame. */
+  async value(req: Request, opts?: RequestOptions): Promise<Uint8Array> {
+    const res = await this.expect(req, opts);
+    if (res.t !== "value") throw new CodecError(`expected a value answer to ${req.t}, got ${res.t}`, this.where);
+    return res.value;
+  }
+
+  /** Create an object; creation failures become AgentCreationError (with the server's code). */
+  async create(oid: string, cls: string, args: Uint8Array, opts?: RequestOptions): Promise<void> {
+    const res = await this.transport.request({ t: "create", oid, cls, args }, opts);
+    if (res.t === "error") {
+      const e = errorFromWire(res.error, this.where);
+      if (e.code === "UNAVAILABLE" || e.code === "UNAUTHENTICATED" || e.code === "DEADLINE_EXCEEDED") throw e;
+      throw new AgentCreationError(e.message, { ...this.where, code: res.error.code, cause: e });
+    }
+  }
+
+  /** True if the server answers `alive`. */
+  async alive(timeoutMs = 5000): Promise<boolean> {
+    try {
+      const r = await this.transport.request({ t: "alive" }, { timeoutMs });
+      return r.t === "ok";
+    } catch (e) {
+      if (e instanceof AgentServerError && e.code === "UNAUTHENTICATED") throw e;
+      return false;
+    }
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * `RpcClient`: the management API of one independent agent server (AgentScope's RpcClient).
+ * It shares the process's one connection (gRPC channel) to that server with every proxy.
+ */
+import { createHash } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import type { ServerConnection } from "./connection.ts";
+import { connectionFor } from "./connections.ts";
+import { AgentCreationError, AgentServerError, AgentServerNotAliveError } from "../core/errors.ts";
+import { MAX_OBJECT_ID, isObjectId, randomId, type AgentInfo, type ServerInfo } from "../core/protocol.ts";
+import { decodeFrom, encodeWithRefs } from "./refs.ts";
+import { clientTls, type ClientTlsOption } from "../core/tls.ts";
+
+/** Options of `RpcClient`. */
+export interface RpcClientOptions {
+  /** Token the server requires (default: the process's token for that server, or `AS_SERVER_TOKEN`). */
+  token?: string;
+  /** Largest message each way, bytes (used when this creates the connection). Default 32 MiB. */
+  maxMessageBytes?: number;
+  /**
+   * TLS for this server: `{ ca?, cert?, key? }` (PEM text, Buffers or file paths), `true` (TLS
+   * against `AS_TLS_CA` or the system roots) or `false` (plaintext). Default: the process's
+   * setting for that server, else `AS_TLS_CA`, else plaintext.
+   */
+  tls?: ClientTlsOption;
+  /** Where `downloadFile` saves files. Default `<os tmpdir>/actorscope-downloads`. */
+  downloadDir?: string;
+}
+
+/**
+ * Manage one agent server: liveness, objects, info, model configs, downloads.
+ *
+ * @example
+ * const client = new RpcClient("localhost", 12310);
+ * if (await client.isAlive()) console.log(await client.getServerInfo());
+ */
+export class RpcClient {
+  readonly host: string;
+  readonly port: number;
+  readonly #connOpts: { token?: string; maxMessageBytes?: number; tls?: ClientTlsOption } = {};
+  readonly #downloadDir: string;
+  #closed = false;
+
+  constructor(host: string, port: number, opts: RpcClientOptions = {}) {
+    if (typeof host !== "string" || !host) throw new TypeError("host must be a non-empty string");
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TypeError(`port must be an integer in 1..65535, not ${port}`);
+    this.host = host;
+    this.port = port;
+    if (opts.token !== undefined) this.#connOpts.token = opts.token;
+    if (opts.maxMessageBytes !== undefined) this.#connOpts.maxMessageBytes = opts.maxMessageBytes;
+    // Read (files included) once, here: a bad certificate path fails the constructor.
+    if (opts.tls !== undefined) this.#connOpts.tls = clientTls(opts.tls) ?? false;
+    this.#downloadDir = opts.downloadDir ?? join(tmpdir(), "actorscope-downloads");
+  }
+
+  /** True if the server answers within 5 s; false if it is down. A wrong token still throws UNAUTHENTICATED. */
+  async isAlive(): Promise<boolean> {
+    return this.#live().alive();
+  }
+
+  /** Ask the server to shut down. True once it acknowledged; false if it was not reachable. */
+  async stop(): Promise<boolean> {
+    try {
+      await this.#live().expect({ t: "stop" }, { timeoutMs: 5000 });
+      return true;
+    } catch (e) {
+      if (e instanceof AgentServerNotAliveError) return false;
+      throw e;
+    }
+  }
+
+  /**
+   * Create an object of a class the server registered, with id `agentId` (any 1–128
+   * characters of `[A-Za-z0-9._:-]`, e.g. `"alice"`; 32 random hex when omitted). Resolves
+   * true; rejects with AgentCreationError (unknown class, bad arguments,
+   * constructor threw, id taken) or the transport's error (UNAVAILABLE, UNAUTHENTICATED).
+   */
+  async createAgent(config: { className: string; args?: unknown[] }, agentId?: string): Promise<boolean> {
+    const where = { host: this.host, port: this.port };
+    if (agentId !== undefined && !isObjectId(agentId)) {
+      throw new AgentCreationError(`agent id must be 1-${MAX_OBJECT_ID} characters of A-Z a-z 0-9 . _ : -, not ${JSON.stringify(agentId)?.slice(0, 140)}`, { ...where, code: "INVALID_ARGUMENT" });
+    }
+    let args: Uint8Array;
+    try {
+      args = encodeWithRefs(config.args ?? []);
+    } catch (e) {
+      throw new AgentCreationError(`cannot send constructor arguments of ${config.className}: ${(e as Error).message}`, { ...where, code: e instanceof AgentServerError ? e.code : "INVALID_ARGUMENT", cause: e });
+    }
+    await this.#live().create(agentId ?? randomId(), config.className, args);
+    return true;
+  }
+
+  /** Remove one object. True (also when it did not exist: deleting is idempotent). */
+  async deleteAgent(agentId: string): Promise<boolean> {
+    await this.#live().expect({ t: "delete", oid: agentId });
+    return true;
+  }
+
+  /** Remove every object on the server. */
+  async deleteAllAgents(): Promise<boolean> {
+    await this.#live().expect({ t: "deleteAll" });
+    return true;
+  }
+
+  /** The objects the server holds. */
+  async getAgentList(): Promise<AgentInfo[]> {
+    return decodeFrom(await this.#live().value({ t: "list" })) as AgentInfo[];
+  }
+
+  /** Server facts (pid, id, cpu, mem, size, capacity, pending), answered at once. */
+  async getServerInfo(): Promise<ServerInfo> {
+    return decodeFrom(await this.#live().value({ t: "info" })) as ServerInfo;
+  }
+
+  /** An agent's memory (its messages), or null when it has none. NOT_FOUND for an unknown id. */
+  async getAgentMemory(agentId: string): Promise<unknown> {
+    return decodeFrom(await this.#live().value({ t: "memory", oid: agentId }));
+  }
+
+  /** Add or replace model configs on the server (one config or a list; never a path). */
+  async setModelConfigs(configs: unknown): Promise<boolean> {
+    await this.#live().expect({ t: "setModelConfigs", configs: encodeWithRefs(configs) });
+    return true;
+  }
+
+  /**
+   * Download a file from under the server's file dir; saves it under the download dir as
+   * `<8 hex>_<basename>` and returns that local path. PERMISSION_DENIED outside the file dir.
+   */
+  async downloadFile(path: string): Promise<string> {
+    const bytes = await this.#live().value({ t: "download", path });
+    await mkdir(this.#downloadDir, { recursive: true });
+    // Same server and path → same local name: a repeated download replaces the earlier copy.
+    const tag = createHash("sha256").update(`${this.host}:${this.port}:${path}`).digest("hex").slice(0, 8);
+    const name = basename(path).replace(/[^\w.-]/g, "_") || "download";
+    const local = join(this.#downloadDir, `${tag}_${name}`);
+    await Bun.write(local, bytes);
+    return local;
+  }
+
+  /**
+   * Release this client: later calls on it fail. The connection it used is shared with every
+   * proxy to the same server and stays open for them; an idle channel does not keep the
+   * process alive.
+   */
+  close(): void {
+    this.#closed = true;
+  }
+
+  /** The process's connection to the server (a fresh one if the last one was torn down). */
+  #live(): ServerConnection {
+    if (this.#closed) throw new AgentServerNotAliveError("this RpcClient was closed", { host: this.host, port: this.port });
+    return connectionFor({ host: this.host, port: this.port }, this.#connOpts);
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * `RpcAgentServerLauncher`: starts an independent agent server (gRPC) with the classes it
+ * may construct, in this process or in a subprocess, and stops it. AgentScope's launcher,
+ * with these deliberate differences:
+ * - `launch()` runs the server in this process by default (`inSubprocess: false`): Bun has no
+ *   fork, so a subprocess is a fresh `bun` that must re-import the classes' modules; it is
+ *   available, but in-process is faster to start and shares the caller's registry.
+ * - a non-loopback listener requires a token unless `insecure: true` is given.
+ * - `shutdown()` works for both launch modes and drains in-flight calls first.
+ * gRPC is loaded inside `launch()`, so importing the package root never loads grpc-js.
+ *
+ * @example
+ * const server = new RpcAgentServerLauncher({ port: 0, customAgentClasses: [WebAgent] });
+ * await server.launch();
+ * const agent = WebAgent.toDist({ host: server.host, port: server.port }, "bob");
+ * await server.shutdown();
+ */
+import { allowListPolicy, setDialPolicy } from "../../client/connections.ts";
+import { CodecError, ResourceExhaustedError } from "../../core/errors.ts";
+import { DEFAULT_LIMITS } from "../../core/limits.ts";
+import { classTable, type AnyClass } from "../../core/registry.ts";
+import { serverTls, type ServerTls } from "../../core/tls.ts";
+import type { Address } from "../../core/transport.ts";
+import type { GrpcBinding } from "../bindings/grpc/binding.ts";
+import { advertisedHost, aliasesOf, bindHostOf, isLoopback, resolveOptions, type LauncherOptions, type ResolvedLauncherOptions } from "./options.ts";
+import { launchSubprocess, type ServerSubprocess } from "./subprocess.ts";
+import type { Servicer } from "../servicer.ts";
+
+export type { LauncherOptions } from "./options.ts";
+
+/** Starts and stops one agent server. */
+export class RpcAgentServerLauncher {
+  /** Host clients use to reach the server. */
+  readonly host: string;
+  /** Server id, reported by `getServerInfo()`. */
+  readonly serverId: string;
+  /**
+   * The address the listener binds: `host` itself, except that `localMode` binds loopback
+   * (`host` when it is a loopback address such as 127.0.0.2, else 127.0.0.1).
+   */
+  readonly bindHost: string;
+  readonly #opts: ResolvedLauncherOptions;
+  readonly #token: string | undefined;
+  readonly #tls: ServerTls | undefined;
+  #port: number;
+  #launched = false;
+  #inProc: { binding: GrpcBinding; servicer: Servicer } | undefined;
+  #sub: ServerSubprocess | undefined;
+  #stopping: Promise<void> | undefined;
+  #terminated: Promise<void>;
+  #markTerminated!: () => void;
+
+  constructor(opts: LauncherOptions = {}) {
+    const o = resolveOptions(opts);
+    this.#opts = o;
+    this.host = o.host;
+    this.#port = o.port ?? 0;
+    this.#token = opts.token || process.env.AS_SERVER_TOKEN || undefined;
+    this.bindHost = bindHostOf(o.host, o.localMode);
+    // Read now: a missing or unreadable certificate is a fatal misconfiguration, never plaintext.
+    this.#tls = serverTls(o);
+    if (!isLoopback(this.bindHost) && !this.#token && !this.#tls?.clientCa && !o.insecure) {
+      throw new Error(
+        `refusing to listen on non-loopback ${this.bindHost} without a token: set token (or AS_SERVER_TOKEN), require client certificates (tlsClientCa), use localMode, or pass insecure: true`,
+      );
+    }
+    this.serverId = opts.serverId ?? RpcAgentServerLauncher.generateServerId(o.host, this.#port);
+    this.#terminated = new Promise((r) => (this.#markTerminated = r));
+  }
+
+  /** The port the server listens on (0 until `launch()` bound a free one). */
+  get port(): number {
+    return this.#port;
+  }
+
+  /**
+   * Start the server; resolves once it accepts calls. In-process by default; with
+   * `inSubprocess: true` a `bun` subprocess runs it (its classes must be `@dist` classes
+   * defined in files, which the subprocess imports).
+   */
+  async launch(opts: { inSubprocess?: boolean } = {}): Promise<void> {
+    if (this.#launched) throw new Error("this launcher was already launched");
+    this.#launched = true;
+    try {
+      if (opts.inSubprocess) await this.#launchSubprocess();
+      else await this.#launchHere();
+    } catch (e) {
+      this.#markTerminated();
+      throw e;
+    }
+  }
+
+  /**
+   * Resolves when the server has stopped: `shutdown()`, a remote `stop`, or the subprocess
+   * exiting. Resolves at once for a launcher that was never launched.
+   */
+  waitUntilTerminate(): Promise<void> {
+    return this.#launched ? this.#terminated : Promise.resolve();
+  }
+
+  /**
+   * Stop: new calls fail UNAVAILABLE, in-flight calls get `shutdownGraceMs` to finish, then
+   * the pool and objects are released (a subprocess gets SIGTERM). Idempotent.
+   */
+  shutdown(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  /** A new server id: 8 random characters of [A-Za-z0-9] (crypto; `host`/`port` kept for AgentScope's signature). */
+  static generateServerId(_host: string, _port: number): string {
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let id = "";
+    const buf = new Uint8Array(16);
+    while (id.length < 8) {
+      crypto.getRandomValues(buf);
+      // 248 = 4 × 62: rejecting larger bytes keeps every character equally likely.
+      for (const b of buf) if (b < 248 && id.length < 8) id += alphabet[b % 62];
+    }
+    return id;
+  }
+
+  async #launchHere(): Promise<void> {
+    const o = this.#opts;
+    const [{ Servicer }, { createPool }, { bindGrpc }, { applyModelConfigs }] = await Promise.all([
+      import("../servicer.ts"),
+      import("../pool/create.ts"),
+      import("../bindings/grpc/binding.ts"),
+      import("../../models/init.ts"),
+    ]);
+    const classes = await this.#classTable();
+    if (o.modelConfigs !== undefined) applyModelConfigs(o.modelConfigs);
+    const pool = await createPool({ poolType: o.poolType, redisUrl: o.redisUrl, maxPoolSize: o.maxPoolSize, maxExpireTime: o.maxExpireTime, serverId: this.serverId });
+    // The port is known only after binding; the servicer reads its address by reference.
+    const address: Address = { host: advertisedHost(o.host, o.localMode), port: this.#port };
+    // Addresses named in values this server receives are dialled only if allowed.
+    setDialPolicy(allowListPolicy(o.allowPeers));
+    const servicer = new Servicer({
+      serverId: this.serverId,
+      address,
+      aliases: aliasesOf(o.host, this.bindHost),
+      resolveClass: (name) => classes.get(name),
+      capacity: o.capacity,
+      maxQueue: o.maxQueue,
+      maxAgents: o.maxAgents,
+      pool,
+      maxTimeoutSeconds: o.maxTimeoutSeconds,
+      limits: { ...DEFAULT_LIMITS, maxMessageBytes: o.maxMessageBytes },
+      ...(o.hideStacks ? { hideStacks: true } : {}),
+      ...(o.fileDir ? { fileDir: o.fileDir } : {}),
+      // After the answer to `stop` went out.
+      onStop: () => void setTimeout(() => void this.shutdown(), 0),
+      setModelConfigs: (c) => {
+        try {
+          applyModelConfigs(c, { fromPeer: true });
+        } catch (e) {
+          // Past the documented bounds (store.ts) the caller learns it is a limit, not bad data.
+          if ((e as { code?: unknown }).code === "RESOURCE_EXHAUSTED") throw new ResourceExhaustedError((e as Error).message);
+          throw new CodecError(`bad model configs: ${(e as Error).message}`);
+        }
+      },
+    });
+    try {
+      const binding = await bindGrpc({ servicer, bindHost: this.bindHost, port: this.#port, token: this.#token, maxMessageBytes: o.maxMessageBytes, tls: this.#tls });
+      address.port = this.#port = binding.port;
+      this.#inProc = { binding, servicer };
+    } catch (e) {
+      await servicer.close();
+      throw e;
+    }
+  }
+
+  /** Name → class: this launcher's own table; a client can never add to it. */
+  async #classTable(): Promise<Map<string, AnyClass>> {
+    const table = new Map<string, AnyClass>();
+    // The built-in DialogAgent is always served (AgentScope servers could create it too).
+    const { DialogAgent } = await import("../../agent/dialog-agent.ts");
+    table.set("DialogAgent", DialogAgent);
+    const custom = [...(this.#opts.customAgentClasses ?? [])];
+    if (this.#opts.agentDir) {
+      const { loadAgentsFromDir } = await import("../class-loader.ts");
+      custom.push(...(await loadAgentsFromDir(this.#opts.agentDir)));
+    }
+    for (const c of custom) if (typeof c !== "function") throw new TypeError("customAgentClasses must hold classes");
+    // Two different classes of one name are an error naming both, never "the last one wins".
+    for (const [name, cls] of classTable(custom)) table.set(name, cls);
+    return table;
+  }
+
+  async #launchSubprocess(): Promise<void> {
+    const o = this.#opts;
+    const sub = await launchSubprocess(
+      {
+        host: o.host,
+        port: this.#port,
+        serverId: this.serverId,
+        capacity: o.capacity,
+        poolType: o.poolType,
+        redisUrl: o.redisUrl,
+        maxPoolSize: o.maxPoolSize,
+        maxExpireTime: o.maxExpireTime,
+        maxTimeoutSeconds: o.maxTimeoutSeconds,
+        localMode: o.localMode,
+        maxMessageBytes: o.maxMessageBytes,
+        maxQueue: o.maxQueue,
+        maxAgents: o.maxAgents,
+        shutdownGraceMs: o.shutdownGraceMs,
+        ...(o.allowPeers === undefined ? {} : { allowPeers: o.allowPeers }),
+        ...(o.agentDir === undefined ? {} : { agentDir: o.agentDir }),
+        ...(o.insecure ? { insecure: true } : {}),
+        ...(o.hideStacks ? { hideStacks: true } : {}),
+        ...(o.fileDir === undefined ? {} : { fileDir: o.fileDir }),
+        ...(o.modelConfigs === undefined ? {} : { modelConfigs: o.modelConfigs }),
+        customAgentClasses: o.customAgentClasses ?? [],
+      },
+      // The token and TLS material go through the environment, never the command line.
+      this.#token,
+      this.#tls,
+    );
+    this.#sub = sub;
+    this.#port = sub.port;
+    sub.exited.then(() => this.#markTerminated());
+  }
+
+  async #stop(): Promise<void> {
+    if (this.#sub) {
+      await this.#sub.stop(this.#opts.shutdownGraceMs + 2000);
+    } else if (this.#inProc) {
+      await this.#inProc.binding.shutdown(this.#opts.shutdownGraceMs);
+      await this.#inProc.servicer.close();
+    }
+    this.#markTerminated();
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * `launch({ inSubprocess: true })`, parent side: spawn `bun launcher-main.ts` (or the compiled
+ * binary's `__server`), write its config as one JSON line to its stdin, wait for its
+ * `AS-SERVER READY <host> <port> <id>` line, and stop it with SIGTERM. The subprocess dies with
+ * its parent: it exits when its stdin, a pipe from us, reaches end of file.
+ *
+ * Nothing secret is ever on the command line, which every local user can read (`ps`,
+ * /proc/PID/cmdline): the config holds model configs with API keys, a Redis URL with its
+ * password, the token and TLS keys, so all of it goes through the stdin pipe (no size limit
+ * either, unlike one argv or environment string: 128 KiB on Linux).
+ */
+import type { Subprocess } from "bun";
+import { fileURLToPath } from "node:url";
+import type { ModelConfig } from "../../models/store.ts";
+import { AgentServerNotAliveError } from "../../core/errors.ts";
+import { entryOf } from "../../core/registry.ts";
+import type { ServerTls } from "../../core/tls.ts";
+
+/**
+ * What the subprocess is told, as the first line of its stdin (JSON): the launcher's resolved
+ * options (each field as in `LauncherOptions`), with classes by reference.
+ */
+export interface ServerProcessConfig {
+  host: string;
+  port: number;
+  serverId: string;
+  capacity: number;
+  poolType: "local" | "redis";
+  redisUrl: string;
+  maxPoolSize: number;
+  maxExpireTime: number;
+  maxTimeoutSeconds: number;
+  localMode: boolean;
+  maxMessageBytes: number;
+  maxQueue: number;
+  maxAgents: number;
+  shutdownGraceMs: number;
+  allowPeers?: string[] | "any";
+  agentDir?: string;
+  insecure?: boolean;
+  hideStacks?: boolean;
+  fileDir?: string;
+  modelConfigs?: string | ModelConfig | ModelConfig[];
+  /** `@dist` classes to serve: the subprocess imports `module` and looks `name` up. */
+  classes: Array<{ name: string; module: string }>;
+  /** Shut down when stdin ends (the parent went away). */
+  exitOnStdinClose?: boolean;
+  /** The shared secret calls must present. */
+  token?: string;
+  /** TLS material as PEM texts. */
+  tls?: { cert: string; key: string; clientCa?: string };
+}
+
+/** A running server subprocess. */
+export interface ServerSubprocess {
+  /** The port it bound. */
+  readonly port: number;
+  /** Resolves when the process has exited, for whatever reason. */
+  readonly exited: Promise<void>;
+  /** SIGTERM (it drains and exits), SIGKILL after `killAfterMs`; resolves once it exited. */
+  stop(killAfterMs: number): Promise<void>;
+}
+
+/** Options of `launchSubprocess`: the launcher's resolved options. */
+export type SubprocessOptions = Omit<ServerProcessConfig, "classes" | "exitOnStdinClose" | "token" | "tls"> & { customAgentClasses: Function[]; readyTimeoutMs?: number };
+
+const READY = /^AS-SERVER READY (\S+) (\d+) (\S+)$/m;
+const TAIL_BYTES = 4096;
+
+/** Start a server subprocess; resolves once it accepts calls. */
+export async function launchSubprocess(opts: SubprocessOptions, token: string | undefined, tls?: ServerTls): Promise<ServerSubprocess> {
+  const { customAgentClasses, readyTimeoutMs = 15_000, ...rest } = opts;
+  const conf: ServerProcessConfig = {
+    ...rest,
+    classes: customAgentClasses.map(classRef),
+    exitOnStdinClose: true,
+    ...(token ? { token } : {}),
+    ...(tls ? { tls: { cert: tls.cert.toString(), key: tls.key.toString(), ...(tls.clientCa ? { clientCa: tls.clientCa.toString() } : {}) } } : {}),
+  };
+  // The subprocess takes its token from the config only: not from a variable it would inherit.
+  const env: Record<string, string | undefined> = { ...process.env };
+  delete env.AS_SERVER_TOKEN;
+  const proc = Bun.spawn(serverCommand(), { stdin: "pipe", stdout: "pipe", stderr: "pipe", env });
+  // One line; stdin then stays open (its end tells the subprocess that we are gone).
+  proc.stdin.write(`${JSON.stringify(conf)}\n`);
+  void Promise.resolve(proc.stdin.flush()).catch(() => {});
+  let tail = "";
+  void pump(proc.stderr, process.stderr, (s) => {
+    tail = (tail + s).slice(-TAIL_BYTES);
+    return true;
+  });
+  const exited = proc.exited.then(() => {});
+  let port: number;
+  try {
+    port = await readyPort(proc, readyTimeoutMs);
+  } catch (e) {
+    proc.kill("SIGKILL");
+    await exited;
+    const why = tail.trim() ? `: ${tail.trim().split("\n").slice(-5).join("\n")}` : "";
+    throw new AgentServerNotAliveError(`agent server subprocess failed to start (${(e as Error).message})${why}`, { host: opts.host, port: opts.port });
+  }
+  return {
+    port,
+    exited,
+    async stop(killAfterMs) {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
+      const t = setTimeout(() => proc.kill("SIGKILL"), killAfterMs);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** The command that runs a server subprocess: the compiled binary itself, or bun + the entry file. */
+function serverCommand(): string[] {
+  const compiled = import.meta.path.startsWith("/$bunfs/") || import.meta.url.startsWith("file:///$bunfs/");
+  if (compiled) return [process.execPath, "__server"];
+  return [process.execPath, fileURLToPath(new URL("./main.ts", import.meta.url))];
+}
+
+function classRef(c: Function): { name: string; module: string } {
+  const e = entryOf(c);
+  if (!e?.module) {
+    throw new TypeError(`class ${c.name} cannot be served from a subprocess: only @dist classes defined in a file can (the subprocess imports that file)`);
+  }
+  return { name: e.name, module: e.module };
+}
+
+/** Read stdout until the ready line (then forward the rest), the process ends, or time runs out. */
+function readyPort(proc: Subprocess<"pipe", "pipe", "pipe">, timeoutMs: number): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    let seen = "";
+    let done = false;
+    const timer = setTimeout(() => finish(new Error(`no ready line within ${Math.round(timeoutMs)} ms`)), timeoutMs);
+    const finish = (r: number | Error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (typeof r === "number") resolve(r);
+      else reject(r);
+    };
+    // Output before the ready line is held back and shown without that line; after it, passed through.
+    void pump(proc.stdout, process.stdout, (s) => {
+      if (done) return true;
+      seen += s;
+      const m = READY.exec(seen);
+      if (!m) return false;
+      const rest = seen.slice(0, m.index) + seen.slice(m.index + m[0].length).replace(/^\r?\n/, "");
+      if (rest) process.stdout.write(rest);
+      finish(Number(m[2]));
+      return false;
+    }).then(() => finish(new Error(`exited with code ${proc.exitCode ?? proc.signalCode}`)));
+    proc.exited.then(() => finish(new Error(`exited with code ${proc.exitCode ?? proc.signalCode}`)));
+  });
+}
+
+/** Copy a child's stream to ours; `seen` gets each piece of text and says whether to pass it on. */
+async function pump(from: ReadableStream<Uint8Array>, to: NodeJS.WriteStream, seen: (s: string) => boolean): Promise<void> {
+  const dec = new TextDecoder();
+  try {
+    for await (const chunk of from) {
+      if (seen(dec.decode(chunk, { stream: true }))) to.write(chunk);
+    }
+  } catch {
+    // The child is gone; its exit is reported elsewhere.
+  }
+}

@@ -1,0 +1,136 @@
+/// <reference path="./proto-file.d.ts" />
+/**
+ * The gRPC service of `proto/agent_server.proto`, loaded once per process, and the mapping
+ * between protocol.ts messages and the protobuf ones. Shared by the gRPC transport (client)
+ * and the gRPC binding (server), so both sides agree by construction. Only ever loaded
+ * lazily: importing it loads grpc-js.
+ */
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import protoPath from "../../proto/agent_server.proto" with { type: "file" };
+import { GRPC_STATUS, type ErrorCode, type WireError } from "../core/errors.ts";
+import type { Request, Response } from "../core/protocol.ts";
+
+/** RPC name of each request kind. */
+export const RPC_OF: Readonly<Record<Request["t"], string>> = {
+  create: "Create",
+  call: "Call",
+  wait: "Wait",
+  delete: "Delete",
+  deleteAll: "DeleteAll",
+  describe: "Describe",
+  list: "List",
+  info: "Info",
+  alive: "Alive",
+  stop: "Stop",
+  memory: "Memory",
+  setModelConfigs: "SetModelConfigs",
+  download: "Download",
+  cancel: "Cancel",
+  release: "Release",
+};
+
+/** `Reply` as proto-loader builds and reads it: exactly one field set. */
+export interface WireReply {
+  value?: Uint8Array;
+  task?: string;
+  pending?: Record<string, never>;
+  ok?: Record<string, never>;
+  error?: { code: string; message: string; remote?: { name: string; message: string; stack?: string }; retryAfterMs?: number };
+}
+
+/**
+ * Request kinds a `Batch` call may carry. The `BatchItem` field of each is named like the
+ * kind, so an item is `{ [req.t]: requestMessage(req) }`.
+ */
+export const BATCH_KINDS: ReadonlySet<string> = new Set<Request["t"]>(["call", "wait", "create", "delete", "describe", "cancel", "release"]);
+
+/** `BatchReply` as proto-loader builds and reads it (a 0 index is absent on the wire). */
+export interface WireBatchReply {
+  answers?: Array<{ index?: number; reply?: WireReply }>;
+}
+
+/** Largest chunk a Download stream carries. */
+export const DOWNLOAD_CHUNK_BYTES = 1024 * 1024;
+
+/** Room for protobuf framing around a codec frame of `maxMessageBytes`. */
+export const FRAMING_HEADROOM_BYTES = 64 * 1024;
+
+let service: grpc.ServiceDefinition | undefined;
+
+/** The AgentServer service definition (paths `/actorscope.AgentServer/<Rpc>`). */
+export function agentServerService(): grpc.ServiceDefinition {
+  if (service) return service;
+  const def = protoLoader.loadSync(protoPath, {
+    // camelCase fields (timeout_ms → timeoutMs) match protocol.ts; absent fields stay absent,
+    // so an optional field's presence survives and nothing is defaulted behind our back.
+    keepCase: false,
+    defaults: false,
+    oneofs: false,
+    longs: String,
+    enums: String,
+  });
+  service = def["actorscope.AgentServer"] as grpc.ServiceDefinition;
+  if (!service) throw new Error(`service actorscope.AgentServer missing from ${protoPath}`);
+  return service;
+}
+
+/** The protobuf request message of a protocol request: its fields without `t`. */
+export function requestMessage(req: Request): object {
+  const { t: _t, ...fields } = req;
+  // uint32 on the wire: a longer deadline would wrap around to a short one.
+  const f = fields as { timeoutMs?: number };
+  if (f.timeoutMs !== undefined && f.timeoutMs > MAX_UINT32) f.timeoutMs = MAX_UINT32;
+  return fields;
+}
+
+const MAX_UINT32 = 0xffff_ffff;
+
+/** protocol.ts `Response` → protobuf `Reply`. */
+export function toReply(r: Response): WireReply {
+  switch (r.t) {
+    case "value":
+      return { value: r.value };
+    case "task":
+      return { task: r.task };
+    case "pending":
+      return { pending: {} };
+    case "ok":
+      return { ok: {} };
+    case "error": {
+      const e: WireReply["error"] = { code: r.error.code, message: r.error.message };
+      const rem = r.error.remote;
+      if (rem) e.remote = rem.stack === undefined ? { name: rem.name, message: rem.message } : { name: rem.name, message: rem.message, stack: rem.stack };
+      if (r.error.retryAfterMs !== undefined) e.retryAfterMs = r.error.retryAfterMs;
+      return { error: e };
+    }
+  }
+}
+
+/** protobuf `Reply` → protocol.ts `Response`; undefined for a reply with nothing set. */
+export function fromReply(r: WireReply): Response | undefined {
+  if (r.value !== undefined) return { t: "value", value: r.value };
+  if (r.task !== undefined) return { t: "task", task: r.task };
+  if (r.ok !== undefined) return { t: "ok" };
+  if (r.pending !== undefined) return { t: "pending" };
+  if (r.error !== undefined) {
+    const code = (Object.hasOwn(GRPC_STATUS, r.error.code) ? r.error.code : "UNKNOWN") as ErrorCode;
+    const w: WireError = { code, message: String(r.error.message ?? "") };
+    const rem = r.error.remote;
+    if (rem) w.remote = { name: String(rem.name ?? "Error"), message: String(rem.message ?? ""), ...(rem.stack === undefined ? {} : { stack: String(rem.stack) }) };
+    const after = Number(r.error.retryAfterMs);
+    if (after > 0 && Number.isFinite(after)) w.retryAfterMs = Math.min(after, 60_000);
+    return { t: "error", error: w };
+  }
+  return undefined;
+}
+
+/** `host:port` as a gRPC target (IPv6 literals bracketed). */
+export function grpcTarget(host: string, port: number): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** gRPC status number → our code name. */
+export const CODE_OF_STATUS: ReadonlyMap<number, ErrorCode> = new Map(
+  (Object.entries(GRPC_STATUS) as Array<[ErrorCode, number]>).map(([k, v]) => [v, k]),
+);
