@@ -12,7 +12,8 @@
  */
 import Redis from "ioredis";
 import { decodeValue, encodeValue } from "../src/core/codec.ts";
-import { randomId, type Response } from "../src/core/protocol.ts";
+import { type Response } from "../src/core/protocol.ts";
+import { randomId } from "../src/core/ids.ts";
 import { LocalPool } from "../src/server/pool/local.ts";
 import { RedisPool } from "../src/server/pool/redis.ts";
 import type { ResultPool } from "../src/server/pool/types.ts";

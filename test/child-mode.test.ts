@@ -13,7 +13,7 @@ import {
 } from "../src/index.ts";
 import { liveChildren } from "../src/client/child-server.ts";
 import { remoteState } from "../src/client/proxy.ts";
-import { randomId } from "../src/core/protocol.ts";
+import { randomId } from "../src/core/ids.ts";
 import { WillNotLoad } from "./fixtures/broken-at-import.ts";
 import { built, Counter, Greeter, Plain } from "./fixtures/child-agents.ts";
 

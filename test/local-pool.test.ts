@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { NotFoundError, ResourceExhaustedError } from "../src/index.ts";
-import { randomId } from "../src/core/protocol.ts";
+import { randomId } from "../src/core/ids.ts";
 import { LocalPool } from "../src/server/pool/local.ts";
 import type { Outcome } from "../src/server/pool/types.ts";
 

@@ -25,7 +25,7 @@ import {
 } from "../src/index.ts";
 import { MAX_CHILD_DEPTH, liveChildren, setChildImport } from "../src/client/child-server.ts";
 import { closeAllConnections, connectionFor } from "../src/client/connections.ts";
-import { isId, isObjectId } from "../src/core/protocol.ts";
+import { isId, isObjectId } from "../src/core/ids.ts";
 import { remoteState } from "../src/client/proxy.ts";
 import { encodeValue } from "../src/core/codec.ts";
 import { Tally } from "./fixtures/grpc-agents.ts";

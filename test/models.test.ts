@@ -24,7 +24,7 @@ import {
   type ModelConfig,
 } from "../src/index.ts";
 import { decodeValue, encodeValue } from "../src/core/codec.ts";
-import { randomId } from "../src/core/protocol.ts";
+import { randomId } from "../src/core/ids.ts";
 import { liveChildren } from "../src/client/child-server.ts";
 import { remoteState } from "../src/client/proxy.ts";
 import { LocalPool } from "../src/server/pool/local.ts";

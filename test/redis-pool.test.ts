@@ -3,7 +3,8 @@ import Redis from "ioredis";
 import { AgentServerError, AgentServerNotAliveError, Msg, NotFoundError, ResourceExhaustedError, RpcAgentServerLauncher, withOptions, type AsyncResult } from "../src/index.ts";
 import { closeAllConnections } from "../src/client/connections.ts";
 import { decodeValue, encodeValue } from "../src/core/codec.ts";
-import { randomId, type Response } from "../src/core/protocol.ts";
+import { type Response } from "../src/core/protocol.ts";
+import { randomId } from "../src/core/ids.ts";
 import { RedisPool, redactUrl, type RedisPoolOptions } from "../src/server/pool/redis.ts";
 import { createPool } from "../src/server/pool/create.ts";
 import type { Outcome } from "../src/server/pool/types.ts";
@@ -689,8 +690,8 @@ describe("Redis pool behind a server process under load", () => {
     const codes = new Map<string, number>();
     let right = 0;
     await pump(4096, 4096, () => {
-      let x: AsyncResult<Msg> | Msg = new Msg({ name: "u", metadata: { value: 0 } });
-      for (const a of agents) x = a.reply(x);
+      let x: AsyncResult<Msg> = agents[0]!.reply(new Msg({ name: "u", metadata: { value: 0 } }));
+      for (const a of agents.slice(1)) x = a.reply(x);
       return x;
     }, (res) => {
       if (res.ok && ((res.value as Msg).metadata as { value: number }).value === 10) right++;

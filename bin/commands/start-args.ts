@@ -3,6 +3,7 @@
  * `--token`, `--insecure` and a few limits) and their validation into launcher options. Kept
  * apart from the command so it loads nothing heavy and can be unit-tested.
  */
+import { DEFAULTS } from "../../src/core/defaults.ts";
 import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { loadModelConfigs } from "../../src/models/init.ts";
@@ -22,18 +23,18 @@ import {
 
 /** Flags of `as-server start`. Numbers are strings so that bad values can be reported (exit 2). */
 export const startArgs = {
-  host: { type: "string", description: "Host name clients use to reach this server", default: "localhost" },
+  host: { type: "string", description: "Host name clients use to reach this server", default: DEFAULTS.host },
   port: { type: "string", description: "TCP port; 0 picks a free one (printed when listening)", default: "12310" },
-  capacity: { type: "string", description: "Async calls run at once; more wait in a bounded queue", default: "32" },
+  capacity: { type: "string", description: "Async calls run at once; more wait in a bounded queue", default: String(DEFAULTS.capacity) },
   "pool-type": { type: "string", description: "Result pool: local or redis", valueHint: "local|redis", default: "local" },
   "redis-url": {
     type: "string",
     // No citty default: AS_REDIS_URL fills in when the flag is absent.
-    description: "Redis of the redis pool; a password here is visible in ps, prefer env AS_REDIS_URL (default: AS_REDIS_URL, else redis://localhost:6379)",
+    description: `Redis of the redis pool; a password here is visible in ps, prefer env AS_REDIS_URL (default: AS_REDIS_URL, else ${DEFAULTS.redisUrl})`,
   },
-  "max-pool-size": { type: "string", description: "Results kept by the local pool", default: "8192" },
-  "max-expire-time": { type: "string", description: "Seconds a result is kept", default: "7200" },
-  "max-timeout-seconds": { type: "string", description: "Longest single wait for a result, seconds", default: "5" },
+  "max-pool-size": { type: "string", description: "Results kept by the local pool", default: String(DEFAULTS.maxPoolSize) },
+  "max-expire-time": { type: "string", description: "Seconds a result is kept", default: String(DEFAULTS.maxExpireTime) },
+  "max-timeout-seconds": { type: "string", description: "Longest single wait for a result, seconds", default: String(DEFAULTS.maxTimeoutSeconds) },
   "local-mode": {
     type: "string",
     valueHint: "true|false",
@@ -49,8 +50,8 @@ export const startArgs = {
   insecure: { type: "boolean", description: "Allow a non-loopback listener without a token" },
   "max-message-bytes": { type: "string", description: "Largest message accepted or sent, bytes" },
   "max-queue": { type: "string", description: "Async calls that may wait for a slot before new ones are refused" },
-  "max-agents": { type: "string", description: "Objects the server holds at most (default 1000000)" },
-  "allow-peers": { type: "string", description: "Peers this server may dial when a value names them: host[:port],... or any (default: loopback only)" },
+  "max-agents": { type: "string", description: `Objects the server holds at most (default ${DEFAULTS.maxAgents})` },
+  "allow-peers": { type: "string", valueHint: "host[:port],...|any", description: "Peers this server may dial when a value names them: host[:port],... or any (default: loopback only)" },
   "hide-stacks": { type: "boolean", description: "Leave remote stack traces out of errors sent to callers" },
   "file-dir": { type: "string", description: "Directory clients may download files from" },
   "tls-cert": { type: "string", description: "Serve over TLS with this PEM certificate (chain) file; needs --tls-key" },

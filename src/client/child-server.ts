@@ -3,6 +3,7 @@
  * Bun IPC. The child imports the module that defines the class, answers a ready handshake
  * within a time limit, dies with its parent, and its exit fails every pending call at once.
  */
+import { DEFAULTS } from "../core/defaults.ts";
 import type { Subprocess } from "bun";
 import { fileURLToPath } from "node:url";
 import { CHILD_CONFIG_ENV, type ChildConfig, type ChildFatalFrame } from "../core/child-config.ts";
@@ -13,7 +14,7 @@ import type { Request, Response } from "../core/protocol.ts";
 import { decodeValue } from "../core/codec.ts";
 import { setListenHook } from "./refs.ts";
 import type { Address } from "../core/transport.ts";
-import { randomId } from "../core/protocol.ts";
+import { randomId } from "../core/ids.ts";
 import { IpcTransport, type IpcFrame } from "./transports/ipc.ts";
 
 /** Options of a child server. */
@@ -140,11 +141,11 @@ export class ChildServer {
       key: randomId(),
       depth: ownDepth + 1,
       modules: opts.modules ?? [],
-      capacity: opts.capacity ?? 32,
-      maxQueue: opts.maxQueue ?? 65_536,
-      maxPoolSize: opts.maxPoolSize ?? 8192,
-      maxExpireTime: opts.maxExpireTime ?? 7200,
-      maxTimeoutSeconds: opts.maxTimeoutSeconds ?? 5,
+      capacity: opts.capacity ?? DEFAULTS.capacity,
+      maxQueue: opts.maxQueue ?? DEFAULTS.maxQueue,
+      maxPoolSize: opts.maxPoolSize ?? DEFAULTS.maxPoolSize,
+      maxExpireTime: opts.maxExpireTime ?? DEFAULTS.maxExpireTime,
+      maxTimeoutSeconds: opts.maxTimeoutSeconds ?? DEFAULTS.maxTimeoutSeconds,
     };
     if (opts.classes?.length) conf.classes = opts.classes;
     if (opts.maxMessageBytes) conf.maxMessageBytes = opts.maxMessageBytes;
@@ -242,7 +243,7 @@ export class ChildServer {
     proc.unref();
     this.#pumpStderr(proc.stderr as ReadableStream<Uint8Array>);
 
-    const readyMs = opts.readyTimeoutMs ?? 15_000;
+    const readyMs = opts.readyTimeoutMs ?? DEFAULTS.readyTimeoutMs;
     const timer = setTimeout(() => {
       readyReject(new AgentServerNotAliveError(`child server did not start within ${readyMs} ms${this.#tail ? `: ${this.#tail.trim()}` : ""}`, { host: `child:${this.id}` }));
       proc!.kill("SIGKILL");
@@ -277,7 +278,7 @@ export class ChildServer {
    */
   listen(): Promise<Address> {
     this.#listening ??= this.ready
-      .then(() => this.conn.value({ t: "listen" } as unknown as Request))
+      .then(() => this.conn.value({ t: "listen" }))
       .then((bytes) => decodeValue(bytes) as Address);
     return this.#listening;
   }

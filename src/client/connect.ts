@@ -3,9 +3,11 @@
  * only its id. The object's methods come from the server (`describe`), so the caller needs
  * neither its class nor its module.
  */
+import { DEFAULTS } from "../core/defaults.ts";
 import { connectionFor } from "./connections.ts";
 import { CodecError } from "../core/errors.ts";
-import { MAX_OBJECT_ID, isObjectId, type ClassInfo } from "../core/protocol.ts";
+import { type ClassInfo } from "../core/protocol.ts";
+import { MAX_OBJECT_ID, isObjectId } from "../core/ids.ts";
 import { makeRemote, type Remote, type RemoteState } from "./proxy.ts";
 import { decodeFrom } from "./refs.ts";
 import { DEFAULT_RETRY } from "./retry.ts";
@@ -40,7 +42,7 @@ export function connect<T = unknown>(to: ConnectTarget): Remote<T> {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TypeError(`connect(): port must be an integer in 1..65535, not ${port}`);
   if (!isObjectId(oid)) throw new TypeError(`connect(): oid must be 1-${MAX_OBJECT_ID} characters of A-Z a-z 0-9 . _ : -, not ${JSON.stringify(oid)?.slice(0, 140)}`);
   const conn = connectionFor({ host, port }, { ...(token === undefined ? {} : { token }), ...(tls === undefined ? {} : { tls }) });
-  const st: RemoteState = { oid, conn, ready: Promise.resolve(), retry: DEFAULT_RETRY, maxWaitMs: 5000, host, port };
+  const st: RemoteState = { oid, conn, ready: Promise.resolve(), retry: DEFAULT_RETRY, maxWaitMs: DEFAULTS.maxTimeoutSeconds * 1000, host, port };
   st.ready = conn.value({ t: "describe", oid }).then((bytes) => {
     const info = decodeFrom(bytes, conn) as ClassInfo;
     if (!info || typeof info.cls !== "string" || !Array.isArray(info.methods) || !Array.isArray(info.async)) {

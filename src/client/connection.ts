@@ -9,21 +9,46 @@ import type { Address, RequestOptions, Transport } from "../core/transport.ts";
 
 /** One server as seen from this process. */
 export class ServerConnection {
-  readonly address: Address;
   readonly transport: Transport;
-  /** Host/port shown in errors (`"child:<id>"` for child servers). */
-  readonly where: { host: string; port: number | undefined };
+  #address: Address;
+  #where: { host: string; port: number | undefined };
   #broken: Error | undefined;
 
   constructor(transport: Transport, address: Address) {
     this.transport = transport;
-    this.address = address;
-    this.where = address.child ? { host: `child:${address.child}`, port: undefined } : { host: address.host, port: address.port };
+    this.#address = address;
+    this.#where = whereOf(address);
     const prev = transport.onBroken;
     transport.onBroken = (err) => {
       this.#broken = err;
       prev?.(err);
     };
+  }
+
+  /** Where the server is. */
+  get address(): Address {
+    return this.#address;
+  }
+
+  /** Host/port shown in errors (`"child:<id>"` for child servers). */
+  get where(): { host: string; port: number | undefined } {
+    return this.#where;
+  }
+
+  /**
+   * `undefined` once `address` is final, which for most connections is from the start. A
+   * connection whose server is still being chosen (a `ServerGroup` placing an object) returns
+   * a promise that resolves once `address` names the chosen server, or rejects with why no
+   * server took the object: a reference naming this server must wait for it.
+   */
+  get addressPending(): Promise<void> | undefined {
+    return undefined;
+  }
+
+  /** Name the server finally chosen (for subclasses whose server is chosen after they are made). */
+  protected moveTo(address: Address): void {
+    this.#address = address;
+    this.#where = whereOf(address);
   }
 
   /** Why the link is down, if it is. */
@@ -46,7 +71,8 @@ export class ServerConnection {
   /** Answer of a request that must carry a value frame. */
   async value(req: Request, opts?: RequestOptions): Promise<Uint8Array> {
     const res = await this.expect(req, opts);
-    if (res.t !== "value") throw new CodecError(`expected a value answer to ${req.t}, got ${res.t}`, this.where);
+    // Any other answer means the two ends disagree on the protocol: INTERNAL, not bad input.
+    if (res.t !== "value") throw new CodecError(`expected a value answer to ${req.t}, got ${res.t}`, { ...this.where, code: "INTERNAL" });
     return res.value;
   }
 
@@ -70,4 +96,8 @@ export class ServerConnection {
       return false;
     }
   }
+}
+
+function whereOf(a: Address): { host: string; port: number | undefined } {
+  return a.child ? { host: `child:${a.child}`, port: undefined } : { host: a.host, port: a.port };
 }

@@ -5,13 +5,14 @@
  * Without `host`/`port` a child server is spawned for the object (Bun IPC); with them the
  * object is created on that running server (gRPC).
  */
+import { DEFAULTS } from "../core/defaults.ts";
 import { ChildServer } from "./child-server.ts";
 import { connectionFor } from "./connections.ts";
 import { CTOR_ARGS } from "../core/decorators.ts";
 import { AgentCreationError } from "../core/errors.ts";
 import { currentModelConfigs } from "../models/store.ts";
 import { takeOid } from "../core/oid.ts";
-import { randomId } from "../core/protocol.ts";
+import { randomId } from "../core/ids.ts";
 import { ServerGroup } from "./placement.ts";
 import { makeRemote, remoteState, type Remote } from "./proxy.ts";
 import { encodeArgsWhenReady, processLimits } from "./refs.ts";
@@ -122,7 +123,7 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, t
   const conf = target instanceof ServerGroup ? { group: target } : target;
   checkConf(conf);
   if (conf.group) return conf.group.place<T>(entry, args, oid, conf);
-  const maxWaitMs = (conf.maxTimeoutSeconds ?? 5) * 1000;
+  const maxWaitMs = (conf.maxTimeoutSeconds ?? DEFAULTS.maxTimeoutSeconds) * 1000;
   const retry = conf.retryStrategy ?? DEFAULT_RETRY;
   const info = classInfo(entry.cls);
   const encoded = (dest: "ipc" | "net"): Promise<Uint8Array> =>
@@ -147,12 +148,12 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, t
   const child = new ChildServer({
     modules: entry.module ? [entry.module] : [],
     classes: entry.module ? [entry.name] : [],
-    capacity: conf.capacity ?? 32,
-    maxQueue: conf.maxQueue ?? 65_536,
+    capacity: conf.capacity ?? DEFAULTS.capacity,
+    maxQueue: conf.maxQueue ?? DEFAULTS.maxQueue,
     maxMessageBytes: processLimits().maxMessageBytes,
-    maxPoolSize: conf.maxPoolSize ?? 8192,
-    maxExpireTime: conf.maxExpireTime ?? 7200,
-    maxTimeoutSeconds: conf.maxTimeoutSeconds ?? 5,
+    maxPoolSize: conf.maxPoolSize ?? DEFAULTS.maxPoolSize,
+    maxExpireTime: conf.maxExpireTime ?? DEFAULTS.maxExpireTime,
+    maxTimeoutSeconds: conf.maxTimeoutSeconds ?? DEFAULTS.maxTimeoutSeconds,
     modelConfigs: currentModelConfigs(),
   });
   const payload = encoded("ipc");

@@ -16,6 +16,7 @@
  * as with any `toDist`; calls made before the object exists wait for it and go to the server
  * that took it.
  */
+import { DEFAULTS } from "../core/defaults.ts";
 import type { ServerConnection } from "./connection.ts";
 import { ServerConnection as Connection } from "./connection.ts";
 import { connectionFor, type GrpcConnectOptions } from "./connections.ts";
@@ -213,7 +214,7 @@ export class ServerGroup {
       info: classInfo(entry.cls),
       created: true,
       retry: conf.retryStrategy ?? DEFAULT_RETRY,
-      maxWaitMs: (conf.maxTimeoutSeconds ?? 5) * 1000,
+      maxWaitMs: (conf.maxTimeoutSeconds ?? DEFAULTS.maxTimeoutSeconds) * 1000,
       host: tentative.addr.host,
       port: tentative.addr.port,
     };

@@ -7,7 +7,7 @@ import { AsyncResult, type TaskSource } from "./async-result.ts";
 import type { ServerConnection } from "./connection.ts";
 import { AgentServerError, CodecError, DeadlineExceededError, NotFoundError, ResourceExhaustedError, errorFromWire } from "../core/errors.ts";
 import type { CallRequest, ClassInfo } from "../core/protocol.ts";
-import { randomId } from "../core/protocol.ts";
+import { randomId } from "../core/ids.ts";
 import { decodeFrom, encodeArgs, encodeArgsWhenReady, NeedsAwait, NeedsListener, type Destination } from "./refs.ts";
 import { isReachableName } from "../core/registry.ts";
 import type { RetryStrategy } from "./retry.ts";

@@ -5,13 +5,14 @@
  * makes a working proxy or AsyncResult again — or, on the server that holds the object or
  * task, the local object or a local wait, so identity survives a round trip.
  */
+import { DEFAULTS } from "../core/defaults.ts";
 import { AsyncResult, FRESH_GRACE_MS, UNKNOWN_ACCEPTANCE } from "./async-result.ts";
 import type { ServerConnection } from "./connection.ts";
 import { connectionFor } from "./connections.ts";
 import { decodeValue, encodeValue, type RefCodec, type WireRefTag } from "../core/codec.ts";
 import { CodecError } from "../core/errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "../core/limits.ts";
-import { isId, isObjectId } from "../core/protocol.ts";
+import { isId, isObjectId } from "../core/ids.ts";
 import { makeRemote, remoteState } from "./proxy.ts";
 import { IS_DISTRIBUTABLE } from "../core/registry.ts";
 import { DEFAULT_RETRY } from "./retry.ts";
@@ -134,6 +135,9 @@ export function makeRefCodec(self?: LocalHooks, dest: Destination = "ipc"): RefC
         if (s?.ok) return { value: s.value };
         const src = v.taskSource;
         if (src) {
+          // A call made while its object is being placed: its server, not chosen yet, cannot be named.
+          const choosing = src.conn.addressPending;
+          if (choosing) throw new NeedsAwait(choosing);
           const tag: WireRefTag = { $as: "fut", task: src.task, at: addressFor(addressOut(src.conn.address), dest) };
           // The receiver reads the result too: ours must not free it for them.
           v.markShared();
@@ -189,7 +193,7 @@ export function makeRefCodec(self?: LocalHooks, dest: Destination = "ipc"): RefC
           acceptedNow: !fresh,
           freshUntil: fresh ? performance.now() + FRESH_GRACE_MS : 0,
           decode: (b) => decodeFrom(b, conn),
-          maxWaitMs: 5000,
+          maxWaitMs: DEFAULTS.maxTimeoutSeconds * 1000,
           retry: DEFAULT_RETRY,
         });
       }
@@ -212,7 +216,7 @@ export function makeRefCodec(self?: LocalHooks, dest: Destination = "ipc"): RefC
         isReady: true,
         info,
         retry: DEFAULT_RETRY,
-        maxWaitMs: 5000,
+        maxWaitMs: DEFAULTS.maxTimeoutSeconds * 1000,
         host: conn.where.host,
         port: conn.where.port,
       });

@@ -9,7 +9,8 @@ import { basename, join } from "node:path";
 import type { ServerConnection } from "./connection.ts";
 import { connectionFor } from "./connections.ts";
 import { AgentCreationError, AgentServerError, AgentServerNotAliveError } from "../core/errors.ts";
-import { MAX_OBJECT_ID, isObjectId, randomId, type AgentInfo, type ServerInfo } from "../core/protocol.ts";
+import { type AgentInfo, type ServerInfo } from "../core/protocol.ts";
+import { MAX_OBJECT_ID, isObjectId, randomId } from "../core/ids.ts";
 import { decodeFrom, encodeWithRefs } from "./refs.ts";
 import { clientTls, type ClientTlsOption } from "../core/tls.ts";
 

@@ -5,7 +5,7 @@
  * users (`createAgent(…, "alice")`) are any 1–128 characters of `[A-Za-z0-9._:-]`, checked by
  * `isObjectId` wherever an id comes in.
  */
-import { randomId } from "./protocol.ts";
+import { randomId } from "./ids.ts";
 
 let preset: string | undefined;
 

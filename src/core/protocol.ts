@@ -101,6 +101,14 @@ export interface CancelRequest {
   task: string;
 }
 
+/**
+ * IPC only, parent → child: open the child's loopback gRPC listener (once) and answer its
+ * address, so network servers can reach the child's objects. Never accepted from a network peer.
+ */
+export interface ListenRequest {
+  t: "listen";
+}
+
 /** Management requests without arguments. */
 export interface SimpleRequest {
   t: "alive" | "stop" | "deleteAll" | "list" | "info";
@@ -118,13 +126,47 @@ export type Request =
   | DownloadRequest
   | CancelRequest
   | ReleaseRequest
+  | ListenRequest
   | SimpleRequest;
 
-/** Every request kind, for validation of untrusted input. */
-export const REQUEST_KINDS: ReadonlySet<string> = new Set([
-  "create", "call", "wait", "delete", "describe", "memory", "setModelConfigs", "download", "cancel", "release",
-  "alive", "stop", "deleteAll", "list", "info",
-]);
+/** How one request kind travels. */
+export interface RequestKind {
+  /** Its gRPC method (`proto/agent_server.proto`), or null for a kind that exists on IPC only. */
+  readonly rpc: string | null;
+  /** May ride a `Batch` call (and a wait `Session`) with other requests. */
+  readonly batch: boolean;
+}
+
+/**
+ * Every request kind, declared once: the `Request` union above, the gRPC method names
+ * (`wire/grpc-proto.ts`), the kinds a server accepts from peers (`REQUEST_KINDS`) and the
+ * table of `docs/protocol.md` all match this (a test checks the doc and the proto).
+ */
+export const REQUEST_TABLE = {
+  create: { rpc: "Create", batch: true },
+  call: { rpc: "Call", batch: true },
+  wait: { rpc: "Wait", batch: true },
+  delete: { rpc: "Delete", batch: true },
+  describe: { rpc: "Describe", batch: true },
+  cancel: { rpc: "Cancel", batch: true },
+  release: { rpc: "Release", batch: true },
+  deleteAll: { rpc: "DeleteAll", batch: false },
+  list: { rpc: "List", batch: false },
+  info: { rpc: "Info", batch: false },
+  alive: { rpc: "Alive", batch: false },
+  stop: { rpc: "Stop", batch: false },
+  memory: { rpc: "Memory", batch: false },
+  setModelConfigs: { rpc: "SetModelConfigs", batch: false },
+  download: { rpc: "Download", batch: false },
+  listen: { rpc: null, batch: false },
+} as const satisfies Record<Request["t"], RequestKind>;
+
+/** Request kinds a server accepts from any peer (all but the IPC-only ones). */
+export const REQUEST_KINDS: ReadonlySet<string> = new Set(
+  Object.entries(REQUEST_TABLE)
+    .filter(([, k]) => k.rpc !== null)
+    .map(([t]) => t),
+);
 
 /** A value answer: a codec frame. */
 export interface ValueResponse {
@@ -193,32 +235,4 @@ export interface ServerInfo {
   pending: number;
   /** Results held by the pool. */
   results?: number;
-}
-
-/** Random 32-hex id (object ids, task ids). */
-export function randomId(): string {
-  const b = new Uint8Array(16);
-  crypto.getRandomValues(b);
-  let s = "";
-  for (let i = 0; i < 16; i++) s += HEX[b[i]!];
-  return s;
-}
-
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
-/** True for a 32-hex id: task ids, and the object ids this library generates. */
-export function isId(s: unknown): s is string {
-  return typeof s === "string" && s.length === 32 && /^[0-9a-f]{32}$/.test(s);
-}
-
-/** Longest object id a user may choose. */
-export const MAX_OBJECT_ID = 128;
-
-/**
- * True for an object id: 1–128 characters of `[A-Za-z0-9._:-]`. Generated ids are 32 hex;
- * users may choose readable ones (`createAgent(…, "alice")`, as AgentScope allows). The
- * alphabet keeps ids safe in log lines, Redis keys and URLs without escaping.
- */
-export function isObjectId(s: unknown): s is string {
-  return typeof s === "string" && s.length > 0 && s.length <= MAX_OBJECT_ID && /^[A-Za-z0-9._:-]+$/.test(s);
 }

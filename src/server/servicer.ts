@@ -18,7 +18,8 @@ import {
   type WireError,
 } from "../core/errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "../core/limits.ts";
-import { isId, isObjectId, randomId, type AgentInfo, type Request, type Response, type ServerInfo } from "../core/protocol.ts";
+import { type AgentInfo, type Request, type Response, type ServerInfo } from "../core/protocol.ts";
+import { isId, isObjectId, randomId } from "../core/ids.ts";
 import { makeRefCodec, registerLocalServer, unregisterLocalServer, type LocalHooks } from "../client/refs.ts";
 import { classInfo, isReachableName, type AnyClass } from "../core/registry.ts";
 import type { Address } from "../core/transport.ts";
@@ -257,6 +258,9 @@ export class Servicer {
       case "release":
         await this.opts.pool.release(req.task);
         return { t: "ok" };
+      case "listen":
+        // Never reaches here from a peer (validation refuses it); a child's IPC binding answers it.
+        throw new UnimplementedError("listen is answered by a child server's IPC binding");
     }
   }
 

@@ -3,7 +3,8 @@
  * have its type, before anything is looked up or decoded.
  */
 import { CodecError } from "../core/errors.ts";
-import { MAX_OBJECT_ID, REQUEST_KINDS, isId, isObjectId, type Request } from "../core/protocol.ts";
+import { REQUEST_KINDS, type Request } from "../core/protocol.ts";
+import { MAX_OBJECT_ID, isId, isObjectId } from "../core/ids.ts";
 
 const MAX_NAME = 256;
 

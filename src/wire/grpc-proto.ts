@@ -9,26 +9,12 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import protoPath from "../../proto/agent_server.proto" with { type: "file" };
 import { GRPC_STATUS, type ErrorCode, type WireError } from "../core/errors.ts";
-import type { Request, Response } from "../core/protocol.ts";
+import { REQUEST_TABLE, type Request, type Response } from "../core/protocol.ts";
 
-/** RPC name of each request kind. */
-export const RPC_OF: Readonly<Record<Request["t"], string>> = {
-  create: "Create",
-  call: "Call",
-  wait: "Wait",
-  delete: "Delete",
-  deleteAll: "DeleteAll",
-  describe: "Describe",
-  list: "List",
-  info: "Info",
-  alive: "Alive",
-  stop: "Stop",
-  memory: "Memory",
-  setModelConfigs: "SetModelConfigs",
-  download: "Download",
-  cancel: "Cancel",
-  release: "Release",
-};
+/** RPC name of each request kind that travels over gRPC (from the one table in protocol.ts). */
+export const RPC_OF: Readonly<Partial<Record<Request["t"], string>>> = Object.fromEntries(
+  Object.entries(REQUEST_TABLE).flatMap(([t, k]) => (k.rpc === null ? [] : [[t, k.rpc]])),
+);
 
 /** `Reply` as proto-loader builds and reads it: exactly one field set. */
 export interface WireReply {
@@ -43,7 +29,11 @@ export interface WireReply {
  * Request kinds a `Batch` call may carry. The `BatchItem` field of each is named like the
  * kind, so an item is `{ [req.t]: requestMessage(req) }`.
  */
-export const BATCH_KINDS: ReadonlySet<string> = new Set<Request["t"]>(["call", "wait", "create", "delete", "describe", "cancel", "release"]);
+export const BATCH_KINDS: ReadonlySet<string> = new Set(
+  Object.entries(REQUEST_TABLE)
+    .filter(([, k]) => k.batch)
+    .map(([t]) => t),
+);
 
 /** `BatchReply` as proto-loader builds and reads it (a 0 index is absent on the wire). */
 export interface WireBatchReply {

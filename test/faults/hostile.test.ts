@@ -11,7 +11,7 @@ import { connect as h2connect } from "node:http2";
 import { decodeValue, encodeValue } from "../../src/core/codec.ts";
 import { closeAllConnections, connectionFor } from "../../src/client/connections.ts";
 import { DEFAULT_LIMITS } from "../../src/core/limits.ts";
-import { randomId } from "../../src/core/protocol.ts";
+import { randomId } from "../../src/core/ids.ts";
 import { agentServerService } from "../../src/wire/grpc-proto.ts";
 import { RPCS, RawGrpc, subServer, type SubServer } from "../fixtures/fault-harness.ts";
 import { Sturdy } from "../fixtures/fault-server/agents.ts";

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { AgentCallError, PermissionDeniedError, RpcClient, UnauthenticatedError, connect } from "../../src/index.ts";
 import { encodeValue } from "../../src/core/codec.ts";
 import { closeAllConnections } from "../../src/client/connections.ts";
-import { randomId } from "../../src/core/protocol.ts";
+import { randomId } from "../../src/core/ids.ts";
 import { agentServerService } from "../../src/wire/grpc-proto.ts";
 import { UNAUTHENTICATED_MESSAGE } from "../../src/server/bindings/grpc/binding.ts";
 import { RawGrpc, cliServer, subServer } from "../fixtures/fault-harness.ts";

@@ -208,8 +208,9 @@ class GrpcTransport implements Transport {
   #unary(req: Request, opts?: RequestOptions): Promise<Response> {
     if (this.#broken) return Promise.reject(this.#broken);
     if (opts?.signal?.aborted) return Promise.reject(new CancelledError("request aborted", this.#where));
-    const def = this.#methods[RPC_OF[req.t]];
-    if (!def) return Promise.reject(new CodecError(`no RPC for request kind ${req.t}`, this.#where));
+    const rpc = RPC_OF[req.t];
+    const def = rpc === undefined ? undefined : this.#methods[rpc];
+    if (!def) return Promise.reject(new CodecError(`no RPC for request kind ${req.t}`, { ...this.#where, code: "INTERNAL" }));
     // Checked before anything is sent: a frame over our limit never leaves this process.
     const size = payloadBytes(req);
     if (size > this.#maxBytes) {

@@ -154,7 +154,7 @@ export async function runChild(json: string | undefined): Promise<void> {
       if (r.t !== "value") throw new AgentServerNotAliveError(`cannot open a listener: ${r.t === "error" ? r.error.message : r.t}`);
       return decodeValue(r.value) as Address;
     }
-    const c = await connectionFor({ host: "localhost", child }).value({ t: "listen" } as unknown as Request);
+    const c = await connectionFor({ host: "localhost", child }).value({ t: "listen" });
     return decodeValue(c) as Address;
   });
   setChildRouter((a) => {

@@ -2,6 +2,7 @@
  * The options of `RpcAgentServerLauncher`: their defaults, their checks, and what they mean
  * for the addresses the server binds, advertises and answers to.
  */
+import { DEFAULTS } from "../../core/defaults.ts";
 import { hostname } from "node:os";
 import type { ModelConfig } from "../../models/store.ts";
 import { DEFAULT_LIMITS } from "../../core/limits.ts";
@@ -71,9 +72,6 @@ export interface LauncherOptions {
   maxAgents?: number;
 }
 
-/** Default of `maxAgents`: objects one server holds at most. */
-export const DEFAULT_MAX_AGENTS = 1_000_000;
-
 /** Options with every default filled in. */
 export type ResolvedLauncherOptions = Required<Pick<LauncherOptions, "host" | "capacity" | "poolType" | "redisUrl" | "maxPoolSize" | "maxExpireTime" | "maxTimeoutSeconds" | "localMode" | "maxMessageBytes" | "maxQueue" | "shutdownGraceMs" | "maxAgents">> & LauncherOptions;
 
@@ -82,18 +80,18 @@ export function resolveOptions(opts: LauncherOptions): ResolvedLauncherOptions {
   if (opts === null || typeof opts !== "object") throw new TypeError("launcher options must be an object");
   const o: ResolvedLauncherOptions = {
     ...opts,
-    host: opts.host ?? "localhost",
-    capacity: opts.capacity ?? 32,
+    host: opts.host ?? DEFAULTS.host,
+    capacity: opts.capacity ?? DEFAULTS.capacity,
     poolType: opts.poolType ?? "local",
-    redisUrl: opts.redisUrl ?? "redis://localhost:6379",
-    maxPoolSize: opts.maxPoolSize ?? 8192,
-    maxExpireTime: opts.maxExpireTime ?? 7200,
-    maxTimeoutSeconds: opts.maxTimeoutSeconds ?? 5,
+    redisUrl: opts.redisUrl ?? DEFAULTS.redisUrl,
+    maxPoolSize: opts.maxPoolSize ?? DEFAULTS.maxPoolSize,
+    maxExpireTime: opts.maxExpireTime ?? DEFAULTS.maxExpireTime,
+    maxTimeoutSeconds: opts.maxTimeoutSeconds ?? DEFAULTS.maxTimeoutSeconds,
     localMode: opts.localMode ?? false,
     maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes,
-    maxQueue: opts.maxQueue ?? 65_536,
-    shutdownGraceMs: opts.shutdownGraceMs ?? 5000,
-    maxAgents: opts.maxAgents ?? DEFAULT_MAX_AGENTS,
+    maxQueue: opts.maxQueue ?? DEFAULTS.maxQueue,
+    shutdownGraceMs: opts.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs,
+    maxAgents: opts.maxAgents ?? DEFAULTS.maxAgents,
   };
   if (typeof o.host !== "string" || !o.host) throw new TypeError("host must be a non-empty string");
   if (o.port !== undefined && (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535)) throw new TypeError(`port must be an integer in 0..65535, not ${o.port}`);

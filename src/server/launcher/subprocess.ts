@@ -9,6 +9,7 @@
  * password, the token and TLS keys, so all of it goes through the stdin pipe (no size limit
  * either, unlike one argv or environment string: 128 KiB on Linux).
  */
+import { DEFAULTS } from "../../core/defaults.ts";
 import type { Subprocess } from "bun";
 import { fileURLToPath } from "node:url";
 import type { ModelConfig } from "../../models/store.ts";
@@ -69,7 +70,7 @@ const TAIL_BYTES = 4096;
 
 /** Start a server subprocess; resolves once it accepts calls. */
 export async function launchSubprocess(opts: SubprocessOptions, token: string | undefined, tls?: ServerTls): Promise<ServerSubprocess> {
-  const { customAgentClasses, readyTimeoutMs = 15_000, ...rest } = opts;
+  const { customAgentClasses, readyTimeoutMs = DEFAULTS.readyTimeoutMs, ...rest } = opts;
   const conf: ServerProcessConfig = {
     ...rest,
     classes: customAgentClasses.map(classRef),
