@@ -86,6 +86,8 @@ class WatchedPool implements ResultPool {
   readonly unfinished = new Set<string>();
   /** Finished, never handed to a reader nor released. */
   readonly unread = new Set<string>();
+  /** Released by their owner while still running: nobody will read them. */
+  readonly #released = new Set<string>();
   /** `get` calls in progress. */
   gets = 0;
   onChange?: () => void;
@@ -100,7 +102,7 @@ class WatchedPool implements ResultPool {
   }
 
   async set(task: string, outcome: Outcome): Promise<void> {
-    if (this.unfinished.delete(task)) this.unread.add(task);
+    if (this.unfinished.delete(task) && !this.#released.delete(task)) this.unread.add(task);
     await this.inner.set(task, outcome);
     this.onChange?.();
   }
@@ -119,6 +121,7 @@ class WatchedPool implements ResultPool {
 
   async release(task: string): Promise<void> {
     this.unread.delete(task);
+    if (this.unfinished.has(task)) this.#released.add(task);
     await this.inner.release(task);
   }
 

@@ -11,7 +11,7 @@
  * requests of a kind were sent. It imports no server code: the peer is anything with the
  * servicer's `handle()`.
  */
-import { AgentServerNotAliveError, CancelledError, DeadlineExceededError } from "../../core/errors.ts";
+import { AgentServerNotAliveError, CancelledError, CodecError, DeadlineExceededError } from "../../core/errors.ts";
 import type { Request, Response } from "../../core/protocol.ts";
 import type { RequestOptions, Transport } from "../../core/transport.ts";
 
@@ -87,11 +87,6 @@ export class MemoryTransport implements Transport {
     return n;
   }
 
-  /** Why the link is down, if it is. */
-  get broken(): Error | undefined {
-    return this.#broken;
-  }
-
   /** Requests of kind `kind` sent so far (all kinds without one). */
   count(kind?: Request["t"]): number {
     if (kind !== undefined) return this.#sent.get(kind) ?? 0;
@@ -105,7 +100,12 @@ export class MemoryTransport implements Transport {
     this.#sent.set(req.t, (this.#sent.get(req.t) ?? 0) + 1);
     if (opts?.signal?.aborted) return Promise.reject(new CancelledError("request aborted", this.#where));
     // What the peer gets is a copy, as after a real wire: mutating either side changes nothing.
-    const wire = structuredClone(req);
+    let wire: Request;
+    try {
+      wire = structuredClone(req);
+    } catch (e) {
+      return Promise.reject(new CodecError(`request cannot be sent: ${(e as Error).message}`, this.#where));
+    }
     const i = this.#next++;
     return new Promise<Response>((resolve, reject) => {
       const p: Pending = { resolve, reject };
@@ -123,7 +123,7 @@ export class MemoryTransport implements Transport {
       }
       if (cleanups.length > 0) p.cleanup = () => cleanups.forEach((c) => c());
       this.#pending.set(i, p);
-      this.#changed();
+      this.onChange?.();
       const fence = [...this.#requestFences].find((f) => f.match(wire));
       if (fence) fence.held.push(() => this.#serve(i, wire));
       else queueMicrotask(() => this.#serve(i, wire));
@@ -186,7 +186,7 @@ export class MemoryTransport implements Transport {
       p.cleanup?.();
       p.reject(reason);
     }
-    this.#changed();
+    this.onChange?.();
     this.onBroken?.(reason);
   }
 
@@ -208,7 +208,7 @@ export class MemoryTransport implements Transport {
     this.#peer.handle(wire, ctl.signal, this.#gone.signal).then((res) => {
       this.#serving.delete(i);
       if (!this.#broken) this.#answer(i, res);
-      this.#changed();
+      this.onChange?.();
     });
   }
 
@@ -242,11 +242,7 @@ export class MemoryTransport implements Transport {
     if (!p) return undefined;
     this.#pending.delete(i);
     p.cleanup?.();
-    this.#changed();
-    return p;
-  }
-
-  #changed(): void {
     this.onChange?.();
+    return p;
   }
 }
