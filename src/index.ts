@@ -44,4 +44,5 @@ export { RpcAgentServerLauncher, type LauncherOptions } from "./server/launcher/
 export { loadCustomClassFromFile, loadAgentsFromDir } from "./server/class-loader.ts";
 export { RpcClient, type RpcClientOptions } from "./client/rpc-client.ts";
 export { connect, type ConnectTarget } from "./client/connect.ts";
+export { listServers, type ServerRecord } from "./client/registry.ts";
 export type { ClientTlsOption, PemSource } from "./core/tls.ts";

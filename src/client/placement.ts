@@ -79,6 +79,20 @@ export class ServerGroup implements AsyncDisposable {
     return ServerGroup.parse(await Bun.file(path).text(), opts);
   }
 
+  /**
+   * A group of the servers registered in a registry (a Redis URL, see the launcher's
+   * `registry`), following joins and leaves live; `close()` stops following. ioredis is
+   * loaded only here. Defined in registry-group.ts.
+   *
+   * @example
+   * await using group = await ServerGroup.fromRegistry("redis://10.0.0.9:6379", { token });
+   * const agent = WebAgent.toDist(group, "bob");
+   */
+  static async fromRegistry(registryUrl: string, opts?: ServerGroupOptions & { pollMs?: number }): Promise<ServerGroup> {
+    const { RegistryGroup } = await import("./registry-group.ts");
+    return RegistryGroup.open(registryUrl, opts);
+  }
+
   /** True once `close()` (or disposal) was called: the group places nothing more. */
   get closed(): boolean {
     return this.#closed;

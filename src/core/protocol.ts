@@ -235,4 +235,11 @@ export interface ServerInfo {
   pending: number;
   /** Results held by the pool. */
   results?: number;
+  /** `Date.now()` when the server started; calls answered, failed, and per second lately; restarts. */
+  startedAt?: number;
+  calls?: number;
+  errors?: number;
+  callRate?: number;
+  errorRate?: number;
+  restarts?: number;
 }

@@ -26,6 +26,7 @@ import type { Address } from "../core/transport.ts";
 import { withPresetOid } from "../core/oid.ts";
 import { Capacity } from "./capacity.ts";
 import { validateRequest } from "./validate.ts";
+import type { ServicerObserver } from "./observer.ts";
 
 /** How long the refusal of an async call is remembered for waits that come after it. */
 const REFUSAL_KEEP_MS = 60_000;
@@ -66,6 +67,8 @@ export interface ServicerOptions {
   onStop?(): void;
   /** Model config hooks (LLM agents). */
   setModelConfigs?(configs: unknown): void | Promise<void>;
+  /** Metrics, call counts and the event log (server/observer.ts); none by default. */
+  observer?: ServicerObserver;
 }
 
 interface Held {
@@ -166,12 +169,32 @@ export class Servicer {
    * client that died must not keep the server busy for minutes). Calls already running go on.
    */
   async handle(raw: unknown, signal?: AbortSignal, gone?: AbortSignal): Promise<Response> {
+    const obs = this.opts.observer;
+    if (obs !== undefined) return this.#observed(obs, raw, signal, gone);
     try {
       const req = validateRequest(raw);
       return await this.#dispatch(req, signal, gone);
     } catch (e) {
       return { t: "error", error: this.#wireError(e) };
     }
+  }
+
+  /** `handle` that tells `obs` what it does (kept apart so a server without one pays nothing). */
+  async #observed(obs: ServicerObserver, raw: unknown, signal?: AbortSignal, gone?: AbortSignal): Promise<Response> {
+    const t0 = performance.now();
+    let req: Request | undefined;
+    let res: Response;
+    let cls: string | undefined;
+    try {
+      req = validateRequest(raw);
+      cls = req.t === "create" ? req.cls : "oid" in req ? this.#objects.get(req.oid)?.cls : undefined;
+      obs.started(req);
+      res = await this.#dispatch(req, signal, gone);
+    } catch (e) {
+      res = { t: "error", error: this.#wireError(e) };
+    }
+    if (req !== undefined) obs.answered(req, res, (performance.now() - t0) / 1000, cls);
+    return res;
   }
 
   #wireError(e: unknown): WireError {
@@ -433,6 +456,7 @@ export class Servicer {
     } catch (e) {
       o = { ok: false, error: this.#wireError(e) };
     }
+    this.opts.observer?.taskDone(task, o);
     this.opts.pool.set(task, o).catch(() => {
       // Redis is away: the Redis pool keeps the outcome for waiters on this server and writes it
       // when the connection returns; nothing else can be done here.
@@ -482,6 +506,7 @@ export class Servicer {
       capacity: this.capacity.limit,
       pending: this.capacity.running + this.capacity.queued,
       results: this.opts.pool.size(),
+      ...this.opts.observer?.info?.(),
     };
   }
 }

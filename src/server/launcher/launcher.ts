@@ -14,6 +14,11 @@
  * await server.launch();
  * const agent = WebAgent.toDist({ host: server.host, port: server.port }, "bob");
  * await server.shutdown();
+ *
+ * @example
+ * await using server = new RpcAgentServerLauncher({ port: 0, customAgentClasses: [WebAgent] });
+ * await server.launch();
+ * // ... shut down (drained) at the end of the scope, even when it ends with an exception
  */
 import { allowListPolicy, setDialPolicy } from "../../client/connections.ts";
 import { CodecError, ResourceExhaustedError } from "../../core/errors.ts";
@@ -25,11 +30,23 @@ import type { GrpcBinding } from "../bindings/grpc/binding.ts";
 import { advertisedHost, aliasesOf, bindHostOf, isLoopback, resolveOptions, type LauncherOptions, type ResolvedLauncherOptions } from "./options.ts";
 import { launchSubprocess, type ServerSubprocess } from "./subprocess.ts";
 import type { Servicer } from "../servicer.ts";
+import type { CallStats, MetricsServer } from "../metrics.ts";
+import type { Registration } from "../registry.ts";
+import pkg from "../../../package.json" with { type: "json" };
 
 export type { LauncherOptions } from "./options.ts";
 
-/** Starts and stops one agent server. */
-export class RpcAgentServerLauncher {
+/** What an in-process server is made of. */
+interface InProc {
+  binding: GrpcBinding;
+  servicer: Servicer;
+  stats: CallStats;
+  metrics?: MetricsServer;
+  registration?: Registration;
+}
+
+/** Starts and stops one agent server; `await using` shuts it down at the end of the scope. */
+export class RpcAgentServerLauncher implements AsyncDisposable {
   /** Host clients use to reach the server. */
   readonly host: string;
   /** Server id, reported by `getServerInfo()`. */
@@ -44,7 +61,8 @@ export class RpcAgentServerLauncher {
   readonly #tls: ServerTls | undefined;
   #port: number;
   #launched = false;
-  #inProc: { binding: GrpcBinding; servicer: Servicer } | undefined;
+  #inProc: InProc | undefined;
+  #metricsPort: number | undefined;
   #sub: ServerSubprocess | undefined;
   #stopping: Promise<void> | undefined;
   #terminated: Promise<void>;
@@ -66,6 +84,11 @@ export class RpcAgentServerLauncher {
     }
     this.serverId = opts.serverId ?? RpcAgentServerLauncher.generateServerId(o.host, this.#port);
     this.#terminated = new Promise((r) => (this.#markTerminated = r));
+  }
+
+  /** The port of `/metrics` (after `launch()`, when `metricsPort` was given), else undefined. */
+  get metricsPort(): number | undefined {
+    return this.#metricsPort;
   }
 
   /** The port the server listens on (0 until `launch()` bound a free one). */
@@ -107,6 +130,21 @@ export class RpcAgentServerLauncher {
     return this.#stopping;
   }
 
+  /**
+   * `shutdown()`, for `await using`: the server stops accepting calls (its port refuses
+   * connections), drains, and a subprocess exits. Resolves at once for a launcher never launched.
+   *
+   * @example
+   * {
+   *   await using server = new RpcAgentServerLauncher({ port: 0, customAgentClasses: [WebAgent] });
+   *   await server.launch();
+   *   await WebAgent.toDist({ host: server.host, port: server.port }, "bob").reply(msg);
+   * } // server shut down here
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+
   /** A new server id: 8 random characters of [A-Za-z0-9] (crypto; `host`/`port` kept for AgentScope's signature). */
   static generateServerId(_host: string, _port: number): string {
     const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -122,12 +160,16 @@ export class RpcAgentServerLauncher {
 
   async #launchHere(): Promise<void> {
     const o = this.#opts;
-    const [{ Servicer }, { createPool }, { bindGrpc }, { applyModelConfigs }] = await Promise.all([
+    const [{ Servicer }, { createPool }, { bindGrpc }, { applyModelConfigs }, { CallStats }, { eventLog }, { observers }] = await Promise.all([
       import("../servicer.ts"),
       import("../pool/create.ts"),
       import("../bindings/grpc/binding.ts"),
       import("../../models/init.ts"),
+      import("../metrics.ts"),
+      import("../event-log.ts"),
+      import("../observer.ts"),
     ]);
+    const stats = new CallStats();
     const classes = await this.#classTable();
     if (o.modelConfigs !== undefined) applyModelConfigs(o.modelConfigs);
     const pool = await createPool({ poolType: o.poolType, redisUrl: o.redisUrl, maxPoolSize: o.maxPoolSize, maxExpireTime: o.maxExpireTime, serverId: this.serverId });
@@ -148,6 +190,7 @@ export class RpcAgentServerLauncher {
       limits: { ...DEFAULT_LIMITS, maxMessageBytes: o.maxMessageBytes },
       ...(o.hideStacks ? { hideStacks: true } : {}),
       ...(o.fileDir ? { fileDir: o.fileDir } : {}),
+      observer: observers([stats, eventLog(this.serverId)]),
       // After the answer to `stop` went out.
       onStop: () => void setTimeout(() => void this.shutdown(), 0),
       setModelConfigs: (c) => {
@@ -163,10 +206,66 @@ export class RpcAgentServerLauncher {
     try {
       const binding = await bindGrpc({ servicer, bindHost: this.bindHost, port: this.#port, token: this.#token, maxMessageBytes: o.maxMessageBytes, tls: this.#tls });
       address.port = this.#port = binding.port;
-      this.#inProc = { binding, servicer };
+      this.#inProc = { binding, servicer, stats };
     } catch (e) {
+      stats.close();
       await servicer.close();
       throw e;
+    }
+    try {
+      await this.#observability(this.#inProc, address);
+    } catch (e) {
+      await this.#stop();
+      throw e;
+    }
+  }
+
+  /** Metrics endpoint and registry record, once the server accepts calls. */
+  async #observability(p: InProc, address: Address): Promise<void> {
+    const o = this.#opts;
+    const { servicer, stats } = p;
+    if (o.metricsPort !== undefined) {
+      const { serveMetrics } = await import("../metrics.ts");
+      const registry = await stats.enablePrometheus({
+        running: () => servicer.capacity.running,
+        queued: () => servicer.capacity.queued,
+        agents: () => servicer.size,
+        poolResults: () => servicer.opts.pool.size(),
+      });
+      p.metrics = serveMetrics(registry, this.bindHost, o.metricsPort);
+      this.#metricsPort = p.metrics.port;
+    }
+    if (o.registry !== undefined) {
+      const { Registration } = await import("../registry.ts");
+      const tls = this.#tls !== undefined;
+      const tokenRequired = !!this.#token || !!this.#tls?.clientCa;
+      p.registration = await Registration.start({
+        url: o.registry,
+        serverId: this.serverId,
+        record: () => {
+          const info = servicer.serverInfo();
+          return {
+            id: this.serverId,
+            host: address.host,
+            port: this.#port,
+            pid: process.pid,
+            version: pkg.version,
+            capacity: info.capacity,
+            agents: info.size,
+            pending: info.pending,
+            startedAt: stats.startedAt,
+            lastSeen: Date.now(),
+            calls: stats.calls,
+            errors: stats.errors,
+            ...stats.rates(),
+            rss: process.memoryUsage.rss(),
+            restarts: stats.restarts,
+            tls,
+            tokenRequired,
+            ...(this.#metricsPort === undefined ? {} : { metricsPort: this.#metricsPort }),
+          };
+        },
+      });
     }
   }
 
@@ -211,6 +310,8 @@ export class RpcAgentServerLauncher {
         ...(o.hideStacks ? { hideStacks: true } : {}),
         ...(o.fileDir === undefined ? {} : { fileDir: o.fileDir }),
         ...(o.modelConfigs === undefined ? {} : { modelConfigs: o.modelConfigs }),
+        ...(o.registry === undefined ? {} : { registry: o.registry }),
+        ...(o.metricsPort === undefined ? {} : { metricsPort: o.metricsPort }),
         customAgentClasses: o.customAgentClasses ?? [],
       },
       // The token and TLS material go through the environment, never the command line.
@@ -219,6 +320,7 @@ export class RpcAgentServerLauncher {
     );
     this.#sub = sub;
     this.#port = sub.port;
+    this.#metricsPort = sub.metricsPort;
     sub.exited.then(() => this.#markTerminated());
   }
 
@@ -226,8 +328,13 @@ export class RpcAgentServerLauncher {
     if (this.#sub) {
       await this.#sub.stop(this.#opts.shutdownGraceMs + 2000);
     } else if (this.#inProc) {
-      await this.#inProc.binding.shutdown(this.#opts.shutdownGraceMs);
-      await this.#inProc.servicer.close();
+      const p = this.#inProc;
+      // Out of the registry first: no client is sent here while the server drains.
+      await p.registration?.stop();
+      await p.binding.shutdown(this.#opts.shutdownGraceMs);
+      await p.servicer.close();
+      await p.metrics?.stop();
+      p.stats.close();
     }
     this.#markTerminated();
   }

@@ -3,7 +3,7 @@
  * the compiled binary's `__server`), with a `ServerProcessConfig` as the first line of stdin
  * (never argv: it holds the token, API keys and Redis passwords, and argv is public through
  * `ps`). It imports the modules of the classes to serve, launches in-process, prints exactly
- * one line `AS-SERVER READY <host> <port> <serverId>` on stdout once calls are accepted, and
+ * one line `AS-SERVER READY <host> <port> <serverId>[ metrics=<port>]` on stdout once calls are accepted, and
  * exits 0 after `shutdown()` on SIGTERM/SIGINT, a remote `stop`, or (when asked) the end of
  * stdin.
  */
@@ -41,7 +41,8 @@ export async function runServerMain(): Promise<never> {
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);
     if (exitOnStdinClose) void input.ended.then(stop);
-    process.stdout.write(`AS-SERVER READY ${launcher.host} ${launcher.port} ${launcher.serverId}\n`);
+    const metrics = launcher.metricsPort === undefined ? "" : ` metrics=${launcher.metricsPort}`;
+    process.stdout.write(`AS-SERVER READY ${launcher.host} ${launcher.port} ${launcher.serverId}${metrics}\n`);
     await launcher.waitUntilTerminate();
     process.exit(0);
   } catch (e) {

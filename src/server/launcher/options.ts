@@ -70,6 +70,19 @@ export interface LauncherOptions {
   allowPeers?: string[] | "any";
   /** Most objects held at once; past it `create` fails RESOURCE_EXHAUSTED. Default 1 000 000. */
   maxAgents?: number;
+  /**
+   * Redis URL of a registry to keep this server's record in (id, address, load; never the
+   * token), renewed every second under a 5 s expiry and deleted on shutdown. Read it with
+   * `listServers(url)`, `ServerGroup.fromRegistry(url)`, `as-server status --registry URL`.
+   * Redis being away never stops the server: it registers again when Redis returns.
+   */
+  registry?: string;
+  /**
+   * Serve Prometheus metrics at `http://<bind host>:<metricsPort>/metrics`; 0 picks a free
+   * port, readable from `launcher.metricsPort` after `launch()`. Off by default. The endpoint
+   * has no authentication: it binds the same address as the server (loopback in local mode).
+   */
+  metricsPort?: number;
 }
 
 /** Options with every default filled in. */
@@ -107,6 +120,8 @@ export function resolveOptions(opts: LauncherOptions): ResolvedLauncherOptions {
   if (typeof o.shutdownGraceMs !== "number" || !(o.shutdownGraceMs >= 0)) throw new TypeError("shutdownGraceMs must be a number ≥ 0");
   if (o.poolType !== "local" && o.poolType !== "redis") throw new TypeError(`poolType must be "local" or "redis", not ${String(o.poolType)}`);
   if (o.serverId !== undefined && (typeof o.serverId !== "string" || !o.serverId)) throw new TypeError("serverId must be a non-empty string");
+  if (o.registry !== undefined && (typeof o.registry !== "string" || !/^rediss?:\/\/./.test(o.registry))) throw new TypeError("registry must be a redis:// or rediss:// URL");
+  if (o.metricsPort !== undefined && (!Number.isInteger(o.metricsPort) || o.metricsPort < 0 || o.metricsPort > 65535)) throw new TypeError(`metricsPort must be an integer in 0..65535, not ${o.metricsPort}`);
   return o;
 }
 

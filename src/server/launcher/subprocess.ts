@@ -42,6 +42,8 @@ export interface ServerProcessConfig {
   hideStacks?: boolean;
   fileDir?: string;
   modelConfigs?: string | ModelConfig | ModelConfig[];
+  registry?: string;
+  metricsPort?: number;
   /** `@dist` classes to serve: the subprocess imports `module` and looks `name` up. */
   classes: Array<{ name: string; module: string }>;
   /** Shut down when stdin ends (the parent went away). */
@@ -56,6 +58,8 @@ export interface ServerProcessConfig {
 export interface ServerSubprocess {
   /** The port it bound. */
   readonly port: number;
+  /** The port of its `/metrics`, when it serves them. */
+  readonly metricsPort: number | undefined;
   /** Resolves when the process has exited, for whatever reason. */
   readonly exited: Promise<void>;
   /** SIGTERM (it drains and exits), SIGKILL after `killAfterMs`; resolves once it exited. */
@@ -65,7 +69,7 @@ export interface ServerSubprocess {
 /** Options of `launchSubprocess`: the launcher's resolved options. */
 export type SubprocessOptions = Omit<ServerProcessConfig, "classes" | "exitOnStdinClose" | "token" | "tls"> & { customAgentClasses: Function[]; readyTimeoutMs?: number };
 
-const READY = /^AS-SERVER READY (\S+) (\d+) (\S+)$/m;
+const READY = /^AS-SERVER READY (\S+) (\d+) (\S+)(?: metrics=(\d+))?$/m;
 const TAIL_BYTES = 4096;
 
 /** Start a server subprocess; resolves once it accepts calls. */
@@ -92,8 +96,9 @@ export async function launchSubprocess(opts: SubprocessOptions, token: string | 
   });
   const exited = proc.exited.then(() => {});
   let port: number;
+  let metricsPort: number | undefined;
   try {
-    port = await readyPort(proc, readyTimeoutMs);
+    [port, metricsPort] = await readyPort(proc, readyTimeoutMs);
   } catch (e) {
     proc.kill("SIGKILL");
     await exited;
@@ -102,6 +107,7 @@ export async function launchSubprocess(opts: SubprocessOptions, token: string | 
   }
   return {
     port,
+    metricsPort,
     exited,
     async stop(killAfterMs) {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
@@ -128,17 +134,17 @@ function classRef(c: Function): { name: string; module: string } {
 }
 
 /** Read stdout until the ready line (then forward the rest), the process ends, or time runs out. */
-function readyPort(proc: Subprocess<"pipe", "pipe", "pipe">, timeoutMs: number): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
+function readyPort(proc: Subprocess<"pipe", "pipe", "pipe">, timeoutMs: number): Promise<[number, number | undefined]> {
+  return new Promise<[number, number | undefined]>((resolve, reject) => {
     let seen = "";
     let done = false;
     const timer = setTimeout(() => finish(new Error(`no ready line within ${Math.round(timeoutMs)} ms`)), timeoutMs);
-    const finish = (r: number | Error) => {
+    const finish = (r: [number, number | undefined] | Error) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      if (typeof r === "number") resolve(r);
-      else reject(r);
+      if (r instanceof Error) reject(r);
+      else resolve(r);
     };
     // Output before the ready line is held back and shown without that line; after it, passed through.
     void pump(proc.stdout, process.stdout, (s) => {
@@ -148,7 +154,7 @@ function readyPort(proc: Subprocess<"pipe", "pipe", "pipe">, timeoutMs: number):
       if (!m) return false;
       const rest = seen.slice(0, m.index) + seen.slice(m.index + m[0].length).replace(/^\r?\n/, "");
       if (rest) process.stdout.write(rest);
-      finish(Number(m[2]));
+      finish([Number(m[2]), m[4] === undefined ? undefined : Number(m[4])]);
       return false;
     }).then(() => finish(new Error(`exited with code ${proc.exitCode ?? proc.signalCode}`)));
     proc.exited.then(() => finish(new Error(`exited with code ${proc.exitCode ?? proc.signalCode}`)));

@@ -1,0 +1,47 @@
+/**
+ * The server's event log, as a servicer observer: agents created and deleted, failed calls
+ * (class, method, code), and an access line per request at debug level. Lines go through
+ * consola's shared instance (tag `as-server`), whose level and reporter the CLI sets
+ * (`--log-level`, `--log-format json|pretty`, `AS_LOG_LEVEL`); each carries `fields` that the
+ * JSON format prints as keys. Never an argument value, a token or a result.
+ */
+import { consola, LogLevels } from "consola";
+import type { Request, Response } from "../core/protocol.ts";
+import type { ServicerObserver } from "./observer.ts";
+import type { Outcome } from "./pool/types.ts";
+
+const log = consola.withTag("as-server");
+
+/** An observer that logs what the servicer of `serverId` does. */
+export function eventLog(serverId: string): ServicerObserver {
+  const tasks = new Map<string, { cls: string; method: string }>();
+  return {
+    started() {},
+    answered(req: Request, res: Response, seconds: number, cls: string | undefined) {
+      const code = res.t === "error" ? res.error.code : "OK";
+      if (consola.level >= LogLevels.debug) {
+        const target = req.t === "call" ? `${cls ?? "?"}.${req.name}` : "oid" in req ? req.oid : "";
+        log.debug({ message: `${req.t} ${target} ${code} ${(seconds * 1000).toFixed(2)} ms`, fields: { event: "access", serverId, kind: req.t, cls, code, ms: seconds * 1000 } });
+      }
+      if (req.t === "create" && code === "OK") log.info({ message: `agent created: ${req.cls} ${req.oid}`, fields: { event: "agent.created", serverId, cls: req.cls, oid: req.oid } });
+      else if (req.t === "delete" && code === "OK" && cls !== undefined) log.info({ message: `agent deleted: ${cls} ${req.oid}`, fields: { event: "agent.deleted", serverId, cls, oid: req.oid } });
+      else if (req.t === "deleteAll" && code === "OK") log.info({ message: "all agents deleted", fields: { event: "agent.deletedAll", serverId } });
+      else if (req.t === "call") {
+        if (res.t === "task") tasks.set(res.task, { cls: cls ?? "?", method: req.name });
+        else if (res.t === "error") callFailed(serverId, cls ?? "?", req.name, req.oid, res.error.code, res.error.message);
+      } else if (res.t === "error" && req.t === "create") {
+        log.warn({ message: `agent creation failed: ${req.cls} ${req.oid}: ${res.error.code} ${res.error.message}`, fields: { event: "agent.createFailed", serverId, cls: req.cls, oid: req.oid, code: res.error.code } });
+      }
+    },
+    taskDone(task: string, o: Outcome) {
+      const t = tasks.get(task);
+      if (!t) return;
+      tasks.delete(task);
+      if (!o.ok) callFailed(serverId, t.cls, t.method, undefined, o.error.code, o.error.message);
+    },
+  };
+}
+
+function callFailed(serverId: string, cls: string, method: string, oid: string | undefined, code: string, message: string): void {
+  log.warn({ message: `call failed: ${cls}.${method} ${code}: ${message.split("\n")[0]}`, fields: { event: "call.failed", serverId, cls, method, ...(oid ? { oid } : {}), code } });
+}
