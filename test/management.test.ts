@@ -176,10 +176,15 @@ describe("RpcClient", () => {
     expect(await c.stop()).toBe(false);
   });
 
-  test("close: later calls on that client fail, other clients are unaffected", async () => {
+  test("close: later calls on that client fail FAILED_PRECONDITION saying it was closed, other clients are unaffected", async () => {
     const c = new RpcClient(server.host, server.port);
     c.close();
-    expect(await rejection(c.isAlive())).toBeInstanceOf(AgentServerNotAliveError);
+    for (const call of [() => c.isAlive(), () => c.getServerInfo(), () => c.createAgent({ className: "Tally" })]) {
+      const e = await rejection(call());
+      expect(e).not.toBeInstanceOf(AgentServerNotAliveError);
+      expect(e.code).toBe("FAILED_PRECONDITION");
+      expect(e.message).toContain("RpcClient was closed");
+    }
     expect(await client.isAlive()).toBe(true);
   });
 });

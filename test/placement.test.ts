@@ -13,7 +13,12 @@ import {
   asyncFunc,
   dist,
 } from "../src/index.ts";
+import { answerOf, serverInfoOf } from "../src/client/answers.ts";
+import { ServerConnection } from "../src/client/connection.ts";
 import { closeAllConnections } from "../src/client/connections.ts";
+import { PendingConnection, PendingTransport } from "../src/client/transports/pending.ts";
+import type { Request, Response } from "../src/core/protocol.ts";
+import type { RequestOptions, Transport } from "../src/core/transport.ts";
 import { rejection } from "./helpers/grpc.ts";
 
 /** The placed object: knows its own label, and can wait for another's pending result. */
@@ -285,5 +290,87 @@ describe("servers lists", () => {
       { host: "fd00::5", port: 12310 },
     ]);
     expect(g.strategy).toBe("least-loaded");
+  });
+});
+
+/** A transport that records what reaches it and answers `ok`. */
+function recorder(): Transport & { seen: Array<{ req: Request; opts: RequestOptions | undefined }> } {
+  const seen: Array<{ req: Request; opts: RequestOptions | undefined }> = [];
+  return { seen, request: async (req, opts) => (seen.push({ req, opts }), { t: "ok" } as Response), abort() {} };
+}
+
+describe("the connection of an object not placed yet", () => {
+  test("requests wait, then go to the chosen transport in the order they were made, options intact", async () => {
+    const pending = new PendingTransport();
+    const answers = [pending.request({ t: "alive" }), pending.request({ t: "info" }, { timeoutMs: 50 }), pending.request({ t: "list" })];
+    expect(pending.queued).toBe(3);
+    const target = recorder();
+    pending.resolve(target);
+    expect(await Promise.all(answers)).toEqual([{ t: "ok" }, { t: "ok" }, { t: "ok" }]);
+    expect(target.seen.map((s) => s.req.t)).toEqual(["alive", "info", "list"]);
+    expect(target.seen[1]!.opts).toEqual({ timeoutMs: 50 });
+    // Later requests go straight through.
+    await pending.request({ t: "deleteAll" });
+    expect(target.seen.at(-1)!.req.t).toBe("deleteAll");
+  });
+
+  test("when no server takes the object, waiting and later requests reject with why; abort before the choice does the same", async () => {
+    const pending = new PendingTransport();
+    const early = pending.request({ t: "alive" });
+    const why = new AgentServerNotAliveError("no server of the group could create it");
+    pending.fail(why);
+    expect(await rejection(early)).toBe(why);
+    expect(await rejection(pending.request({ t: "alive" }))).toBe(why);
+    const aborted = new PendingTransport();
+    const waiting = aborted.request({ t: "alive" });
+    const reason = new Error("torn down");
+    aborted.abort(reason);
+    expect(await rejection(waiting)).toBe(reason);
+  });
+
+  test("names its first candidate until placed, then the chosen server; references wait for the choice", async () => {
+    const conn = new PendingConnection({ host: "10.0.0.1", port: 1 });
+    expect(conn.address).toEqual({ host: "10.0.0.1", port: 1 });
+    expect(conn.where).toEqual({ host: "10.0.0.1", port: 1 });
+    const choosing = conn.addressPending!;
+    expect(choosing).toBeInstanceOf(Promise);
+    const queued = conn.send({ t: "alive" });
+    const chosen = new ServerConnection(recorder(), { host: "10.0.0.2", port: 2 });
+    conn.place(chosen);
+    await choosing;
+    expect(conn.addressPending).toBeUndefined();
+    expect(conn.address).toEqual({ host: "10.0.0.2", port: 2 });
+    expect(conn.where).toEqual({ host: "10.0.0.2", port: 2 });
+    expect(await queued).toEqual({ t: "ok" });
+  });
+
+  test("a failed placement leaves addressPending rejected with the placement's error", async () => {
+    const conn = new PendingConnection({ host: "10.0.0.1", port: 1 });
+    const why = new AgentServerNotAliveError("nobody");
+    conn.fail(why);
+    expect(await rejection(conn.addressPending!)).toBe(why);
+    expect(await rejection(conn.send({ t: "alive" }))).toBe(why);
+  });
+});
+
+describe("answers that break the protocol", () => {
+  const where = { host: "127.0.0.1", port: 9 };
+
+  test("an answer of the wrong kind is a protocol error (INTERNAL) naming the request", () => {
+    const e = (() => {
+      try {
+        answerOf({ t: "info" }, { t: "ok" }, "value", where);
+      } catch (err) {
+        return err as Error & { code?: string };
+      }
+      throw new Error("accepted a wrong answer");
+    })();
+    expect(e.code).toBe("INTERNAL");
+    expect(e.message).toContain("answered ok to info");
+  });
+
+  test("a server info without its counts is a protocol error, not a value", () => {
+    expect(() => serverInfoOf({ size: "many" }, where)).toThrow(/malformed server info/);
+    expect(serverInfoOf({ size: 1, pending: 0 }, where)).toEqual({ size: 1, pending: 0 } as never);
   });
 });

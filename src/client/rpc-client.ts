@@ -1,6 +1,7 @@
 /**
  * `RpcClient`: the management API of one independent agent server (AgentScope's RpcClient).
  * It shares the process's one connection (gRPC channel) to that server with every proxy.
+ * Every answer is checked: one of the wrong kind or shape is a protocol error (INTERNAL).
  */
 import { createHash } from "node:crypto";
 import { mkdir } from "node:fs/promises";
@@ -8,8 +9,10 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import type { ServerConnection } from "./connection.ts";
 import { connectionFor } from "./connections.ts";
+import { agentListOf, answerOf, protocolError, serverInfoOf } from "./answers.ts";
 import { AgentCreationError, AgentServerError, AgentServerNotAliveError } from "../core/errors.ts";
-import { type AgentInfo, type ServerInfo } from "../core/protocol.ts";
+import type { AgentInfo, Request, Response, ServerInfo } from "../core/protocol.ts";
+import type { RequestOptions } from "../core/transport.ts";
 import { MAX_OBJECT_ID, isObjectId, randomId } from "../core/ids.ts";
 import { decodeFrom, encodeWithRefs } from "./refs.ts";
 import { clientTls, type ClientTlsOption } from "../core/tls.ts";
@@ -33,11 +36,20 @@ export interface RpcClientOptions {
 /**
  * Manage one agent server: liveness, objects, info, model configs, downloads.
  *
+ * Once closed (`close()`, or the end of its `await using` scope) every call rejects with
+ * FAILED_PRECONDITION, saying the client was closed: the server may be perfectly alive,
+ * so it is never reported as UNAVAILABLE.
+ *
  * @example
  * const client = new RpcClient("localhost", 12310);
  * if (await client.isAlive()) console.log(await client.getServerInfo());
+ *
+ * @example
+ * await using client = new RpcClient(host, port, { token });
+ * await client.createAgent({ className: "WebAgent", args: ["bob"] }, "bob");
+ * // closed here
  */
-export class RpcClient {
+export class RpcClient implements AsyncDisposable {
   readonly host: string;
   readonly port: number;
   readonly #connOpts: { token?: string; maxMessageBytes?: number; tls?: ClientTlsOption } = {};
@@ -56,15 +68,29 @@ export class RpcClient {
     this.#downloadDir = opts.downloadDir ?? join(tmpdir(), "actorscope-downloads");
   }
 
-  /** True if the server answers within 5 s; false if it is down. A wrong token still throws UNAUTHENTICATED. */
+  /**
+   * True if the server answers within 5 s; false if it is down. A wrong token still throws
+   * UNAUTHENTICATED, and an answer that is not an acknowledgement a protocol error (INTERNAL).
+   */
   async isAlive(): Promise<boolean> {
-    return this.#live().alive();
+    const conn = this.#live();
+    const req: Request = { t: "alive" };
+    let res: Response;
+    try {
+      res = await conn.send(req, { timeoutMs: 5000 });
+    } catch (e) {
+      if (e instanceof AgentServerError && e.code === "UNAUTHENTICATED") throw e;
+      return false;
+    }
+    if (res.t === "ok") return true;
+    if (res.t === "error") return false;
+    throw protocolError(`answered ${res.t} to alive (expected ok)`, conn.where);
   }
 
   /** Ask the server to shut down. True once it acknowledged; false if it was not reachable. */
   async stop(): Promise<boolean> {
     try {
-      await this.#live().expect({ t: "stop" }, { timeoutMs: 5000 });
+      await this.#ask({ t: "stop" }, "ok", { timeoutMs: 5000 });
       return true;
     } catch (e) {
       if (e instanceof AgentServerNotAliveError) return false;
@@ -95,34 +121,34 @@ export class RpcClient {
 
   /** Remove one object. True (also when it did not exist: deleting is idempotent). */
   async deleteAgent(agentId: string): Promise<boolean> {
-    await this.#live().expect({ t: "delete", oid: agentId });
+    await this.#ask({ t: "delete", oid: agentId }, "ok");
     return true;
   }
 
   /** Remove every object on the server. */
   async deleteAllAgents(): Promise<boolean> {
-    await this.#live().expect({ t: "deleteAll" });
+    await this.#ask({ t: "deleteAll" }, "ok");
     return true;
   }
 
   /** The objects the server holds. */
   async getAgentList(): Promise<AgentInfo[]> {
-    return decodeFrom(await this.#live().value({ t: "list" })) as AgentInfo[];
+    return agentListOf(decodeFrom(await this.#value({ t: "list" })), this.#where());
   }
 
   /** Server facts (pid, id, cpu, mem, size, capacity, pending), answered at once. */
   async getServerInfo(): Promise<ServerInfo> {
-    return decodeFrom(await this.#live().value({ t: "info" })) as ServerInfo;
+    return serverInfoOf(decodeFrom(await this.#value({ t: "info" })), this.#where());
   }
 
   /** An agent's memory (its messages), or null when it has none. NOT_FOUND for an unknown id. */
   async getAgentMemory(agentId: string): Promise<unknown> {
-    return decodeFrom(await this.#live().value({ t: "memory", oid: agentId }));
+    return decodeFrom(await this.#value({ t: "memory", oid: agentId }));
   }
 
   /** Add or replace model configs on the server (one config or a list; never a path). */
   async setModelConfigs(configs: unknown): Promise<boolean> {
-    await this.#live().expect({ t: "setModelConfigs", configs: encodeWithRefs(configs) });
+    await this.#ask({ t: "setModelConfigs", configs: encodeWithRefs(configs) }, "ok");
     return true;
   }
 
@@ -131,7 +157,7 @@ export class RpcClient {
    * `<8 hex>_<basename>` and returns that local path. PERMISSION_DENIED outside the file dir.
    */
   async downloadFile(path: string): Promise<string> {
-    const bytes = await this.#live().value({ t: "download", path });
+    const bytes = await this.#value({ t: "download", path });
     await mkdir(this.#downloadDir, { recursive: true });
     // Same server and path → same local name: a repeated download replaces the earlier copy.
     const tag = createHash("sha256").update(`${this.host}:${this.port}:${path}`).digest("hex").slice(0, 8);
@@ -142,17 +168,50 @@ export class RpcClient {
   }
 
   /**
-   * Release this client: later calls on it fail. The connection it used is shared with every
-   * proxy to the same server and stays open for them; an idle channel does not keep the
-   * process alive.
+   * Release this client: later calls on it reject with FAILED_PRECONDITION ("this RpcClient
+   * was closed"). Calls already under way finish. The connection it used is shared with
+   * every proxy to the same server and stays open for them; an idle channel does not keep
+   * the process alive. Idempotent.
    */
   close(): void {
     this.#closed = true;
   }
 
+  /**
+   * `close()`, for `await using`.
+   *
+   * @example
+   * {
+   *   await using client = new RpcClient("localhost", 12310);
+   *   console.log(await client.getAgentList());
+   * } // client closed: its calls now fail FAILED_PRECONDITION
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
   /** The process's connection to the server (a fresh one if the last one was torn down). */
   #live(): ServerConnection {
-    if (this.#closed) throw new AgentServerNotAliveError("this RpcClient was closed", { host: this.host, port: this.port });
+    if (this.#closed) {
+      // The client's own state, not the server's: FAILED_PRECONDITION (not UNAVAILABLE — the
+      // server may be fine; not CANCELLED — no call was under way to be cancelled).
+      throw new AgentServerError("this RpcClient was closed (close() or the end of its `await using` scope); make a new RpcClient", { ...this.#where(), code: "FAILED_PRECONDITION" });
+    }
     return connectionFor({ host: this.host, port: this.port }, this.#connOpts);
+  }
+
+  #where(): { host: string; port: number } {
+    return { host: this.host, port: this.port };
+  }
+
+  /** Send `req`; its answer must be of kind `want` (an error answer rejects typed, any other kind is INTERNAL). */
+  async #ask<K extends Response["t"]>(req: Request, want: K, opts?: RequestOptions): Promise<Extract<Response, { t: K }>> {
+    const conn = this.#live();
+    return answerOf(req, await conn.send(req, opts), want, conn.where);
+  }
+
+  /** The value frame `req` must be answered with. */
+  async #value(req: Request): Promise<Uint8Array> {
+    return (await this.#ask(req, "value")).value;
   }
 }
