@@ -11,7 +11,8 @@
  *   bun bench/redis-pool.ts [--quick]      (writes bench/results-redis.json)
  */
 import Redis from "ioredis";
-import { decodeValue, encodeValue } from "../src/core/codec.ts";
+import { encodeValue } from "../src/core/codec.ts";
+import { decodeValue } from "../src/core/codec-decode.ts";
 import { type Response } from "../src/core/protocol.ts";
 import { randomId } from "../src/core/ids.ts";
 import { LocalPool } from "../src/server/pool/local.ts";

@@ -35,7 +35,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Distributable, RpcClient, ServerGroup, asyncFunc, dist, type PlacementStrategy, type Remote, type ServerInfo } from "../src/index.ts";
 import { closeAllConnections } from "../src/client/connections.ts";
-import { remoteState } from "../src/client/proxy.ts";
+import { remoteState } from "../src/client/proxy-state.ts";
 
 /** The servers' agent file: the tiny agent, and the bulk helper. */
 const AGENT_FILE = `import { Distributable, asyncFunc, dist } from "actorscope";

@@ -8,7 +8,7 @@
  *   bun bench/scale.ts [--quick]
  */
 import { RpcClient, type Remote } from "../src/index.ts";
-import { remoteState } from "../src/client/proxy.ts";
+import { remoteState } from "../src/client/proxy-state.ts";
 import { Idle } from "./fixtures/bench-agents.ts";
 import { serverProcess } from "./grpc.ts";
 import { pumpCalls, quick, runSection, type Row } from "./lib.ts";

@@ -5,7 +5,8 @@ export { dist, asyncFunc, syncFunc } from "./core/decorators.ts";
 export { Distributable, type DistConf } from "./client/distributable.ts";
 export { ServerGroup, type ServerGroupOptions, type GroupServer, type GroupServerStatus, type PlacementStrategy } from "./client/placement.ts";
 export { AsyncResult } from "./client/async-result.ts";
-export { withOptions, type Remote, type RemoteHandle, type Pipelined, type CallOptions } from "./client/proxy.ts";
+export { withOptions } from "./client/proxy.ts";
+export { type Remote, type RemoteHandle, type Pipelined, type CallOptions } from "./client/proxy-state.ts";
 export { RetryFixedTimes, RetryExponential, type RetryStrategy, type RetryFixedTimesOptions, type RetryExponentialOptions } from "./client/retry.ts";
 export {
   errors,

@@ -12,7 +12,7 @@ import {
   type Remote,
 } from "../src/index.ts";
 import { liveChildren } from "../src/client/child-server.ts";
-import { remoteState } from "../src/client/proxy.ts";
+import { remoteState } from "../src/client/proxy-state.ts";
 import { randomId } from "../src/core/ids.ts";
 import { WillNotLoad } from "./fixtures/broken-at-import.ts";
 import { built, Counter, Greeter, Plain } from "./fixtures/child-agents.ts";

@@ -4,7 +4,8 @@
  * in alignment padding — and decoded arrays must still own exactly-sized buffers.
  */
 import { describe, expect, test } from "bun:test";
-import { decodeValue, encodeValue } from "../src/core/codec.ts";
+import { encodeValue } from "../src/core/codec.ts";
+import { decodeValue } from "../src/core/codec-decode.ts";
 
 /** Byte ranges of a frame not covered by its header, JSON or blobs: the alignment padding. */
 function padding(frame: Uint8Array, blobs: number[]): number[] {

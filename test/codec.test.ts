@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { decodeValue, encodeValue } from "../src/core/codec.ts";
+import { encodeValue } from "../src/core/codec.ts";
+import { decodeValue } from "../src/core/codec-decode.ts";
 import { CodecError, Msg, ResourceExhaustedError } from "../src/index.ts";
 import { DEFAULT_LIMITS } from "../src/core/limits.ts";
 

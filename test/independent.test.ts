@@ -17,7 +17,7 @@ import {
   connect,
 } from "../src/index.ts";
 import { closeAllConnections, connectionFor } from "../src/client/connections.ts";
-import { encodeArgs } from "../src/client/refs.ts";
+import { encodeArgs } from "../src/client/ref-encode.ts";
 import { Adder, Grumpy, Parrot, Tally, Unlisted, gate, resetGate } from "./fixtures/grpc-agents.ts";
 import { rejection, startServer, type TestServer } from "./helpers/grpc.ts";
 

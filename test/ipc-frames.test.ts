@@ -11,7 +11,7 @@ import type { ChildServer } from "../src/client/child-server.ts";
 import { encodeValue } from "../src/core/codec.ts";
 import { type Request, type Response } from "../src/core/protocol.ts";
 import { randomId } from "../src/core/ids.ts";
-import { remoteState } from "../src/client/proxy.ts";
+import { remoteState } from "../src/client/proxy-state.ts";
 import { FrameSender, MAX_BINARY_PAYLOAD, decodeFrame, decodeFrames, encodeFrame } from "../src/wire/ipc-frame.ts";
 import { Worker } from "./fixtures/fault-agents.ts";
 

@@ -217,11 +217,10 @@ describe("deadlines and cancellation", () => {
     expect(observed.get(key)).toBe("aborted");
   });
 
-  // Known bug in the client core, found by this harness: the call request carries the
-  // signal, so a cancel while its answer is on the way rejects the call itself; the
-  // AsyncResult then never sends `cancel` (it waits for an acceptance that was rejected),
-  // and the task the server did accept runs on. Drop `.failing` once that is fixed.
-  test.failing("cancelling an async call before its acceptance arrives still cancels the task", async () => {
+  // Found by this harness: the call request carries the signal, so a cancel while its answer
+  // is on the way rejects the call itself; the AsyncResult must still send `cancel`, or the
+  // task the server did accept runs on.
+  test("cancelling an async call before its acceptance arrives still cancels the task", async () => {
     await using h = await memoryServer({ classes, drainMs: 50 });
     await using c = h.toDist(Cell, 0);
     await c.get();

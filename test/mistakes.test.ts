@@ -26,7 +26,7 @@ import {
 import { MAX_CHILD_DEPTH, liveChildren, setChildImport } from "../src/client/child-server.ts";
 import { closeAllConnections, connectionFor } from "../src/client/connections.ts";
 import { isId, isObjectId } from "../src/core/ids.ts";
-import { remoteState } from "../src/client/proxy.ts";
+import { remoteState } from "../src/client/proxy-state.ts";
 import { encodeValue } from "../src/core/codec.ts";
 import { Tally } from "./fixtures/grpc-agents.ts";
 import { Box, Money, Point } from "./fixtures/mistakes/agents.ts";

@@ -23,10 +23,11 @@ import {
   redactConfig,
   type ModelConfig,
 } from "../src/index.ts";
-import { decodeValue, encodeValue } from "../src/core/codec.ts";
+import { encodeValue } from "../src/core/codec.ts";
+import { decodeValue } from "../src/core/codec-decode.ts";
 import { randomId } from "../src/core/ids.ts";
 import { liveChildren } from "../src/client/child-server.ts";
-import { remoteState } from "../src/client/proxy.ts";
+import { remoteState } from "../src/client/proxy-state.ts";
 import { LocalPool } from "../src/server/pool/local.ts";
 import { Servicer } from "../src/server/servicer.ts";
 import { getModelConfig } from "../src/models/store.ts";

@@ -1,7 +1,7 @@
 import { childTracker } from "./helpers/children.ts";
 import { afterAll, describe, expect, test } from "bun:test";
 import { AgentServerNotAliveError, Msg, NotFoundError, type Remote } from "../src/index.ts";
-import { remoteState } from "../src/client/proxy.ts";
+import { remoteState } from "../src/client/proxy-state.ts";
 import { Adder, Factory, Gather, Generator, NestedReader } from "./fixtures/pipeline-agents.ts";
 
 const { child, stopAll } = childTracker();

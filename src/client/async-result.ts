@@ -165,7 +165,10 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
   }
 
   #cancel(src: TaskSource): CancelledError {
-    src.accepted.then(() => src.conn.send({ t: "cancel", task: src.task }), noop).catch(noop);
+    // Sent once the call is settled either way: a call aborted here may still have reached its
+    // server and become a task there (its answer was just never read).
+    const send = () => src.conn.send({ t: "cancel", task: src.task }).catch(noop);
+    src.accepted.then(send, send);
     return new CancelledError(`call cancelled (task ${src.task})`, src.conn.where);
   }
 

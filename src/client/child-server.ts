@@ -11,8 +11,8 @@ import { ServerConnection } from "./connection.ts";
 import { connectionFor, forgetConnection, registerConnection } from "./connections.ts";
 import { AgentCreationError, AgentServerNotAliveError, errorToWire, GRPC_STATUS } from "../core/errors.ts";
 import type { Request, Response } from "../core/protocol.ts";
-import { decodeValue } from "../core/codec.ts";
-import { setListenHook } from "./refs.ts";
+import { decodeValue } from "../core/codec-decode.ts";
+import { runtime } from "./runtime.ts";
 import type { Address } from "../core/transport.ts";
 import { randomId } from "../core/ids.ts";
 import { IpcTransport, type IpcFrame } from "./transports/ipc.ts";
@@ -35,23 +35,6 @@ export interface ChildServerOptions {
 }
 
 const TAIL_BYTES = 4096;
-const live = new Set<ChildServer>();
-const byId = new Map<string, ChildServer>();
-let upstreamListen: ((child: string) => Promise<Address>) | undefined;
-
-/** In a child process: how to ask a sibling (through the parent) to open its listener. */
-export function setUpstreamListen(f: typeof upstreamListen): void {
-  upstreamListen = f;
-}
-
-setListenHook((child) => {
-  const c = byId.get(child);
-  if (c) return c.listen();
-  if (upstreamListen) return upstreamListen(child);
-  return Promise.reject(new AgentServerNotAliveError(`child server ${child} is not reachable from this process`, { host: `child:${child}` }));
-});
-let exitHookInstalled = false;
-
 /**
  * Child servers nested this deep are refused. Real designs nest two or three levels; a chain
  * this long is a module that spawns a child from code the guard does not cover (e.g. after an
@@ -221,8 +204,7 @@ export class ChildServer {
       },
       onExit: (_p, code, signal) => {
         this.#exited = true;
-        live.delete(this);
-        byId.delete(this.id);
+        runtime.spawned.delete(this.id);
         clearTimeout(timer);
         forgetConnection(this.conn);
         const how = signal ? `signal ${signal}` : `code ${code}`;
@@ -252,9 +234,7 @@ export class ChildServer {
     this.ready.then(() => {}, () => {});
 
     registerConnection(this.conn);
-    live.add(this);
-    byId.set(this.id, this);
-    installExitHook();
+    runtime.addSpawned(this.id, this);
   }
 
   /** The child's process id. */
@@ -292,7 +272,7 @@ export class ChildServer {
         await this.#proc.exited;
         clearTimeout(t);
       }
-      live.delete(this);
+      runtime.spawned.delete(this.id);
     })();
     return this.#stopping;
   }
@@ -337,22 +317,7 @@ function lastLines(s: string): string {
   return s.split("\n").slice(-5).join("\n");
 }
 
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // Children also exit on IPC disconnect; this makes it immediate on a normal parent exit.
-  process.on("exit", () => {
-    for (const c of live) {
-      try {
-        c.stop();
-      } catch {
-        // Already gone.
-      }
-    }
-  });
-}
-
 /** Child servers still running in this process. */
 export function liveChildren(): number {
-  return live.size;
+  return runtime.spawned.size;
 }

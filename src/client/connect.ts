@@ -8,8 +8,9 @@ import { connectionFor } from "./connections.ts";
 import { CodecError } from "../core/errors.ts";
 import { type ClassInfo } from "../core/protocol.ts";
 import { MAX_OBJECT_ID, isObjectId } from "../core/ids.ts";
-import { makeRemote, type Remote, type RemoteState } from "./proxy.ts";
-import { decodeFrom } from "./refs.ts";
+import { makeRemote } from "./proxy.ts";
+import { type Remote, type RemoteState } from "./proxy-state.ts";
+import { decodeFrom } from "./proxy.ts";
 import { DEFAULT_RETRY } from "./retry.ts";
 import type { ClientTlsOption } from "../core/tls.ts";
 
@@ -44,7 +45,7 @@ export function connect<T = unknown>(to: ConnectTarget): Remote<T> {
   const conn = connectionFor({ host, port }, { ...(token === undefined ? {} : { token }), ...(tls === undefined ? {} : { tls }) });
   const st: RemoteState = { oid, conn, ready: Promise.resolve(), retry: DEFAULT_RETRY, maxWaitMs: DEFAULTS.maxTimeoutSeconds * 1000, host, port };
   st.ready = conn.value({ t: "describe", oid }).then((bytes) => {
-    const info = decodeFrom(bytes, conn) as ClassInfo;
+    const info = decodeFrom(bytes) as ClassInfo;
     if (!info || typeof info.cls !== "string" || !Array.isArray(info.methods) || !Array.isArray(info.async)) {
       throw new CodecError(`bad description of object ${oid}`, conn.where);
     }

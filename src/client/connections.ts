@@ -5,29 +5,19 @@
  * that never talks gRPC never loads it.
  */
 import { ServerConnection } from "./connection.ts";
-import { hostsLocalServer, processLimits } from "./refs.ts";
+import { runtime, type DialPolicy } from "./runtime.ts";
 import { AgentServerNotAliveError, PermissionDeniedError } from "../core/errors.ts";
 import type { Request, Response } from "../core/protocol.ts";
 import { clientTls, envTls, type ClientTls, type ClientTlsOption } from "../core/tls.ts";
 import type { Address, RequestOptions, Transport } from "../core/transport.ts";
 
-/** Child servers this process spawned (or routes to), by "child:<id>". */
-const children = new Map<string, ServerConnection>();
-/**
- * gRPC connections, by "host:port" plus the credentials they present: two proxies to one
- * server with different tokens never share a connection, so a wrong token on one never breaks
- * the other. Least recently used first; bounded (`MAX_CONNECTIONS`), so values naming many
- * distinct peers cannot grow it without limit.
- */
-const byKey = new Map<string, ServerConnection>();
-/**
- * Tokens configured by the user for a peer (RpcClient, DistConf, connect(), ServerGroup), by
- * "host:port"; `*` is the default for any server. Used for references to that peer decoded
- * from values. Decoding a value never writes here.
- */
-const tokens = new Map<string, string>();
-/** TLS configured by the user for a peer, by "host:port" (`null`: plaintext); `*` for any server. */
-const tlsTable = new Map<string, ClientTls | null>();
+// State lives in the runtime object (runtime.ts): children, connections (LRU, by host:port plus
+// the credentials presented, so two proxies with different tokens never share one), the
+// tokens and TLS configured by the user per peer (decoding a value never writes them).
+const children = runtime.children;
+const byKey = runtime.connections;
+const tokens = runtime.tokens;
+const tlsTable = runtime.tls;
 
 /** Most gRPC connections kept in the table; past it the least recently used idle ones are closed. */
 export const MAX_CONNECTIONS = 1024;
@@ -64,7 +54,7 @@ export function setToken(hostPort: string, token: string | undefined): void {
  * of the servers it talks to.
  */
 export function tokenFor(host: string, port: number): string | undefined {
-  return tokens.get(`${host}:${port}`) ?? tokens.get("*") ?? process.env.AS_CLIENT_TOKEN ?? (hostsLocalServer() ? undefined : process.env.AS_SERVER_TOKEN);
+  return tokens.get(`${host}:${port}`) ?? tokens.get("*") ?? process.env.AS_CLIENT_TOKEN ?? (runtime.hostsServer ? undefined : process.env.AS_SERVER_TOKEN);
 }
 
 /**
@@ -91,23 +81,14 @@ export function tlsFor(host: string, port: number): ClientTls | undefined {
   return processTls();
 }
 
-let envDefault: { tls: ClientTls | undefined } | undefined;
 function processTls(): ClientTls | undefined {
-  envDefault ??= { tls: envTls() };
-  return envDefault.tls;
+  runtime.envTls ??= { tls: envTls() };
+  return runtime.envTls.tls;
 }
-
-/**
- * Which peers this process may dial for addresses named in values it decodes. A server
- * handed a reference dials its address: without a policy anyone who can call it could make
- * it open connections anywhere its network reaches (SSRF). Undefined: any (client processes).
- */
-export type DialPolicy = (host: string, port: number) => boolean;
-let dialPolicy: DialPolicy | undefined;
 
 /** Set (or clear) the dial policy of this process; servers set theirs at start. */
 export function setDialPolicy(p: DialPolicy | undefined): void {
-  dialPolicy = p;
+  runtime.dialPolicy = p;
 }
 
 /**
@@ -151,14 +132,6 @@ export function connectionCount(): number {
   return byKey.size;
 }
 
-/** Hook for child addresses this process did not spawn (set by a child server: route via parent). */
-let childRouter: ((a: Address) => ServerConnection | undefined) | undefined;
-
-/** Install how this process reaches child servers it did not spawn itself. */
-export function setChildRouter(r: typeof childRouter): void {
-  childRouter = r;
-}
-
 /** The connection for an address, creating a gRPC one on first use. */
 export function connectionFor(a: Address, opts: GrpcConnectOptions = {}): ServerConnection {
   if (a.child) {
@@ -166,19 +139,19 @@ export function connectionFor(a: Address, opts: GrpcConnectOptions = {}): Server
     // child ourselves, else through the child's loopback listener when the address has one.
     const own = children.get(addressKey(a));
     if (own && !own.broken) return own;
-    const routed = childRouter?.(a);
+    const routed = runtime.parent?.route(a);
     if (routed) return routed;
     if (a.port !== undefined) {
       // A child's listener: loopback, plaintext, guarded by the key the reference carries —
       // a credential scoped to that listener, never remembered for the address.
-      if (opts.fromValue && dialPolicy && !dialPolicy(a.host, a.port)) return refused(a);
+      if (opts.fromValue && runtime.dialPolicy && !runtime.dialPolicy(a.host, a.port)) return refused(a);
       return grpcConnection({ host: a.host, port: a.port }, a.key, undefined, opts);
     }
     return new ServerConnection(deadTransport(new AgentServerNotAliveError(`child server ${a.child} is not reachable from this process`, { host: `child:${a.child}` })), a);
   }
   if (a.port === undefined) throw new TypeError(`address ${a.host} has no port`);
   if (opts.fromValue) {
-    if (dialPolicy && !dialPolicy(a.host, a.port)) return refused(a);
+    if (runtime.dialPolicy && !runtime.dialPolicy(a.host, a.port)) return refused(a);
     return grpcConnection({ host: a.host, port: a.port }, tokenFor(a.host, a.port), tlsFor(a.host, a.port), opts);
   }
   // The user's own configuration: remembered for this peer (references to it decoded later).
@@ -279,7 +252,7 @@ class LazyGrpcTransport implements Transport {
       const token = this.token;
       const t = m.createGrpcTransport(this.host, this.port, {
         token: () => token,
-        maxMessageBytes: this.opts.maxMessageBytes ?? processLimits().maxMessageBytes,
+        maxMessageBytes: this.opts.maxMessageBytes ?? runtime.limits.maxMessageBytes,
         tls: this.tls,
       });
       t.onBroken = (e) => this.onBroken?.(e);

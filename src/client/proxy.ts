@@ -3,86 +3,28 @@
  * returns an AsyncResult, every other public name is a remote attribute read, and a small
  * handle (`oid`, `host`, `port`, `delete`, `stop`, `await using`) manages the object.
  */
-import { AsyncResult, type TaskSource } from "./async-result.ts";
+import { AsyncResult, FRESH_GRACE_MS, UNKNOWN_ACCEPTANCE, type TaskSource } from "./async-result.ts";
 import type { ServerConnection } from "./connection.ts";
 import { AgentServerError, CodecError, DeadlineExceededError, NotFoundError, ResourceExhaustedError, errorFromWire } from "../core/errors.ts";
-import type { CallRequest, ClassInfo } from "../core/protocol.ts";
+import type { CallRequest } from "../core/protocol.ts";
 import { randomId } from "../core/ids.ts";
-import { decodeFrom, encodeArgs, encodeArgsWhenReady, NeedsAwait, NeedsListener, type Destination } from "./refs.ts";
+import { encodeArgs, encodeArgsWhenReady, NeedsAwait, NeedsListener, type Destination } from "./ref-encode.ts";
+import { REMOTE, remoteState, type CallOptions, type Remote, type RemoteState } from "./proxy-state.ts";
+import { runtime, type LocalHooks } from "./runtime.ts";
+import { connectionFor } from "./connections.ts";
+import { DEFAULT_RETRY } from "./retry.ts";
+import { DEFAULTS } from "../core/defaults.ts";
+import { type RefCodec, type WireRefTag } from "../core/codec.ts";
+import { decodeValue } from "../core/codec-decode.ts";
+import { isId, isObjectId } from "../core/ids.ts";
+import type { Address } from "../core/transport.ts";
 import { isReachableName } from "../core/registry.ts";
-import type { RetryStrategy } from "./retry.ts";
-import type { Distributable } from "./distributable.ts";
 import type { RequestOptions } from "../core/transport.ts";
 
-/** Each argument may also be the pending result of another call, a promise, or a proxy in place of an object. */
-export type Pipelined<A extends readonly unknown[]> = { [I in keyof A]: Sendable<A[I]> };
-
-/** What may be passed where a `V` is expected. */
-export type Sendable<V> = V | Arrived<V> | AsyncResult<V> | AsyncResult<Arrived<V>> | PromiseLike<V>;
-
-/** Members every proxy has, whatever the remote class. */
-export interface RemoteHandle {
-  /** The object's id on its server (the same as the local object's). */
-  readonly oid: string;
-  /** The server's host (`"child:<id>"` for a child server). */
-  readonly host: string;
-  /** The server's port; `undefined` for a child server. */
-  readonly port: number | undefined;
-  /** Remove the object from its server. Calls made afterwards fail with NOT_FOUND. */
-  delete(): Promise<void>;
-  /** Stop the child server this proxy started (no-op for other proxies). */
-  stop(): Promise<void>;
-  /** Release what this proxy created: its child server, or its object on an independent server. */
-  [Symbol.asyncDispose](): Promise<void>;
-}
-
-type RemoteKey<T, K> = K extends string
-  ? K extends `_${string}` | "oid" | "toDist" | keyof RemoteHandle
-    ? never
-    : T[K & keyof T] extends never ? never : K
-  : never;
-
-/** A value as it arrives from a server: server-held objects (Distributables) come as proxies. */
-export type Arrived<V> = V extends Distributable ? Remote<V> : V extends Array<infer E> ? Array<Arrived<E>> : V;
-
-/** The remote view of `T`: methods return AsyncResults, fields read as AsyncResults. */
-export type Remote<T> = {
-  readonly [K in keyof T as RemoteKey<T, K>]: T[K] extends (...args: infer A) => infer R
-    ? (...args: Pipelined<A>) => AsyncResult<Arrived<Awaited<R>>>
-    : AsyncResult<Arrived<Awaited<T[K]>>>;
-} & RemoteHandle;
-
-/** Internal state behind a proxy. */
-export interface RemoteState {
-  oid: string;
-  /** The server holding the object (known at once, even while a child is still starting). */
-  conn: ServerConnection;
-  /** Resolves once the object exists on its server; rejects with why it could not be made. */
-  ready: Promise<void>;
-  /** Set once `ready` resolved: lets calls skip a microtask. */
-  isReady?: boolean;
-  info?: ClassInfo & { asyncSet?: ReadonlySet<string>; methodSet?: ReadonlySet<string> };
-  /** The child server this proxy spawned, if it did. */
-  owner?: { stop(): Promise<void> };
-  /** True when this proxy created its object on an independent server (dispose deletes it). */
-  created?: boolean;
-  deleted?: boolean;
-  retry: RetryStrategy;
-  maxWaitMs: number;
-  host: string;
-  port: number | undefined;
-  /** Options every call through this proxy uses (see `withOptions`). */
-  callOpts?: CallOptions;
-}
-
-/** Symbol under which a proxy exposes its state (never a remote name: symbols are local). */
-export const REMOTE = Symbol.for("actorscope.remote");
-
-/** The state of a proxy, or undefined for anything else. */
-export function remoteState(v: unknown): RemoteState | undefined {
-  if ((typeof v !== "object" && typeof v !== "function") || v === null) return undefined;
-  return (v as Record<symbol, RemoteState | undefined>)[REMOTE];
-}
+/** Longest a call without a deadline keeps resubmitting to a full pool before giving up. */
+export const BACKPRESSURE_MAX_MS = 60_000;
+/** Longest single pause between resubmissions. */
+const BACKPRESSURE_MAX_PAUSE_MS = 500;
 
 /** Build the proxy for a remote object. */
 export function makeRemote<T>(st: RemoteState): Remote<T> {
@@ -139,30 +81,6 @@ function hybrid(st: RemoteState, name: string): unknown {
     result: (ms?: number) => r().result(ms),
   });
 }
-
-/** Options of calls made through a proxy (see `withOptions`). */
-export interface CallOptions {
-  /**
-   * Deadline of each call, ms: a sync call or attribute read fails with DEADLINE_EXCEEDED if
-   * it has not answered by then; an async call's result likewise, and the server drops the
-   * call if it could not even start in time.
-   */
-  timeoutMs?: number;
-  /** Cancels calls: their AsyncResults reject with CANCELLED and the server's `currentCall().signal` aborts. */
-  signal?: AbortSignal;
-  /**
-   * When a server's result pool is full of results nobody has read yet, it refuses new async
-   * calls for a moment (RESOURCE_EXHAUSTED with a retry hint). With backpressure on (the
-   * default) the call is resubmitted after a short, growing pause until it is accepted, its
-   * deadline passes, or `BACKPRESSURE_MAX_MS` runs out; off, the refusal is the call's error.
-   */
-  backpressure?: boolean;
-}
-
-/** Longest a call without a deadline keeps resubmitting to a full pool before giving up. */
-export const BACKPRESSURE_MAX_MS = 60_000;
-/** Longest single pause between resubmissions. */
-const BACKPRESSURE_MAX_PAUSE_MS = 500;
 
 /**
  * A view of `remote` whose calls carry `opts` (deadline, cancellation). The object is the
@@ -243,7 +161,7 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
   if (!task) {
     return new AsyncResult(
       sent.then((res) => {
-        if (res.t === "value") return decodeFrom(res.value, conn);
+        if (res.t === "value") return decodeFrom(res.value);
         if (res.t === "error") throw errorFromWire(res.error, conn.where);
         throw new CodecError(`expected a value from ${name}, got ${res.t}`);
       }),
@@ -262,7 +180,7 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
     await Bun.sleep(pause);
     return answer(await send(payload!));
   });
-  const src: TaskSource = { conn, task, accepted, decode: (b) => decodeFrom(b, conn), maxWaitMs: st.maxWaitMs, retry: st.retry, freshUntil: Infinity, owned: true };
+  const src: TaskSource = { conn, task, accepted, decode: decodeFrom, maxWaitMs: st.maxWaitMs, retry: st.retry, freshUntil: Infinity, owned: true };
   if (deadlineAt !== undefined) src.deadlineAt = deadlineAt;
   if (opts?.signal) src.signal = opts.signal;
   return AsyncResult.fromTask(src);
@@ -283,3 +201,85 @@ async function deleteRemote(st: RemoteState): Promise<void> {
 function rejected(e: unknown): AsyncResult<never> {
   return new AsyncResult<never>(Promise.reject(e));
 }
+
+export function decodeRef(tag: WireRefTag, self?: LocalHooks): unknown {
+    const at = parseAddress(tag.at);
+    if (tag.$as === "fut") {
+      if (!isId(tag.task)) throw new CodecError("bad task reference");
+      if (self?.isSelf(at)) return self.task(tag.task);
+      const conn = connectionFor(at, { fromValue: true });
+      const fresh = tag.fresh === true;
+      return AsyncResult.fromTask({
+        conn,
+        task: tag.task,
+        accepted: fresh ? UNKNOWN_ACCEPTANCE : Promise.resolve(),
+        acceptedNow: !fresh,
+        freshUntil: fresh ? performance.now() + FRESH_GRACE_MS : 0,
+        decode: decodeFrom,
+        maxWaitMs: DEFAULTS.maxTimeoutSeconds * 1000,
+        retry: DEFAULT_RETRY,
+      });
+    }
+    if (!isObjectId(tag.oid)) throw new CodecError("bad object reference");
+    if (self?.isSelf(at)) {
+      const local = self.object(tag.oid);
+      if (local) return local;
+    }
+    const methods = stringList(tag.m);
+    const asyncs = stringList(tag.a);
+    const conn = connectionFor(at, { fromValue: true });
+    const info =
+      methods && typeof tag.cls === "string"
+        ? { cls: tag.cls, methods, async: asyncs ?? [], methodSet: new Set(methods), asyncSet: new Set(asyncs ?? []) }
+        : undefined;
+    return makeRemote({
+      oid: tag.oid,
+      conn,
+      ready: Promise.resolve(),
+      isReady: true,
+      info,
+      retry: DEFAULT_RETRY,
+      maxWaitMs: DEFAULTS.maxTimeoutSeconds * 1000,
+      host: conn.where.host,
+      port: conn.where.port,
+    });
+  }
+
+/** The codec for values this process receives (encoding is never asked of it). */
+const receiving: RefCodec = {
+  encode: () => {
+    throw new CodecError("this codec only decodes");
+  },
+  decode: (tag) => decodeRef(tag),
+};
+
+/** Decode a value a server sent this process: references become proxies and AsyncResults. */
+export function decodeFrom(bytes: Uint8Array): unknown {
+  return decodeValue(bytes, receiving, runtime.limits);
+}
+
+function stringList(v: unknown): string[] | undefined {
+  if (!Array.isArray(v) || v.length > 10_000 || !v.every((x) => typeof x === "string")) return undefined;
+  return v as string[];
+}
+
+function parseAddress(v: unknown): Address {
+  if (v === null || typeof v !== "object") throw new CodecError("bad reference address");
+  const a = v as Record<string, unknown>;
+  if (typeof a.host !== "string") throw new CodecError("bad reference address");
+  const out: Address = { host: a.host };
+  if (a.port !== undefined) {
+    if (typeof a.port !== "number" || !Number.isInteger(a.port) || a.port < 0 || a.port > 65535) throw new CodecError("bad reference port");
+    out.port = a.port;
+  }
+  if (a.child !== undefined) {
+    if (typeof a.child !== "string" || a.child.length > 64) throw new CodecError("bad reference child id");
+    out.child = a.child;
+  }
+  if (a.key !== undefined) {
+    if (typeof a.key !== "string" || a.key.length > 128) throw new CodecError("bad reference key");
+    out.key = a.key;
+  }
+  return out;
+}
+

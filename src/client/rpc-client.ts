@@ -14,7 +14,8 @@ import { AgentCreationError, AgentServerError, AgentServerNotAliveError } from "
 import type { AgentInfo, Request, Response, ServerInfo } from "../core/protocol.ts";
 import type { RequestOptions } from "../core/transport.ts";
 import { MAX_OBJECT_ID, isObjectId, randomId } from "../core/ids.ts";
-import { decodeFrom, encodeWithRefs } from "./refs.ts";
+import { decodeFrom } from "./proxy.ts";
+import { encodeWithRefs } from "./ref-encode.ts";
 import { clientTls, type ClientTlsOption } from "../core/tls.ts";
 
 /** Options of `RpcClient`. */

@@ -41,17 +41,20 @@ export interface RefCodec {
   decode(tag: WireRefTag): unknown;
 }
 
-const NO_REFS: RefCodec = { encode: () => undefined, decode: (t) => { throw new CodecError(`unexpected reference tag ${String(t.$as)}`); } };
+/** A codec for values without references (a tag is refused). */
+export const NO_REFS: RefCodec = { encode: () => undefined, decode: (t) => { throw new CodecError(`unexpected reference tag ${String(t.$as)}`); } };
 
-const BINARY_KINDS = {
+/** Typed array classes a binary leaf may be, by name. */
+export const BINARY_KINDS = {
   Uint8Array, Int8Array, Uint8ClampedArray, Uint16Array, Int16Array, Uint32Array, Int32Array,
   Float32Array, Float64Array, BigInt64Array, BigUint64Array,
 } as const;
-type BinaryKind = keyof typeof BINARY_KINDS | "ArrayBuffer" | "DataView" | "Buffer";
+/** Every kind of binary leaf. */
+export type BinaryKind = keyof typeof BINARY_KINDS | "ArrayBuffer" | "DataView" | "Buffer";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
-const HEADER = 4;
+/** Bytes of the frame header (the JSON length). */
+export const HEADER = 4;
 
 interface EncodeState {
   blobs: Uint8Array[];
@@ -97,7 +100,7 @@ const UNZEROED_BYTES = 64 * 1024;
  * `Buffer.allocUnsafeSlow` (never pooled, not zero-filled: the caller writes every byte),
  * seen as a plain Uint8Array; that saves a pass over megabytes of memory per copy.
  */
-function alloc(n: number): Uint8Array<ArrayBuffer> {
+export function alloc(n: number): Uint8Array<ArrayBuffer> {
   if (n < UNZEROED_BYTES) return new Uint8Array(n);
   const b = Buffer.allocUnsafeSlow(n);
   return new Uint8Array(b.buffer as ArrayBuffer, b.byteOffset, n);
@@ -111,11 +114,13 @@ function writeU32(b: Uint8Array, n: number): void {
   b[3] = n >>> 24;
 }
 
-function readU32(b: Uint8Array): number {
+/** The little-endian u32 at the start of `b`. */
+export function readU32(b: Uint8Array): number {
   return (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
 }
 
-function align8(n: number): number {
+/** `n` rounded up to a multiple of 8 (binary leaves are 8-byte aligned). */
+export function align8(n: number): number {
   return (n + 7) & ~7;
 }
 
@@ -278,174 +283,8 @@ function encError(e: Error, st: EncodeState, depth: number): unknown {
   return tag;
 }
 
-function setOwn(o: Record<string, unknown>, k: string, v: unknown): void {
+/** Set an own property, even one named `__proto__` (never a prototype). */
+export function setOwn(o: Record<string, unknown>, k: string, v: unknown): void {
   if (k === "__proto__") Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
   else o[k] = v;
 }
-
-interface DecodeState {
-  bytes: Uint8Array;
-  /** Where the blob area starts in `bytes`. */
-  blobStart: number;
-  refs: RefCodec;
-  limits: Limits;
-}
-
-/**
- * Decode one frame. Throws CodecError on anything malformed (never crashes, never hangs),
- * ResourceExhaustedError when the frame is over the size limit.
- */
-export function decodeValue(bytes: Uint8Array, refs: RefCodec = NO_REFS, limits: Limits = DEFAULT_LIMITS): unknown {
-  if (!(bytes instanceof Uint8Array)) throw new CodecError("a value frame must be bytes");
-  if (bytes.byteLength > limits.maxMessageBytes) {
-    throw new ResourceExhaustedError(`value of ${bytes.byteLength} bytes is over the ${limits.maxMessageBytes}-byte message limit`);
-  }
-  if (bytes.byteLength < HEADER) throw new CodecError("truncated value frame");
-  const jsonLen = readU32(bytes);
-  if (jsonLen > bytes.byteLength - HEADER) throw new CodecError("truncated value frame");
-  let tree: unknown;
-  try {
-    tree = JSON.parse(decoder.decode(bytes.subarray(HEADER, HEADER + jsonLen)));
-  } catch (e) {
-    throw new CodecError(`malformed value frame: ${(e as Error).message}`);
-  }
-  const st: DecodeState = { bytes, blobStart: align8(HEADER + jsonLen), refs, limits };
-  return dec(tree, st, 0);
-}
-
-function dec(v: unknown, st: DecodeState, depth: number): unknown {
-  if (v === null || typeof v !== "object") return v;
-  if (depth >= st.limits.maxDepth) throw new CodecError(`value nested deeper than ${st.limits.maxDepth} levels`);
-  if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) {
-      const x = v[i];
-      if (x !== null && typeof x === "object") v[i] = dec(x, st, depth + 1);
-    }
-    return v;
-  }
-  const o = v as Record<string, unknown>;
-  if (Object.hasOwn(o, "$as")) return decTag(o, st, depth);
-  decFields(o, st, depth);
-  return o;
-}
-
-function decFields(o: Record<string, unknown>, st: DecodeState, depth: number): void {
-  for (const k of Object.keys(o)) {
-    const x = o[k];
-    if (x !== null && typeof x === "object") setOwn(o, k, dec(x, st, depth + 1));
-  }
-}
-
-function decTag(t: Record<string, unknown>, st: DecodeState, depth: number): unknown {
-  switch (t.$as) {
-    case "u":
-      return undefined;
-    case "num": {
-      const n = t.v === "-0" ? -0 : t.v === "NaN" ? NaN : t.v === "Infinity" ? Infinity : t.v === "-Infinity" ? -Infinity : undefined;
-      if (n === undefined) throw new CodecError("bad number tag");
-      return n;
-    }
-    case "big": {
-      if (typeof t.v !== "string" || t.v.length > st.limits.maxBigIntDigits + 1 || !/^-?\d+$/.test(t.v)) {
-        throw new CodecError(`bad or oversized BigInt (limit ${st.limits.maxBigIntDigits} digits)`);
-      }
-      return BigInt(t.v);
-    }
-    case "date":
-      if (t.v !== null && typeof t.v !== "number") throw new CodecError("bad date tag");
-      return new Date(t.v === null ? NaN : t.v);
-    case "re":
-      if (typeof t.s !== "string" || typeof t.f !== "string") throw new CodecError("bad regexp tag");
-      try {
-        return new RegExp(t.s, t.f);
-      } catch {
-        throw new CodecError("bad regexp tag");
-      }
-    case "map": {
-      if (!Array.isArray(t.v)) throw new CodecError("bad map tag");
-      const m = new Map();
-      for (const e of t.v) {
-        if (!Array.isArray(e) || e.length !== 2) throw new CodecError("bad map entry");
-        m.set(dec(e[0], st, depth + 1), dec(e[1], st, depth + 1));
-      }
-      return m;
-    }
-    case "set": {
-      if (!Array.isArray(t.v)) throw new CodecError("bad set tag");
-      const s = new Set();
-      for (const e of t.v) s.add(dec(e, st, depth + 1));
-      return s;
-    }
-    case "bin":
-      return decBinary(t, st);
-    case "err":
-      return decError(t, st, depth);
-    case "msg": {
-      const f = t.v;
-      if (f === null || typeof f !== "object" || Array.isArray(f)) throw new CodecError("bad msg tag");
-      const fields = f as Record<string, unknown>;
-      decFields(fields, st, depth);
-      if (typeof fields.name !== "string" || typeof fields.id !== "string") throw new CodecError("bad msg tag");
-      try {
-        return new Msg(fields as never);
-      } catch (e) {
-        throw new CodecError(`bad msg tag: ${(e as Error).message}`);
-      }
-    }
-    case "obj": {
-      const inner = t.v;
-      if (inner === null || typeof inner !== "object" || Array.isArray(inner)) throw new CodecError("bad obj tag");
-      decFields(inner as Record<string, unknown>, st, depth);
-      return inner;
-    }
-    case "ref":
-    case "fut":
-      return st.refs.decode(t as WireRefTag);
-    default:
-      throw new CodecError(`unknown value tag ${JSON.stringify(String(t.$as)).slice(0, 40)}`);
-  }
-}
-
-function decBinary(t: Record<string, unknown>, st: DecodeState): unknown {
-  const kind = t.k;
-  const len = t.n;
-  const off = t.o;
-  if (typeof kind !== "string" || !isCount(len) || !isCount(off)) throw new CodecError("bad binary tag");
-  const start = st.blobStart + off;
-  if (start + len > st.bytes.byteLength) throw new CodecError("truncated value frame (binary)");
-  // Copy out: the frame buffer may be reused or huge, and aligned typed arrays need their own buffer.
-  // Not `.slice()`: on a Node Buffer (gRPC frames) slice is a view, not a copy.
-  const copy = alloc(len);
-  copy.set(st.bytes.subarray(start, start + len));
-  if (kind === "Uint8Array") return copy;
-  if (kind === "ArrayBuffer") return copy.buffer;
-  if (kind === "Buffer") return Buffer.from(copy.buffer, 0, len);
-  if (kind === "DataView") return new DataView(copy.buffer);
-  const C = (BINARY_KINDS as Record<string, { BYTES_PER_ELEMENT: number; new (b: ArrayBuffer): unknown }>)[kind];
-  if (!C || !Object.hasOwn(BINARY_KINDS, kind)) throw new CodecError(`unknown binary kind ${kind.slice(0, 40)}`);
-  if (len % C.BYTES_PER_ELEMENT !== 0) throw new CodecError("binary length does not fit its element size");
-  return new C(copy.buffer);
-}
-
-function isCount(n: unknown): n is number {
-  return typeof n === "number" && Number.isSafeInteger(n) && n >= 0;
-}
-
-function decError(t: Record<string, unknown>, st: DecodeState, depth: number): Error {
-  const name = typeof t.name === "string" ? t.name : "Error";
-  const message = typeof t.message === "string" ? t.message : "";
-  const Ctor = SAFE_ERRORS[name] ?? Error;
-  const e = new Ctor(message);
-  if (Ctor === Error && name !== "Error") Object.defineProperty(e, "name", { value: name, writable: true, configurable: true, enumerable: false });
-  if (typeof t.stack === "string") e.stack = t.stack;
-  if (Object.hasOwn(t, "cause")) {
-    const c = t.cause;
-    Object.defineProperty(e, "cause", { value: c !== null && typeof c === "object" ? dec(c, st, depth + 1) : c, writable: true, configurable: true, enumerable: false });
-  }
-  if (typeof t.code === "string" || typeof t.code === "number") (e as Error & { code?: unknown }).code = t.code;
-  return e;
-}
-
-const SAFE_ERRORS: Record<string, ErrorConstructor> = Object.assign(Object.create(null), {
-  Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError,
-});

@@ -10,7 +10,12 @@ import type { Request, Response } from "../core/protocol.ts";
 import type { ServicerObserver } from "./observer.ts";
 import type { Outcome } from "./pool/types.ts";
 
-const log = consola.withTag("as-server");
+/** Tagged afresh at each event: the CLI may set consola's level and reporter after this module loaded. */
+const log = {
+  info: (o: { message: string; fields: Record<string, unknown> }) => consola.withTag("as-server").info(o),
+  warn: (o: { message: string; fields: Record<string, unknown> }) => consola.withTag("as-server").warn(o),
+  debug: (o: { message: string; fields: Record<string, unknown> }) => consola.withTag("as-server").debug(o),
+};
 
 /** An observer that logs what the servicer of `serverId` does. */
 export function eventLog(serverId: string): ServicerObserver {

@@ -25,7 +25,12 @@ export interface RegistrationOptions {
   ttlMs?: number;
 }
 
-const log = consola.withTag("as-server:registry");
+/** Tagged afresh at each event: the CLI may set consola's level and reporter after this module loaded. */
+const log = {
+  info: (o: { message: string; fields: Record<string, unknown> }) => consola.withTag("as-server:registry").info(o),
+  warn: (o: { message: string; fields: Record<string, unknown> }) => consola.withTag("as-server:registry").warn(o),
+  debug: (o: { message: string; fields: Record<string, unknown> }) => consola.withTag("as-server:registry").debug(o),
+};
 
 /** A server's live registration. */
 export class Registration {

@@ -5,7 +5,8 @@
  * `Request`/`Response` messages in and out of `handle()`.
  */
 import { AsyncResult } from "../client/async-result.ts";
-import { decodeValue, encodeValue, type RefCodec, type WireRefTag } from "../core/codec.ts";
+import { encodeValue, type RefCodec, type WireRefTag } from "../core/codec.ts";
+import { decodeValue } from "../core/codec-decode.ts";
 import {
   AgentServerError,
   CodecError,
@@ -20,18 +21,17 @@ import {
 import { DEFAULT_LIMITS, type Limits } from "../core/limits.ts";
 import { type AgentInfo, type Request, type Response, type ServerInfo } from "../core/protocol.ts";
 import { isId, isObjectId, randomId } from "../core/ids.ts";
-import { makeRefCodec, registerLocalServer, unregisterLocalServer, type LocalHooks } from "../client/refs.ts";
+import { makeRefCodec, registerLocalServer, unregisterLocalServer } from "../client/refs.ts";
+import { type LocalHooks } from "../client/runtime.ts";
 import { classInfo, isReachableName, type AnyClass } from "../core/registry.ts";
 import type { Address } from "../core/transport.ts";
 import { withPresetOid } from "../core/oid.ts";
 import { Capacity } from "./capacity.ts";
 import { validateRequest } from "./validate.ts";
+import { Arrivals } from "./arrivals.ts";
+import { CpuMeter, describeAgents } from "./agent-info.ts";
+import type { ServicerOptions } from "./servicer-options.ts";
 import type { ServicerObserver } from "./observer.ts";
-
-/** How long the refusal of an async call is remembered for waits that come after it. */
-const REFUSAL_KEEP_MS = 60_000;
-/** Most refusals remembered at once (the oldest are forgotten first). */
-const MAX_REFUSALS = 16_384;
 import type { Outcome, ResultPool } from "./pool/types.ts";
 import { readConfined } from "./files.ts";
 import { callContext, type CallContext } from "../core/call-context.ts";
@@ -39,36 +39,6 @@ import { callContext, type CallContext } from "../core/call-context.ts";
 /** Marks an error as thrown by the called method (not by the servicer around it). */
 class ThrownByMethod {
   constructor(readonly error: unknown) {}
-}
-
-/** Everything a servicer needs from its launcher. */
-export interface ServicerOptions {
-  serverId: string;
-  /** How other processes reach this server (used in references it hands out; a child's gains a port when it opens a listener). */
-  address: Address;
-  /** Other names this server answers to (e.g. "localhost" and "127.0.0.1" for a loopback bind). */
-  aliases?: string[];
-  /** Classes this server may construct, by registered name. */
-  resolveClass(name: string): AnyClass | undefined;
-  capacity: number;
-  /** Async calls that may wait for a slot before new ones are refused. */
-  maxQueue: number;
-  /** Most objects held; past it `create` (and objects exported by value) fail RESOURCE_EXHAUSTED. Default unbounded. */
-  maxAgents?: number;
-  pool: ResultPool;
-  /** Longest server-side wait for a result, seconds. */
-  maxTimeoutSeconds: number;
-  limits?: Limits;
-  /** Leave remote stacks out of errors sent to callers. */
-  hideStacks?: boolean;
-  /** Directory `download` may read from; downloads are refused without one. */
-  fileDir?: string;
-  /** Called after a `stop` request was answered. */
-  onStop?(): void;
-  /** Model config hooks (LLM agents). */
-  setModelConfigs?(configs: unknown): void | Promise<void>;
-  /** Metrics, call counts and the event log (server/observer.ts); none by default. */
-  observer?: ServicerObserver;
 }
 
 interface Held {
@@ -85,24 +55,16 @@ export class Servicer {
   readonly refs: RefCodec;
   readonly #objects = new Map<string, Held>();
   readonly #running = new Map<string, AbortController>();
-  /** Fresh waits for tasks not prepared yet, by task id. */
-  readonly #preparing = new Map<string, Set<() => void>>();
-  /** Fresh waits parked in `#preparing`, all tasks together (bounded). */
-  #parked = 0;
-  /**
-   * Async calls refused before they became tasks (unknown object, bad arguments, a full
-   * queue), by the task id their caller chose: a wait or a reference for such a task gets the
-   * refusal at once instead of waiting for a task that will never exist. Oldest first;
-   * bounded, and each kept for `REFUSAL_KEEP_MS`.
-   */
-  readonly #refused = new Map<string, { error: WireError; at: number }>();
+  /** Fresh waits parked for tasks not prepared yet; refusals remembered by task id. */
+  readonly #arrivals: Arrivals;
   readonly #hooks: LocalHooks;
-  #cpuMark = { at: performance.now(), usage: process.cpuUsage() };
+  readonly #cpu = new CpuMeter();
   #closed = false;
 
   constructor(opts: ServicerOptions) {
     this.opts = opts;
     this.limits = opts.limits ?? DEFAULT_LIMITS;
+    this.#arrivals = new Arrivals(this.limits.maxParkedWaits);
     this.capacity = new Capacity(opts.capacity, opts.maxQueue);
     const self = this;
     this.#hooks = {
@@ -113,6 +75,11 @@ export class Servicer {
     };
     this.refs = makeRefCodec(this.#hooks);
     registerLocalServer(this.#hooks);
+  }
+
+  /** Waits parked for tasks not known here yet (for leak checks and metrics). */
+  get parkedWaits(): number {
+    return this.#arrivals.parked;
   }
 
   /** Objects held. */
@@ -294,23 +261,7 @@ export class Servicer {
    */
   #refuse(task: string, e: unknown): void {
     if (!isId(task) || (e instanceof ResourceExhaustedError && e.retryAfterMs !== undefined)) return;
-    const now = performance.now();
-    this.#refused.delete(task);
-    this.#refused.set(task, { error: this.#wireError(e), at: now });
-    for (const [t, r] of this.#refused) {
-      if (this.#refused.size <= MAX_REFUSALS && now - r.at < REFUSAL_KEEP_MS) break;
-      this.#refused.delete(t);
-    }
-    const early = this.#preparing.get(task);
-    if (early) for (const wake of [...early]) wake();
-  }
-
-  #refusal(task: string): Outcome | undefined {
-    const r = this.#refused.get(task);
-    if (!r) return undefined;
-    if (performance.now() - r.at < REFUSAL_KEEP_MS) return { ok: false, error: r.error };
-    this.#refused.delete(task);
-    return undefined;
+    this.#arrivals.refuse(task, this.#wireError(e));
   }
 
   /**
@@ -323,45 +274,15 @@ export class Servicer {
       return await this.opts.pool.get(task, ms, signal, keep);
     } catch (e) {
       if (!(e instanceof NotFoundError)) throw e;
-      const refused = this.#refusal(task);
+      const refused = this.#arrivals.refusal(task);
       if (refused) return refused;
       if (!fresh) throw e;
     }
     const until = performance.now() + ms;
-    if (!(await this.#prepared(task, ms, signal))) return "pending";
-    const refused = this.#refusal(task);
+    if (!(await this.#arrivals.whenPrepared(task, ms, signal))) return "pending";
+    const refused = this.#arrivals.refusal(task);
     if (refused) return refused;
     return this.opts.pool.get(task, Math.max(0, Math.round(until - performance.now())), signal, keep);
-  }
-
-  /** Resolves true when `task` is prepared on this server within `ms`, false otherwise. */
-  #prepared(task: string, ms: number, signal?: AbortSignal): Promise<boolean> {
-    if (ms <= 0 || signal?.aborted) return Promise.resolve(false);
-    if (this.#parked >= this.limits.maxParkedWaits) {
-      return Promise.reject(
-        new ResourceExhaustedError(`too many waits for tasks not known here yet (${this.limits.maxParkedWaits}, Limits.maxParkedWaits)`),
-      );
-    }
-    this.#parked++;
-    return new Promise((resolve) => {
-      let set = this.#preparing.get(task);
-      if (!set) this.#preparing.set(task, (set = new Set()));
-      const waiters = set;
-      const done = (ok: boolean) => {
-        if (!waiters.has(wake)) return;
-        this.#parked--;
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        waiters.delete(wake);
-        if (waiters.size === 0 && this.#preparing.get(task) === waiters) this.#preparing.delete(task);
-        resolve(ok);
-      };
-      const wake = () => done(true);
-      const onAbort = () => done(false);
-      const timer = setTimeout(() => done(false), ms);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      waiters.add(wake);
-    });
   }
 
   /** Throws RESOURCE_EXHAUSTED when the object table is full. */
@@ -424,8 +345,7 @@ export class Servicer {
     const deadlineAt = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
     this.capacity.admit();
     await this.opts.pool.prepare(id);
-    const early = this.#preparing.get(id);
-    if (early) for (const wake of [...early]) wake();
+    this.#arrivals.prepared(id);
     const ctl = new AbortController();
     this.#running.set(id, ctl);
     this.capacity
@@ -475,32 +395,15 @@ export class Servicer {
 
   /** The `list` answer. */
   agentList(): AgentInfo[] {
-    const out: AgentInfo[] = [];
-    for (const [id, h] of this.#objects) {
-      const o = h.obj as { name?: unknown; sysPrompt?: unknown; modelConfigName?: unknown; model?: { modelType?: string } };
-      const e: AgentInfo = { id, cls: h.cls };
-      if (typeof o.name === "string") e.name = o.name;
-      if (typeof o.sysPrompt === "string") e.sysPrompt = o.sysPrompt;
-      if (typeof o.modelConfigName === "string") {
-        e.model = { configName: o.modelConfigName };
-        if (o.model?.modelType) e.model.modelType = o.model.modelType;
-      }
-      out.push(e);
-    }
-    return out;
+    return describeAgents(this.#objects);
   }
 
   /** The `info` answer: computed at once, cpu from usage since the previous ask. */
   serverInfo(): ServerInfo {
-    const now = performance.now();
-    const usage = process.cpuUsage();
-    const spent = usage.user + usage.system - (this.#cpuMark.usage.user + this.#cpuMark.usage.system);
-    const wall = (now - this.#cpuMark.at) * 1000;
-    this.#cpuMark = { at: now, usage };
     return {
       pid: process.pid,
       id: this.opts.serverId,
-      cpu: wall > 0 ? Math.round((spent / wall) * 1000) / 10 : 0,
+      cpu: this.#cpu.sample(),
       mem: Math.round((process.memoryUsage.rss() / 1048576) * 10) / 10,
       size: this.#objects.size,
       capacity: this.capacity.limit,

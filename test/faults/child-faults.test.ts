@@ -2,7 +2,7 @@ import { childTracker } from "../helpers/children.ts";
 import { afterAll, describe, expect, test } from "bun:test";
 import { AgentServerNotAliveError, CancelledError, DeadlineExceededError, ResourceExhaustedError, withOptions, type Remote } from "../../src/index.ts";
 import type { ChildServer } from "../../src/client/child-server.ts";
-import { remoteState } from "../../src/client/proxy.ts";
+import { remoteState } from "../../src/client/proxy-state.ts";
 import { encodeValue } from "../../src/core/codec.ts";
 import { Worker } from "../fixtures/fault-agents.ts";
 

@@ -23,7 +23,8 @@ import { classInfo, classTable } from "../../src/core/registry.ts";
 import type { Address } from "../../src/core/transport.ts";
 import { LocalPool } from "../../src/server/pool/local.ts";
 import type { Outcome, ResultPool } from "../../src/server/pool/types.ts";
-import { Servicer, type ServicerOptions } from "../../src/server/servicer.ts";
+import { Servicer } from "../../src/server/servicer.ts";
+import type { ServicerOptions } from "../../src/server/servicer-options.ts";
 
 /** Options of `memoryServer`: the classes it may create, and any servicer option. */
 export interface MemoryServerOptions extends Partial<Omit<ServicerOptions, "pool" | "resolveClass" | "address" | "serverId">> {

@@ -7,9 +7,11 @@ import { setProcessLimits } from "../../client/refs.ts";
 import { DEFAULT_LIMITS } from "../../core/limits.ts";
 import { IpcTransport, RelayedTransport, type IpcFrame } from "../../client/transports/ipc.ts";
 import { ServerConnection } from "../../client/connection.ts";
-import { addressKey, connectionFor, setChildRouter } from "../../client/connections.ts";
-import { refusedDuringImport, setChildImport, setUpstreamListen } from "../../client/child-server.ts";
-import { decodeValue, encodeValue } from "../../core/codec.ts";
+import { addressKey, connectionFor } from "../../client/connections.ts";
+import { runtime } from "../../client/runtime.ts";
+import { refusedDuringImport, setChildImport } from "../../client/child-server.ts";
+import { encodeValue } from "../../core/codec.ts";
+import { decodeValue } from "../../core/codec-decode.ts";
 import { AgentServerNotAliveError, errorToWire } from "../../core/errors.ts";
 import type { Request, Response } from "../../core/protocol.ts";
 import { setChildListener } from "../../client/refs.ts";
@@ -148,20 +150,24 @@ export async function runChild(json: string | undefined): Promise<void> {
   // Requests going up are relayed by the parent, which reads them as object frames.
   const upward = new IpcTransport({ send: (f) => send(f) }, "parent", { binary: false });
   const routed = new Map<string, ServerConnection>();
-  setUpstreamListen(async (child) => {
-    if (child === conf.id) {
-      const r = await listen();
-      if (r.t !== "value") throw new AgentServerNotAliveError(`cannot open a listener: ${r.t === "error" ? r.error.message : r.t}`);
-      return decodeValue(r.value) as Address;
-    }
-    const c = await connectionFor({ host: "localhost", child }).value({ t: "listen" });
-    return decodeValue(c) as Address;
-  });
-  setChildRouter((a) => {
-    const k = addressKey(a);
-    let c = routed.get(k);
-    if (!c) routed.set(k, (c = new ServerConnection(new RelayedTransport(upward, a), a)));
-    return c;
+  // This child's link to its parent, configured once: other child servers are reached through
+  // the parent, and so is any child's listener (this one's included, through the same path).
+  runtime.configureChild({
+    route: (a) => {
+      const k = addressKey(a);
+      let c = routed.get(k);
+      if (!c) routed.set(k, (c = new ServerConnection(new RelayedTransport(upward, a), a)));
+      return c;
+    },
+    listen: async (child) => {
+      if (child === conf.id) {
+        const r = await listen();
+        if (r.t !== "value") throw new AgentServerNotAliveError(`cannot open a listener: ${r.t === "error" ? r.error.message : r.t}`);
+        return decodeValue(r.value) as Address;
+      }
+      const c = await connectionFor({ host: "localhost", child }).value({ t: "listen" });
+      return decodeValue(c) as Address;
+    },
   });
   process.on("message", (f: unknown) => {
     if ((f as IpcFrame | null)?.k === "a") upward.deliver(f as IpcFrame);
