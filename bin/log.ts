@@ -6,7 +6,8 @@
  * stdout or stderr is not a terminal, so piped output stays one parseable line per event
  * with no colour codes.
  */
-import { consola, createConsola, LogLevels, type ConsolaInstance, type LogType } from "consola";
+import { consola, createConsola, LogLevels, type ConsolaInstance, type ConsolaReporter, type LogObject, type LogType } from "consola";
+import { formatWithOptions } from "node:util";
 
 /** Resolve a log level from `AS_LOG_LEVEL` / `CONSOLA_LEVEL`; info when unset or unreadable. */
 export function logLevelFromEnv(env: Record<string, string | undefined> = process.env): number {
@@ -43,3 +44,36 @@ consola.setReporters(root.options.reporters);
 
 /** The `as-server` logger; subsystems derive their own with `log.withTag(...)`. */
 export const log: ConsolaInstance = root.withTag("as-server");
+
+/** Output formats of `--log-format`. */
+export type LogFormat = "pretty" | "json";
+
+/**
+ * One JSON object per line: `time`, `level`, `tag`, `msg`, and the event's `fields` (server
+ * events carry e.g. `event: "agent.created"`, `cls`, `oid`). Errors and warnings go to stderr,
+ * the rest to stdout, as with the pretty format.
+ */
+export const jsonReporter: ConsolaReporter = {
+  log(o: LogObject) {
+    const extra = o as LogObject & { fields?: Record<string, unknown> };
+    const parts = [o.message, ...o.args].filter((x) => x !== undefined).map((x) => (typeof x === "string" ? x : formatWithOptions({ colors: false, breakLength: Infinity }, x)));
+    const line = { time: o.date.toISOString(), level: o.type, tag: o.tag || undefined, msg: parts.join(" "), ...extra.fields };
+    (o.level < 2 ? process.stderr : process.stdout).write(`${JSON.stringify(line)}\n`);
+  },
+};
+
+/** The format from `AS_LOG_FORMAT` (json or pretty), else pretty. */
+export function logFormatFromEnv(env: Record<string, string | undefined> = process.env): LogFormat {
+  return env.AS_LOG_FORMAT?.trim().toLowerCase() === "json" ? "json" : "pretty";
+}
+
+/**
+ * Set the level and format of every logger of this process (the CLI's and the library's,
+ * which logs through consola's shared instance): `--log-level`, `--log-format`.
+ */
+export function configureLog(opts: { level?: number; format?: LogFormat }): void {
+  if (opts.level !== undefined) root.level = consola.level = log.level = opts.level;
+  if (opts.format === "json") for (const c of [root, consola, log]) c.setReporters([jsonReporter]);
+}
+
+configureLog({ format: logFormatFromEnv() });

@@ -44,7 +44,13 @@ export const startArgs = {
   "agent-dir": { type: "string", description: "Load the agent classes in this directory's files (runs their code)" },
   "model-config-path": { type: "string", description: "JSON file of model configs" },
   "server-id": { type: "string", description: "Server id (default: generated)" },
-  "studio-url": { type: "string", description: "URL of an AgentScope Studio to register with" },
+  // Removed: it did nothing (actorscope does not talk to AgentScope Studio). Declared so that
+  // AgentScope scripts that pass it learn what replaces it, rather than "unknown option".
+  "studio-url": { type: "string", description: "Removed: use --registry URL (and as-server status / dashboard --registry URL)" },
+  registry: { type: "string", description: "Redis URL of a registry to keep this server's record in (as-server status/dashboard --registry); a password here is visible in ps, prefer env AS_REGISTRY_URL" },
+  "metrics-port": { type: "string", description: "Serve Prometheus metrics at http://HOST:N/metrics (0: a free port, printed at start)" },
+  "log-format": { type: "string", valueHint: "pretty|json", description: "Log lines as text or as one JSON object per line (default: env AS_LOG_FORMAT, else pretty)" },
+  "log-level": { type: "string", valueHint: "silent|error|warn|info|debug|trace", description: "Least important events logged; debug adds an access line per request (default: env AS_LOG_LEVEL, else info)" },
   "token-file": { type: "string", description: "File holding the shared secret clients must present (or env AS_SERVER_TOKEN)" },
   token: { type: "string", description: "Shared secret clients must present; visible in ps, prefer --token-file" },
   insecure: { type: "boolean", description: "Allow a non-loopback listener without a token" },
@@ -110,7 +116,15 @@ export function startOptions(args: Raw, env: Record<string, string | undefined> 
     if (!/^[\w.:-]{1,128}$/.test(id)) throw new UsageError(`--server-id may only hold letters, digits and . _ : - (at most 128), not "${id}"`);
     launcher.serverId = id;
   }
-  if (args["studio-url"] !== undefined) launcher.studioUrl = httpUrl(args["studio-url"], "--studio-url");
+  if (args["studio-url"] !== undefined) {
+    throw new UsageError("--studio-url was removed (actorscope does not register with AgentScope Studio): use --registry URL, then as-server status --registry URL or as-server dashboard --registry URL");
+  }
+  const registry = args.registry !== undefined ? parseNonEmpty(args.registry, "--registry") : env.AS_REGISTRY_URL || undefined;
+  if (registry !== undefined) {
+    checkRedisUrl(registry, args.registry !== undefined ? "--registry" : "AS_REGISTRY_URL");
+    launcher.registry = registry;
+  }
+  if (args["metrics-port"] !== undefined) launcher.metricsPort = parsePort(args["metrics-port"], "--metrics-port", true);
   if (token) launcher.token = token;
   if (insecure) launcher.insecure = true;
   if (args["max-message-bytes"] !== undefined) launcher.maxMessageBytes = parsePositiveInt(args["max-message-bytes"], "--max-message-bytes");
@@ -180,18 +194,30 @@ function modelConfigFile(v: unknown): string {
   return p;
 }
 
-function httpUrl(v: unknown, flag: string): string {
-  const s = parseNonEmpty(v, flag);
-  const u = URL.parse(s);
-  if (!u || (u.protocol !== "http:" && u.protocol !== "https:")) throw new UsageError(`${flag} must be an http(s) URL, not "${s}"`);
-  return s;
-}
-
 function checkRedisUrl(s: string, from: string): void {
   const u = URL.parse(s);
   // Never echo the URL: it may carry a password.
   if (!u || (u.protocol !== "redis:" && u.protocol !== "rediss:")) throw new UsageError(`${from} must be a redis:// or rediss:// URL`);
 }
+
+/** `--log-format` and `--log-level` (else `AS_LOG_FORMAT` / `AS_LOG_LEVEL`, which bin/log.ts reads). */
+export function logOptions(args: Raw): { format?: "pretty" | "json"; level?: number } {
+  const out: { format?: "pretty" | "json"; level?: number } = {};
+  if (args["log-format"] !== undefined) {
+    const f = String(args["log-format"]).trim().toLowerCase();
+    if (f !== "pretty" && f !== "json") throw new UsageError(`--log-format must be pretty or json, not "${String(args["log-format"])}"`);
+    out.format = f;
+  }
+  if (args["log-level"] !== undefined) {
+    const v = String(args["log-level"]).trim().toLowerCase();
+    const level = LEVELS[v];
+    if (level === undefined) throw new UsageError(`--log-level must be one of ${Object.keys(LEVELS).join(", ")}, not "${String(args["log-level"])}"`);
+    out.level = level;
+  }
+  return out;
+}
+
+const LEVELS: Record<string, number> = { silent: -999, fatal: 0, error: 0, warn: 1, info: 3, debug: 4, trace: 5 };
 
 /** True when a Redis URL carries a password (then it must not sit on a command line). */
 export function redisUrlHasPassword(s: string): boolean {

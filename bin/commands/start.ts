@@ -5,9 +5,9 @@
  */
 import { defineCommand } from "citty";
 import { TOKEN_ON_ARGV, UsageError, isLoopback } from "../args.ts";
-import { log } from "../log.ts";
+import { configureLog, log } from "../log.ts";
 import { installRuntimeModule } from "../runtime-module.ts";
-import { redisUrlHasPassword, startArgs, startOptions } from "./start-args.ts";
+import { logOptions, redisUrlHasPassword, startArgs, startOptions } from "./start-args.ts";
 import type { LauncherOptions, RpcAgentServerLauncher } from "../../src/server/launcher/launcher.ts";
 
 /** The server this process runs, so that `cleanup()` can stop it whatever happened. */
@@ -19,13 +19,16 @@ export const start = defineCommand({
   meta: { name: "start", description: "Start an agent server" },
   args: startArgs,
   async run({ args }) {
+    configureLog(logOptions(args));
     const opts = startOptions(args);
     // Kept working (AgentScope scripts use it), but said plainly: argv is public on this machine.
     if (args.token !== undefined) log.warn(TOKEN_ON_ARGV);
     if (args["redis-url"] !== undefined && redisUrlHasPassword(args["redis-url"])) {
       log.warn("--redis-url carries a password, visible to every user of this machine (ps): prefer env AS_REDIS_URL");
     }
-    if (opts.studioUrl !== undefined) log.warn("--studio-url is accepted for AgentScope compatibility; actorscope does not register with Studio");
+    if (args.registry !== undefined && redisUrlHasPassword(args.registry)) {
+      log.warn("--registry carries a password, visible to every user of this machine (ps): prefer env AS_REGISTRY_URL");
+    }
     if (!opts.localMode && !isLoopback(opts.host ?? "") && !opts.token && opts.tlsClientCa === undefined) {
       log.warn(`--insecure: listening on ${opts.host} with no token and no client certificates: anyone who can reach this port can create agents and run their methods`);
     }
@@ -45,6 +48,7 @@ export const start = defineCommand({
     const bound = launcher.bindHost === "127.0.0.1" && launcher.host === "localhost" ? "localhost" : launcher.bindHost;
     const named = bound === launcher.host ? "" : `; clients are told ${launcher.host}`;
     log.success(`as-server listening on ${bound}:${launcher.port} (server id ${launcher.serverId})${tls}${named}`);
+    if (launcher.metricsPort !== undefined) log.info(`metrics at http://${bound}:${launcher.metricsPort}/metrics`);
     await launcher.waitUntilTerminate();
     running = undefined;
     log.info("as-server stopped");

@@ -59,6 +59,9 @@ export class Registration {
     // Errors are reported through the state changes below; without a listener ioredis prints them.
     this.#redis.on("error", () => {});
     this.#redis.on("ready", () => void this.beat());
+    this.#redis.on("close", () => {
+      if (!this.#stopped && this.#state === "up") this.#changed("down", "connection closed");
+    });
   }
 
   /**
