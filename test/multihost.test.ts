@@ -230,7 +230,7 @@ describe("deploy script", () => {
       for (let i = 0; i < 50 && (await c.isAlive()); i++) await Bun.sleep(100);
       expect(await c.isAlive()).toBe(false);
     }
-  });
+  }, 60_000);
 
   test("launch-workers.sh refuses to start without a token and rejects an unknown command", async () => {
     const script = join(REPO, "examples/deploy/launch-workers.sh");

@@ -86,9 +86,18 @@ function processTls(): ClientTls | undefined {
   return runtime.envTls.tls;
 }
 
-/** Set (or clear) the dial policy of this process; servers set theirs at start. */
-export function setDialPolicy(p: DialPolicy | undefined): void {
-  runtime.dialPolicy = p;
+/**
+ * A server running in this process (`owner`) sets its dial policy at start (undefined: any
+ * peer) and clears it when it stops. While servers run, a peer named in a value is dialled if
+ * any of their policies allows it; with none running, this process dials what it is handed.
+ */
+export function setDialPolicy(owner: object, p: DialPolicy | undefined): void {
+  runtime.dialPolicies.set(owner, p);
+}
+
+/** The server `owner` stopped: its dial policy no longer applies. */
+export function clearDialPolicy(owner: object): void {
+  runtime.dialPolicies.delete(owner);
 }
 
 /**
@@ -144,14 +153,14 @@ export function connectionFor(a: Address, opts: GrpcConnectOptions = {}): Server
     if (a.port !== undefined) {
       // A child's listener: loopback, plaintext, guarded by the key the reference carries —
       // a credential scoped to that listener, never remembered for the address.
-      if (opts.fromValue && runtime.dialPolicy && !runtime.dialPolicy(a.host, a.port)) return refused(a);
+      if (opts.fromValue && !runtime.mayDial(a.host, a.port)) return refused(a);
       return grpcConnection({ host: a.host, port: a.port }, a.key, undefined, opts);
     }
     return new ServerConnection(deadTransport(new AgentServerNotAliveError(`child server ${a.child} is not reachable from this process`, { host: `child:${a.child}` })), a);
   }
   if (a.port === undefined) throw new TypeError(`address ${a.host} has no port`);
   if (opts.fromValue) {
-    if (runtime.dialPolicy && !runtime.dialPolicy(a.host, a.port)) return refused(a);
+    if (!runtime.mayDial(a.host, a.port)) return refused(a);
     return grpcConnection({ host: a.host, port: a.port }, tokenFor(a.host, a.port), tlsFor(a.host, a.port), opts);
   }
   // The user's own configuration: remembered for this peer (references to it decoded later).

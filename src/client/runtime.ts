@@ -74,8 +74,18 @@ export class Runtime {
   limits: Limits = DEFAULT_LIMITS;
   /** Outcomes of plain promises awaited while encoding, so the next attempt can read them. */
   readonly settled = new WeakMap<Promise<unknown>, { ok: true; value: unknown } | { ok: false; error: unknown }>();
-  /** Set by a server at start; undefined in client processes (dial anything). */
-  dialPolicy: DialPolicy | undefined;
+  /**
+   * The dial policies of the servers running in this process, by the server that set it
+   * (undefined: that server may dial anything). None: a plain client, which dials anything.
+   */
+  readonly dialPolicies = new Map<object, DialPolicy | undefined>();
+
+  /** May this process dial `host:port` for an address named in a value? Any running server's policy allowing it is enough. */
+  mayDial(host: string, port: number): boolean {
+    if (this.dialPolicies.size === 0) return true;
+    for (const p of this.dialPolicies.values()) if (!p || p(host, port)) return true;
+    return false;
+  }
   #parent: ParentLink | undefined;
   #exitHook = false;
 

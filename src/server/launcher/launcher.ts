@@ -20,7 +20,7 @@
  * await server.launch();
  * // ... shut down (drained) at the end of the scope, even when it ends with an exception
  */
-import { allowListPolicy, setDialPolicy } from "../../client/connections.ts";
+import { allowListPolicy, clearDialPolicy, setDialPolicy } from "../../client/connections.ts";
 import { CodecError, ResourceExhaustedError } from "../../core/errors.ts";
 import { DEFAULT_LIMITS } from "../../core/limits.ts";
 import { classTable, type AnyClass } from "../../core/registry.ts";
@@ -176,7 +176,7 @@ export class RpcAgentServerLauncher implements AsyncDisposable {
     // The port is known only after binding; the servicer reads its address by reference.
     const address: Address = { host: advertisedHost(o.host, o.localMode), port: this.#port };
     // Addresses named in values this server receives are dialled only if allowed.
-    setDialPolicy(allowListPolicy(o.allowPeers));
+    setDialPolicy(this, allowListPolicy(o.allowPeers));
     const servicer = new Servicer({
       serverId: this.serverId,
       address,
@@ -210,6 +210,7 @@ export class RpcAgentServerLauncher implements AsyncDisposable {
     } catch (e) {
       stats.close();
       await servicer.close();
+      clearDialPolicy(this);
       throw e;
     }
     try {
@@ -335,6 +336,7 @@ export class RpcAgentServerLauncher implements AsyncDisposable {
       await p.servicer.close();
       await p.metrics?.stop();
       p.stats.close();
+      clearDialPolicy(this);
     }
     this.#markTerminated();
   }
