@@ -13,18 +13,19 @@ import { startArgs, startRules } from "./commands/start-args.ts";
 import { start } from "./commands/start.ts";
 import { stop } from "./commands/stop.ts";
 import { status } from "./commands/status.ts";
+import { dashboard, dashboardArgs } from "./commands/dashboard.ts";
 
 /** Version of this build (from package.json, embedded when compiled). */
 export const VERSION: string = pkg.version;
 
-/** The root command: `as-server start | stop | status`. */
+/** The root command: `as-server start | stop | status | dashboard`. */
 export const asServer = defineCommand({
   meta: {
     name: "as-server",
     version: VERSION,
     description: "actorscope agent server; env: AS_SERVER_TOKEN (shared secret), AS_LOG_LEVEL (silent..trace)",
   },
-  subCommands: { start, stop, status },
+  subCommands: { start, stop, status, dashboard },
 });
 
 /** Each subcommand's declared flags, for the strict check. */
@@ -32,6 +33,7 @@ const declared: Record<string, { args: ArgsDef; rules?: ArgvRules }> = {
   start: { args: startArgs, rules: startRules },
   stop: { args: stop.args as ArgsDef },
   status: { args: status.args as ArgsDef },
+  dashboard: { args: dashboardArgs },
 };
 
 /** What `--help` says about each command. */
@@ -60,11 +62,23 @@ const help: Record<string, CommandHelp> = {
     notes: ["Exit code: 0 stopped, 1 not alive or refused, 2 bad flags."],
   },
   status: {
-    description: "show a server's info and the agents it holds",
-    usage: "as-server status [--host HOST] [--port N] [--json] [options]",
+    description: "show a server's info and agents, or a table of every server (--registry / --servers)",
+    usage: "as-server status [--host HOST] [--port N] | --registry URL | --servers FILE [--json] [options]",
     args: status.args as ArgsDef,
-    examples: ["as-server status --port 12310", "as-server status --host 10.0.0.5 --port 12310 --token-file ~/.as-token --json"],
-    notes: ["Exit code: 0 alive, 1 not alive or unreachable, 2 bad flags."],
+    examples: [
+      "as-server status --port 12310",
+      "as-server status --host 10.0.0.5 --port 12310 --token-file ~/.as-token --json",
+      "as-server status --registry redis://10.0.0.9:6379",
+      "as-server status --servers servers.txt --json",
+    ],
+    notes: ["Exit code: 0 alive, 1 not alive or unreachable (--servers: any of them), 2 bad flags."],
+  },
+  dashboard: {
+    description: "serve a live web page of every server, its agents and calls",
+    usage: "as-server dashboard (--registry URL | --servers FILE) [--host HOST] [--port N] [--token-file FILE]",
+    args: dashboardArgs,
+    examples: ["as-server dashboard --registry redis://10.0.0.9:6379", "as-server dashboard --servers servers.txt --host 0.0.0.0 --token-file ~/.dash-token"],
+    notes: ["Prints one line with its URL when ready. Off loopback an access token is required.", "Agent servers' token: --server-token-file or AS_SERVER_TOKEN."],
   },
 };
 
@@ -97,7 +111,7 @@ export async function main(argv: readonly string[]): Promise<never> {
     const usage = e instanceof UsageError || (e as Error | undefined)?.name === "CLIError";
     const msg = e instanceof Error ? e.message : String(e);
     if (usage) {
-      const hint = declared[name] ? `as-server ${name} --help` : "as-server --help (commands: start, stop, status)";
+      const hint = declared[name] ? `as-server ${name} --help` : "as-server --help (commands: start, stop, status, dashboard)";
       log.error(`${msg.replace(/\s*\n\s*/g, " ")}; see ${hint}`);
       process.exit(2);
     }

@@ -21,9 +21,9 @@ let dir: string;
 beforeAll(async () => {
   redis = await startRedis();
   dir = mkdtempSync(join(tmpdir(), "as-obs-cli-"));
-  [a, b] = await Promise.all(
+  [a, b] = (await Promise.all(
     ["alpha", "beta"].map((id) => startServer(SOURCE_CLI, ["--port", "0", "--server-id", id, "--agent-dir", AGENTS, "--registry", redis.url, "--metrics-port", "0", "--log-format", "json"])),
-  );
+  )) as [RunningServer, RunningServer];
 });
 
 afterAll(async () => {
