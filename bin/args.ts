@@ -1,7 +1,7 @@
 /**
  * Strict argument checks for the CLI. citty parses leniently (unknown flags are ignored, a
  * string flag swallows the next token even when it is another flag), and its `CLIError`s exit
- * with 1; DESIGN §4 wants every bad flag or value to be one clear line and exit code 2. So the
+ * with 1; we want every bad flag or value to be one clear line and exit code 2 (what scripts check). So the
  * raw argv is checked against each command's declared args before citty sees it, and the value
  * parsers below throw `UsageError`, which the entry turns into that line and code.
  */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * `as-server`: start, stop and inspect actorscope agent servers (DESIGN §4).
+ * `as-server`: start, stop and inspect actorscope agent servers.
  *
  * @example
  * as-server start --port 12310 --agent-dir ./agents --model-config-path models.json

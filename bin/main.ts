@@ -1,7 +1,7 @@
 /**
  * The `as-server` command tree and its runner. `--help` and `--version` are answered here
  * (plain text, exit 0; bin/help.ts); everything else is checked strictly first (bin/args.ts)
- * and run with citty's `runCommand`, so that bad input is one line and exit code 2 (DESIGN §4)
+ * and run with citty's `runCommand`, so that bad input is one line and exit code 2 (scripts branch on that code: 2 is bad input)
  * rather than citty's usage dump and 1, and a failed command is one line and exit code 1.
  */
 import { defineCommand, runCommand, type ArgsDef } from "citty";

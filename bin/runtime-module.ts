@@ -3,13 +3,9 @@
  * child servers). A compiled binary has no node_modules to resolve "actorscope" from, and a
  * copy found on disk (in either mode) would bring its own `Msg` and `AgentBase`, so values
  * and classes would not be the server's own. A `Bun.plugin` virtual module hands such files
- * this server's exports instead (bun-stack-notes §4).
+ * this server's exports instead (a runtime `onResolve` plugin does not reach those imports;
+ * a virtual module does).
  */
-
-/** True inside a `bun build --compile` binary (its modules live under /$bunfs/). */
-export function isCompiled(): boolean {
-  return import.meta.path.startsWith("/$bunfs/") || import.meta.url.startsWith("file:///$bunfs/");
-}
 
 let installed = false;
 

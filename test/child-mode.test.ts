@@ -14,6 +14,7 @@ import {
 import { liveChildren } from "../src/client/child-server.ts";
 import { remoteState } from "../src/client/proxy-state.ts";
 import { randomId } from "../src/core/ids.ts";
+import { currentModelConfigs, setModelConfigList } from "../src/models/store.ts";
 import { WillNotLoad } from "./fixtures/broken-at-import.ts";
 import { built, Counter, Greeter, Plain } from "./fixtures/child-agents.ts";
 
@@ -76,6 +77,20 @@ describe("child mode", () => {
     const cmdline = await Bun.file(`/proc/${pid}/cmdline`).text();
     expect(cmdline).not.toContain("maxPoolSize");
     expect(await c.envVar("AS_CHILD_CONFIG")).toBeUndefined();
+  });
+
+  test("a parent whose config is too large for one environment string still starts children (the config goes on stdin)", async () => {
+    const before = currentModelConfigs() ?? [];
+    // ~200 KiB of model configs: past Linux's 128 KiB limit for one environment string.
+    const many = Array.from({ length: 400 }, (_, i) => ({ config_name: `big-${i}`, model_type: "post_api_chat", model_name: "m", api_url: `http://127.0.0.1:1/${"x".repeat(500)}` }));
+    setModelConfigList([...before, ...many] as never);
+    try {
+      const c = track(new Counter(3).toDist());
+      expect(await c.inc(1)).toBe(4);
+      expect(await c.envVar("AS_CHILD_CONFIG")).toBeUndefined();
+    } finally {
+      setModelConfigList(before);
+    }
   });
 
   test("X.toDist creates remotely and never constructs locally", async () => {

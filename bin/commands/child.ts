@@ -4,7 +4,8 @@
  * so the binary alone serves `toDist()` children. Kept free of citty and consola: a child starts
  * on every `toDist()` and must load only what it serves with.
  */
-import { installRuntimeModule, isCompiled } from "../runtime-module.ts";
+import { installRuntimeModule } from "../runtime-module.ts";
+import { isCompiled } from "../../src/client/spawn.ts";
 
 /**
  * Run a child server from its JSON config, taken from `AS_CHILD_CONFIG` only: never from argv,
@@ -12,7 +13,7 @@ import { installRuntimeModule, isCompiled } from "../runtime-module.ts";
  */
 export async function runChildCommand(argv: readonly string[]): Promise<void> {
   const { takeChildConfig } = await import("../../src/core/child-config.ts");
-  const json = takeChildConfig();
+  const json = await takeChildConfig();
   if (json === undefined || argv.length > 0) {
     process.stderr.write("as-server: __child takes no arguments; its config comes in AS_CHILD_CONFIG\n");
     process.exit(2);

@@ -1,5 +1,5 @@
 /**
- * `as-server start`: its flags (names fixed by DESIGN §4, AgentScope's `as_server start` plus
+ * `as-server start`: its flags (names are a public contract, AgentScope's `as_server start` plus
  * `--token`, `--insecure` and a few limits) and their validation into launcher options. Kept
  * apart from the command so it loads nothing heavy and can be unit-tested.
  */

@@ -94,7 +94,7 @@ function onStopSignals(launcher: RpcAgentServerLauncher): () => void {
   };
 }
 
-/** One clear line for a failed launch; a taken port is the usual cause (scenario C2). */
+/** One clear line for a failed launch; a taken port is the usual cause, and says so (no silent retry on another port). */
 function launchFailure(e: unknown, opts: LauncherOptions): string {
   let msg = e instanceof Error ? e.message : String(e);
   if (opts.token) msg = msg.split(opts.token).join("<redacted>");

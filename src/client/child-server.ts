@@ -6,7 +6,8 @@
 import { DEFAULTS } from "../core/defaults.ts";
 import type { Subprocess } from "bun";
 import { fileURLToPath } from "node:url";
-import { CHILD_CONFIG_ENV, type ChildConfig, type ChildFatalFrame } from "../core/child-config.ts";
+import { StderrTail, selfCommand, stopProcess } from "./spawn.ts";
+import { CHILD_CONFIG_ENV, CHILD_CONFIG_ENV_MAX, type ChildConfig, type ChildFatalFrame } from "../core/child-config.ts";
 import { ServerConnection } from "./connection.ts";
 import { connectionFor, forgetConnection, registerConnection } from "./connections.ts";
 import { AgentCreationError, AgentServerNotAliveError, errorToWire, GRPC_STATUS } from "../core/errors.ts";
@@ -34,7 +35,6 @@ export interface ChildServerOptions {
   modelConfigs?: unknown;
 }
 
-const TAIL_BYTES = 4096;
 /**
  * Child servers nested this deep are refused. Real designs nest two or three levels; a chain
  * this long is a module that spawns a child from code the guard does not cover (e.g. after an
@@ -90,13 +90,6 @@ function spawnRefusal(classes: readonly string[]): AgentCreationError | undefine
   return undefined;
 }
 
-/** The command that starts a child server: the compiled binary itself, or bun + the entry file. */
-export function childCommand(): string[] {
-  const compiled = import.meta.path.startsWith("/$bunfs/") || import.meta.url.startsWith("file:///$bunfs/");
-  if (compiled) return [process.execPath, "__child"];
-  return [process.execPath, fileURLToPath(new URL("../server/child/main.ts", import.meta.url))];
-}
-
 /** A child agent server and the IPC link to it. */
 export class ChildServer {
   readonly id: string;
@@ -105,7 +98,7 @@ export class ChildServer {
   readonly ready: Promise<void>;
   readonly #proc: Subprocess;
   readonly #transport: IpcTransport;
-  #tail = "";
+  readonly #tail = new StderrTail();
   #stopping: Promise<void> | undefined;
   #listening: Promise<Address> | undefined;
   #exited = false;
@@ -179,11 +172,14 @@ export class ChildServer {
     });
     this.ready.catch(() => {});
 
-    // The config travels in the environment, not argv: it may hold API keys and the listener
-    // token, and any local user can read a command line.
-    proc = Bun.spawn(childCommand(), {
-      env: { ...process.env, [CHILD_CONFIG_ENV]: JSON.stringify(conf) },
-      stdio: ["ignore", "inherit", "pipe"],
+    // The config travels in the environment (or on stdin when too large for one environment
+    // string), not argv: it may hold API keys and the listener token, and any local user can
+    // read a command line.
+    const json = JSON.stringify(conf);
+    const small = json.length <= CHILD_CONFIG_ENV_MAX;
+    proc = Bun.spawn(selfCommand("child"), {
+      env: { ...process.env, [CHILD_CONFIG_ENV]: small ? json : "-" },
+      stdio: [small ? "ignore" : "pipe", "inherit", "pipe"],
       serialization: "advanced",
       ipc: (msg: IpcFrame) => {
         if (msg?.k === "ready") {
@@ -208,12 +204,12 @@ export class ChildServer {
         clearTimeout(timer);
         forgetConnection(this.conn);
         const how = signal ? `signal ${signal}` : `code ${code}`;
-        const tail = this.#tail.trim();
+        const tail = this.#tail.text;
         const err = new AgentServerNotAliveError(
           started
             ? this.#stopping
               ? `child server ${this.id} was stopped`
-              : `child server ${this.id} exited (${how})${tail ? `: ${lastLines(tail)}` : ""}`
+              : `child server ${this.id} exited (${how})${tail ? `: ${this.#tail.lastLines()}` : ""}`
             : `child server failed to start (${how})${tail ? `: ${tail}` : ""}`,
           { host: `child:${this.id}` },
         );
@@ -222,12 +218,17 @@ export class ChildServer {
       },
     });
     this.#proc = proc;
+    if (!small) {
+      const stdin = proc.stdin as import("bun").FileSink;
+      stdin.write(`${json}\n`);
+      void Promise.resolve(stdin.end()).catch(() => {});
+    }
     proc.unref();
-    this.#pumpStderr(proc.stderr as ReadableStream<Uint8Array>);
+    void this.#tail.pump(proc.stderr as ReadableStream<Uint8Array>);
 
     const readyMs = opts.readyTimeoutMs ?? DEFAULTS.readyTimeoutMs;
     const timer = setTimeout(() => {
-      readyReject(new AgentServerNotAliveError(`child server did not start within ${readyMs} ms${this.#tail ? `: ${this.#tail.trim()}` : ""}`, { host: `child:${this.id}` }));
+      readyReject(new AgentServerNotAliveError(`child server did not start within ${readyMs} ms${this.#tail.text ? `: ${this.#tail.text}` : ""}`, { host: `child:${this.id}` }));
       proc!.kill("SIGKILL");
     }, readyMs);
     // The handshake must not keep the parent alive on its own, but calls waiting on it do.
@@ -266,12 +267,7 @@ export class ChildServer {
   /** Stop the child (SIGTERM, then SIGKILL after 2 s) and wait until it has exited. */
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
-      if (!this.#exited) {
-        this.#proc.kill("SIGTERM");
-        const t = setTimeout(() => this.#proc.kill("SIGKILL"), 2000);
-        await this.#proc.exited;
-        clearTimeout(t);
-      }
+      if (!this.#exited) await stopProcess(this.#proc, 2000);
       runtime.spawned.delete(this.id);
     })();
     return this.#stopping;
@@ -299,23 +295,8 @@ export class ChildServer {
     }
     conn.send(f.r).then(answer, (e) => answer({ t: "error", error: errorToWire(e) }));
   }
-
-  async #pumpStderr(stream: ReadableStream<Uint8Array>): Promise<void> {
-    const dec = new TextDecoder();
-    try {
-      for await (const chunk of stream) {
-        process.stderr.write(chunk);
-        this.#tail = (this.#tail + dec.decode(chunk, { stream: true })).slice(-TAIL_BYTES);
-      }
-    } catch {
-      // The child is gone; exit handling reports it.
-    }
-  }
 }
 
-function lastLines(s: string): string {
-  return s.split("\n").slice(-5).join("\n");
-}
 
 /** Child servers still running in this process. */
 export function liveChildren(): number {

@@ -77,14 +77,6 @@ export class RetryExponential implements RetryStrategy {
   }
 }
 
-/** Build a strategy from its JSON form (`{ type: "fixed" | "exponential", ... }`). */
-export function retryFromJSON(o: Record<string, unknown>): RetryStrategy {
-  if (o.type === "fixed") return new RetryFixedTimes(o as RetryFixedTimesOptions);
-  if (o.type === "exponential") return new RetryExponential(o as RetryExponentialOptions);
-  if (o.type === "whileAlive") return DEFAULT_RETRY;
-  throw new TypeError(`unknown retry strategy type ${String(o.type)}`);
-}
-
 /**
  * Waits again, at once, for as long as the server answers that the task is still queued or
  * running. A server that stops answering is found out separately (liveness probe, keepalive),

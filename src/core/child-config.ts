@@ -40,9 +40,27 @@ export interface ChildFatalFrame {
   code?: ErrorCode;
 }
 
-/** Read the config from the environment and remove it, so processes the child spawns do not inherit it. */
-export function takeChildConfig(): string | undefined {
+/**
+ * Largest config passed in the environment. Linux refuses a spawn whose single environment
+ * string exceeds 128 KiB (E2BIG): a parent with many model configs would fail to start any
+ * child. Larger configs go on the child's stdin instead (`AS_CHILD_CONFIG=-`).
+ */
+export const CHILD_CONFIG_ENV_MAX = 64 * 1024;
+
+/**
+ * Read the config — from the environment, or from the first line of stdin when it says `-` —
+ * and remove the variable, so processes the child spawns do not inherit it.
+ */
+export async function takeChildConfig(): Promise<string | undefined> {
   const json = process.env[CHILD_CONFIG_ENV];
   delete process.env[CHILD_CONFIG_ENV];
-  return json;
+  if (json !== "-") return json;
+  let text = "";
+  const dec = new TextDecoder();
+  for await (const chunk of Bun.stdin.stream()) {
+    text += dec.decode(chunk, { stream: true });
+    const nl = text.indexOf("\n");
+    if (nl >= 0) return text.slice(0, nl);
+  }
+  return text || undefined;
 }

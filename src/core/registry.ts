@@ -1,7 +1,7 @@
 /**
  * The class registry and each class's remote surface. `@dist` records a class here by its
  * name together with the module that defines it (so a child server can import that module);
- * servers build their own tables from it (`ClassTable`), so a client never decides what a
+ * servers build their own tables from it (`classTable`), so a client never decides what a
  * server may construct.
  */
 import { AgentCreationError } from "./errors.ts";

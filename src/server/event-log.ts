@@ -50,3 +50,21 @@ export function eventLog(serverId: string): ServicerObserver {
 function callFailed(serverId: string, cls: string, method: string, oid: string | undefined, code: string, message: string): void {
   log.warn({ message: `call failed: ${cls}.${method} ${code}: ${message.split("\n")[0]}`, fields: { event: "call.failed", serverId, cls, method, ...(oid ? { oid } : {}), code } });
 }
+
+let authFailures = 0;
+let authLoggedAt = 0;
+
+/**
+ * A request refused for a wrong or missing token (never the token itself). At most one line a
+ * second, counting the refusals since the last line, so a flood of bad requests cannot flood
+ * the log.
+ */
+export function authFailed(method: string, peer: string): void {
+  authFailures++;
+  const now = Date.now();
+  if (now - authLoggedAt < 1000) return;
+  authLoggedAt = now;
+  const n = authFailures;
+  authFailures = 0;
+  log.warn({ message: `refused ${n} request(s) with a wrong or missing token (last: ${method} from ${peer})`, fields: { event: "auth.failed", method, peer, count: n } });
+}

@@ -57,11 +57,6 @@ export class IpcTransport implements Transport {
     this.#out = new FrameSender((f) => link.send(f as IpcFrame));
   }
 
-  /** Requests still waiting for an answer. */
-  get pendingCount(): number {
-    return this.#pending.size;
-  }
-
   request(req: Request, opts?: RequestOptions): Promise<Response> {
     return this.requestTo(undefined, req, opts);
   }

@@ -6,4 +6,4 @@
 import { takeChildConfig } from "../../core/child-config.ts";
 import { runChild } from "./run.ts";
 
-await runChild(takeChildConfig());
+await runChild(await takeChildConfig());

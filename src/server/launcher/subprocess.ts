@@ -9,9 +9,9 @@
  * password, the token and TLS keys, so all of it goes through the stdin pipe (no size limit
  * either, unlike one argv or environment string: 128 KiB on Linux).
  */
+import { StderrTail, selfCommand, stopProcess } from "../../client/spawn.ts";
 import { DEFAULTS } from "../../core/defaults.ts";
 import type { Subprocess } from "bun";
-import { fileURLToPath } from "node:url";
 import type { ModelConfig } from "../../models/store.ts";
 import { AgentServerNotAliveError } from "../../core/errors.ts";
 import { entryOf } from "../../core/registry.ts";
@@ -70,7 +70,6 @@ export interface ServerSubprocess {
 export type SubprocessOptions = Omit<ServerProcessConfig, "classes" | "exitOnStdinClose" | "token" | "tls"> & { customAgentClasses: Function[]; readyTimeoutMs?: number };
 
 const READY = /^AS-SERVER READY (\S+) (\d+) (\S+)(?: metrics=(\d+))?$/m;
-const TAIL_BYTES = 4096;
 
 /** Start a server subprocess; resolves once it accepts calls. */
 export async function launchSubprocess(opts: SubprocessOptions, token: string | undefined, tls?: ServerTls): Promise<ServerSubprocess> {
@@ -85,15 +84,12 @@ export async function launchSubprocess(opts: SubprocessOptions, token: string | 
   // The subprocess takes its token from the config only: not from a variable it would inherit.
   const env: Record<string, string | undefined> = { ...process.env };
   delete env.AS_SERVER_TOKEN;
-  const proc = Bun.spawn(serverCommand(), { stdin: "pipe", stdout: "pipe", stderr: "pipe", env });
+  const proc = Bun.spawn(selfCommand("server"), { stdin: "pipe", stdout: "pipe", stderr: "pipe", env });
   // One line; stdin then stays open (its end tells the subprocess that we are gone).
   proc.stdin.write(`${JSON.stringify(conf)}\n`);
   void Promise.resolve(proc.stdin.flush()).catch(() => {});
-  let tail = "";
-  void pump(proc.stderr, process.stderr, (s) => {
-    tail = (tail + s).slice(-TAIL_BYTES);
-    return true;
-  });
+  const tail = new StderrTail();
+  void tail.pump(proc.stderr);
   const exited = proc.exited.then(() => {});
   let port: number;
   let metricsPort: number | undefined;
@@ -102,27 +98,15 @@ export async function launchSubprocess(opts: SubprocessOptions, token: string | 
   } catch (e) {
     proc.kill("SIGKILL");
     await exited;
-    const why = tail.trim() ? `: ${tail.trim().split("\n").slice(-5).join("\n")}` : "";
+    const why = tail.text ? `: ${tail.lastLines()}` : "";
     throw new AgentServerNotAliveError(`agent server subprocess failed to start (${(e as Error).message})${why}`, { host: opts.host, port: opts.port });
   }
   return {
     port,
     metricsPort,
     exited,
-    async stop(killAfterMs) {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
-      const t = setTimeout(() => proc.kill("SIGKILL"), killAfterMs);
-      await exited;
-      clearTimeout(t);
-    },
+    stop: (killAfterMs) => stopProcess(proc, killAfterMs),
   };
-}
-
-/** The command that runs a server subprocess: the compiled binary itself, or bun + the entry file. */
-function serverCommand(): string[] {
-  const compiled = import.meta.path.startsWith("/$bunfs/") || import.meta.url.startsWith("file:///$bunfs/");
-  if (compiled) return [process.execPath, "__server"];
-  return [process.execPath, fileURLToPath(new URL("./main.ts", import.meta.url))];
 }
 
 function classRef(c: Function): { name: string; module: string } {

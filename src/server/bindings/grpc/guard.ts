@@ -28,6 +28,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { constants as h2 } from "node:http2";
+import { authFailed } from "../../event-log.ts";
 
 /** The one message for every authentication failure: it must not tell a wrong token from a missing one. */
 export const UNAUTHENTICATED_MESSAGE = "invalid or missing authentication token";
@@ -83,6 +84,7 @@ export function callGuard(opts: GuardOptions): grpc.ServerInterceptor {
         startNext({
           onReceiveMetadata(md, mdNext) {
             if (!opts.authorized(md)) {
+              authFailed(method.path, call.getPeer());
               // Not passing the metadata on means the handler never asks for the message.
               call.sendStatus({ ...UNAUTHENTICATED, metadata: new grpc.Metadata() });
               // The answer is complete: NO_ERROR asks the client to stop sending the rest.
