@@ -28,12 +28,15 @@ export function eventLog(serverId: string): ServicerObserver {
         const target = req.t === "call" ? `${cls ?? "?"}.${req.name}` : "oid" in req ? req.oid : "";
         log.debug({ message: `${req.t} ${target} ${code} ${(seconds * 1000).toFixed(2)} ms`, fields: { event: "access", serverId, kind: req.t, cls, code, ms: seconds * 1000 } });
       }
-      if (req.t === "create" && code === "OK") log.info({ message: `agent created: ${req.cls} ${req.oid}`, fields: { event: "agent.created", serverId, cls: req.cls, oid: req.oid } });
-      else if (req.t === "delete" && code === "OK" && cls !== undefined) log.info({ message: `agent deleted: ${cls} ${req.oid}`, fields: { event: "agent.deleted", serverId, cls, oid: req.oid } });
+      // Creations and deletions come by the hundred thousand in simulations: debug, like access lines.
+      if (req.t === "create" && code === "OK") log.debug({ message: `agent created: ${req.cls} ${req.oid}`, fields: { event: "agent.created", serverId, cls: req.cls, oid: req.oid } });
+      else if (req.t === "delete" && code === "OK" && cls !== undefined) log.debug({ message: `agent deleted: ${cls} ${req.oid}`, fields: { event: "agent.deleted", serverId, cls, oid: req.oid } });
       else if (req.t === "deleteAll" && code === "OK") log.info({ message: "all agents deleted", fields: { event: "agent.deletedAll", serverId } });
       else if (req.t === "call") {
         if (res.t === "task") tasks.set(res.task, { cls: cls ?? "?", method: req.name });
-        else if (res.t === "error") callFailed(serverId, cls ?? "?", req.name, req.oid, res.error.code, res.error.message);
+        else if (res.t === "error" && res.error.retryAfterMs === undefined) callFailed(serverId, cls ?? "?", req.name, req.oid, res.error.code, res.error.message);
+        // A momentary refusal (full result pool) is flow control the client absorbs, not a failure.
+        else if (res.t === "error") log.debug({ message: `call refused for now: ${cls ?? "?"}.${req.name} ${res.error.code}`, fields: { event: "call.backpressure", serverId, cls, method: req.name, code: res.error.code } });
       } else if (res.t === "error" && req.t === "create") {
         log.warn({ message: `agent creation failed: ${req.cls} ${req.oid}: ${res.error.code} ${res.error.message}`, fields: { event: "agent.createFailed", serverId, cls: req.cls, oid: req.oid, code: res.error.code } });
       }
