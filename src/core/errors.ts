@@ -61,7 +61,10 @@ export interface AgentServerErrorOptions {
 export class AgentServerError extends Error {
   /** Stable gRPC-style status name. */
   readonly code: ErrorCode;
-  /** Host of the server involved (`"child"` for a spawned child server). */
+  /**
+   * Host of the server involved: `"child:<id>"` for a child server, a relayed one included;
+   * the host name or address otherwise (`""` when no server is involved).
+   */
   readonly host: string;
   /** Port of the server involved; `undefined` for child servers. */
   readonly port: number | undefined;

@@ -266,7 +266,7 @@ export class RedisPool implements ResultPool {
     this.#closed = true;
     clearInterval(this.#leaseTimer);
     this.#leaseTimer = undefined;
-    this.#waiters.close(new AgentServerNotAliveError("result pool closed"));
+    this.#waiters.close(new AgentServerError("result pool closed (the server is shutting down)", { code: "CANCELLED" }));
     await Promise.all([quit(this.#cmd), quit(this.#sub)]);
   }
 
@@ -364,7 +364,7 @@ export class RedisPool implements ResultPool {
   }
 
   #open(): void {
-    if (this.#closed) throw new AgentServerNotAliveError("result pool closed");
+    if (this.#closed) throw new AgentServerError("result pool closed (the server is shutting down)", { code: "FAILED_PRECONDITION" });
   }
 }
 
