@@ -33,7 +33,7 @@ async function bare(): Promise<Setup> {
   const pool = await createPool({ poolType: "local", maxPoolSize: 65_536, maxExpireTime: 600, serverId: "bare" } as Parameters<typeof createPool>[0]);
   const address = { host: "localhost", port: 0 };
   const servicer = new Servicer({ serverId: "bare", address, aliases: ["localhost", "127.0.0.1"], resolveClass: (n) => (n === "Echo" ? (Echo as never) : undefined), capacity: 32, maxQueue: 65_536, pool, maxTimeoutSeconds: 5, limits: DEFAULT_LIMITS });
-  const binding = await bindGrpc({ servicer, bindHost: "127.0.0.1", port: 0, token: undefined, maxMessageBytes: DEFAULT_LIMITS.maxMessageBytes, tls: undefined } as Parameters<typeof bindGrpc>[0]);
+  const binding = await bindGrpc({ servicer, bindHost: "localhost", port: 0, token: undefined, maxMessageBytes: DEFAULT_LIMITS.maxMessageBytes, tls: undefined } as Parameters<typeof bindGrpc>[0]);
   address.port = binding.port;
   return {
     name: "bare (no observer)",
@@ -79,6 +79,26 @@ async function asyncRate(s: Setup): Promise<number> {
   return rate;
 }
 
+/** The observers' own cost per call, ns, timed directly (what the end-to-end rows cannot resolve through noise). */
+async function observerNs(prom: boolean): Promise<number> {
+  const { CallStats } = await import("../src/server/metrics.ts");
+  const { eventLog } = await import("../src/server/event-log.ts");
+  const { observers } = await import("../src/server/observer.ts");
+  const stats = new CallStats();
+  if (prom) await stats.enablePrometheus({ running: () => 0, queued: () => 0, agents: () => 0, poolResults: () => 0 });
+  const obs = observers([stats, eventLog("bench")])!;
+  const req = { t: "call", oid: "o", name: "echo", args: new Uint8Array() } as never;
+  const ok = { t: "value", value: new Uint8Array() } as never;
+  const n = 200_000;
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    obs.started(req);
+    obs.answered(req, ok, 0.0003, "Echo");
+  }
+  stats.close();
+  return ((performance.now() - t0) * 1e6) / n;
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const setups = [await bare(), await launched(false), await launched(true)];
@@ -109,11 +129,13 @@ const rows = setups.map((s) => {
     asyncVsBare: Math.round((cps / median(rate.get(base)!)) * 1000) / 1000,
   };
 });
+const perCall = { countsAndLogNs: Math.round(await observerNs(false)), withPrometheusNs: Math.round(await observerNs(true)) };
+console.log(`\nObserver cost per call, timed directly: counts + event log ${perCall.countsAndLogNs} ns; with Prometheus ${perCall.withPrometheusNs} ns`);
 console.log(`\nMetrics cost (medians of ${ROUNDS} alternating rounds; sync: ${SYNC_N} sequential echo calls; async: ${ASYNC_N} calls, ${WINDOW} in flight)\n`);
 console.log("| set-up | sync round trip | vs bare | async calls/s | vs bare |");
 console.log("|---|---|---|---|---|");
 for (const r of rows) console.log(`| ${r.setup} | ${r.syncRoundTripUs} µs | ${r.syncVsBare.toFixed(3)}× | ${r.asyncCallsPerSec} | ${r.asyncVsBare.toFixed(3)}× |`);
-const out = { at: new Date().toISOString(), bun: Bun.version, rounds: ROUNDS, syncN: SYNC_N, asyncN: ASYNC_N, window: WINDOW, rows };
+const out = { at: new Date().toISOString(), bun: Bun.version, rounds: ROUNDS, syncN: SYNC_N, asyncN: ASYNC_N, window: WINDOW, rows, observerPerCall: perCall };
 await Bun.write(new URL("./results-metrics.json", import.meta.url), `${JSON.stringify(out, null, 2)}\n`);
 console.log(`\n${JSON.stringify(out)}`);
 process.exit(0);

@@ -22,7 +22,7 @@ beforeAll(async () => {
   redis = await startRedis();
   dir = mkdtempSync(join(tmpdir(), "as-obs-cli-"));
   [a, b] = (await Promise.all(
-    ["alpha", "beta"].map((id) => startServer(SOURCE_CLI, ["--port", "0", "--server-id", id, "--agent-dir", AGENTS, "--registry", redis.url, "--metrics-port", "0", "--log-format", "json"])),
+    ["alpha", "beta"].map((id) => startServer(SOURCE_CLI, ["--port", "0", "--server-id", id, "--agent-dir", AGENTS, "--registry", redis.url, "--metrics-port", "0", "--log-format", "json", "--log-level", "debug"])),
   )) as [RunningServer, RunningServer];
 });
 
