@@ -111,15 +111,15 @@ describe("codec", () => {
     expect(rt(new URL("https://example.com/a?b=1")) as unknown).toBe("https://example.com/a?b=1");
   });
 
-  test("generators, async generators, iterators and async iterables are refused: streams are not supported yet", () => {
+  test("local generators, async generators, iterators and async iterables are refused: only a RemoteStream travels", () => {
     function* gen(): Generator<number> {
       yield 1;
     }
     async function* agen(): AsyncGenerator<number> {
       yield 1;
     }
-    expect(() => encodeValue(gen())).toThrow(/a generator .*streams are not supported yet/);
-    expect(() => encodeValue([agen()])).toThrow(/an async generator .*streams are not supported yet/);
+    expect(() => encodeValue(gen())).toThrow(/a generator .*only a RemoteStream/);
+    expect(() => encodeValue([agen()])).toThrow(/an async generator .*only a RemoteStream/);
     expect(() => encodeValue(new Map([[1, 2]]).values())).toThrow(/an iterator \(Map Iterator\)/);
     expect(() => encodeValue({ s: new ReadableStream() })).toThrow(/an async iterable \(ReadableStream\)/);
     expect(() => encodeValue(gen())).toThrow(CodecError);
@@ -216,7 +216,7 @@ describe("codec", () => {
     const settings = { withMap: true, withSet: true, withDate: true, withTypedArray: true, withBigInt: true, withNullPrototype: true, maxDepth: 4 } as const;
     fc.assert(
       fc.property(fc.anything(settings), (v) => {
-        expect(rt(v)).toEqual(v as never);
+        expect(ordered(rt(v))).toEqual(ordered(v) as never);
       }),
       { numRuns: 300 },
     );
@@ -246,3 +246,19 @@ describe("codec", () => {
     );
   });
 });
+
+/**
+ * `v` with Maps and Sets as arrays of their entries, in order: a Map may hold two different
+ * keys that are deep-equal (`{}` and `{}`), which a deep-equality matcher cannot pair up.
+ */
+function ordered(v: unknown): unknown {
+  if (v instanceof Map) return { map: [...v].map(([k, x]) => [ordered(k), ordered(x)]) };
+  if (v instanceof Set) return { set: [...v].map(ordered) };
+  if (Array.isArray(v)) return v.map(ordered);
+  if (v !== null && typeof v === "object" && !ArrayBuffer.isView(v) && !(v instanceof Date)) {
+    const out: Record<string, unknown> = Object.getPrototypeOf(v) === null ? Object.create(null) : {};
+    for (const k of Object.keys(v)) out[k] = ordered((v as Record<string, unknown>)[k]);
+    return out;
+  }
+  return v;
+}
