@@ -26,14 +26,14 @@ export interface GrpcTransportOptions {
   /** TLS material; undefined for a plaintext channel. */
   tls?: ClientTls | undefined;
   /**
-   * Longest wait for a connection to be established, ms (default 10 000): a peer that
+   * Longest wait for a connection to be established, ms (default 5 000, what `isAlive` allows): a peer that
    * accepts TCP but never completes the HTTP/2 handshake fails requests UNAVAILABLE then.
    */
   connectTimeoutMs?: number | undefined;
 }
 
 /** Default for `GrpcTransportOptions.connectTimeoutMs`. */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 
 /** `p`, but rejected DEADLINE_EXCEEDED / CANCELLED by the request's own deadline or signal. */
 function bounded(p: Promise<void>, opts: RequestOptions | undefined, where: { host: string; port: number }, kind: string): Promise<void> {
@@ -157,7 +157,8 @@ class GrpcTransport implements Transport {
   }
 
   #route(req: Request, opts?: RequestOptions): Promise<Response> {
-    if (req.t === "wait" && !this.#broken) return this.#session.request(req, opts);
+    // Waits and stream pulls may be held for seconds: they ride the session stream.
+    if ((req.t === "wait" || req.t === "next") && !this.#broken) return this.#session.request(req, opts);
     if (!this.#broken && this.#batcher.accepts(req, opts)) return this.#batcher.add(req, opts);
     return this.#unary(req, opts);
   }
