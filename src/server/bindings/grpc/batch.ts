@@ -139,7 +139,7 @@ export function batchHandler(deps: BatchDeps): grpc.handleServerStreamingCall<Ba
 }
 
 /** `{ call: {...} }` → `{ t: "call", ... }`; undefined unless exactly one batchable kind is set. */
-function itemRequest(item: Record<string, object> | undefined): (Partial<Request> & { t: string }) | undefined {
+export function itemRequest(item: Record<string, object> | undefined): (Partial<Request> & { t: string }) | undefined {
   if (item === null || typeof item !== "object") return undefined;
   let found: string | undefined;
   for (const k of Object.keys(item)) {

@@ -7,10 +7,11 @@
  * parked there is released at once (the waits answer `pending` into the void).
  */
 import type * as grpc from "@grpc/grpc-js";
-import type { Request, Response } from "../../../core/protocol.ts";
-import { BATCH_KINDS, toReply, type WireBatchReply } from "../../../wire/grpc-proto.ts";
+import type { Response } from "../../../core/protocol.ts";
+import { toReply, type WireBatchReply } from "../../../wire/grpc-proto.ts";
 import type { Servicer } from "../../servicer.ts";
 import { connectionClosed } from "./guard.ts";
+import { itemRequest } from "./batch.ts";
 
 /** Most items one Session message may carry (the client sends at most 1024). */
 export const MAX_SESSION_ITEMS = 4096;
@@ -107,17 +108,4 @@ export function sessionHandler(deps: SessionDeps): grpc.handleBidiStreamingCall<
       ctl.abort();
     });
   };
-}
-
-/** `{ wait: {...} }` → `{ t: "wait", ... }`; undefined unless exactly one batchable kind is set. */
-function itemRequest(item: Record<string, object> | undefined): (Partial<Request> & { t: string }) | undefined {
-  if (item === null || typeof item !== "object") return undefined;
-  let found: string | undefined;
-  for (const k of Object.keys(item)) {
-    if (item[k] === undefined || item[k] === null) continue;
-    if (found !== undefined || !BATCH_KINDS.has(k)) return undefined;
-    found = k;
-  }
-  if (found === undefined) return undefined;
-  return { ...(item[found] as object), t: found } as Partial<Request> & { t: string };
 }
