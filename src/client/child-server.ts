@@ -33,6 +33,8 @@ export interface ChildServerOptions {
   /** How long the child may take to start, ms. Default 15 000. */
   readyTimeoutMs?: number;
   modelConfigs?: unknown;
+  /** Called once when the process has exited: why (as pending calls are told), and whether `stop()` ended it. */
+  onExit?: (why: string, stopped: boolean) => void;
 }
 
 /**
@@ -215,6 +217,7 @@ export class ChildServer {
         );
         readyReject(err);
         this.#transport.abort(err);
+        if (started) opts.onExit?.(err.message, !!this.#stopping);
       },
     });
     this.#proc = proc;

@@ -15,12 +15,14 @@ import { takeOid } from "../core/oid.ts";
 import { randomId } from "../core/ids.ts";
 import { ServerGroup } from "./placement.ts";
 import { makeRemote } from "./proxy.ts";
-import { remoteState, type Remote } from "./proxy-state.ts";
+import { remoteState, type Remote, type RemoteState } from "./proxy-state.ts";
 import { encodeArgsWhenReady } from "./ref-encode.ts";
 import { processLimits } from "./refs.ts";
 import { classInfo, entryOf, IS_DISTRIBUTABLE, type ClassEntry } from "../core/registry.ts";
 import { DEFAULT_RETRY, type RetryStrategy } from "./retry.ts";
 import type { ClientTlsOption } from "../core/tls.ts";
+import { checkRestartPolicy, type RestartPolicy } from "./supervisor.ts";
+import { superviseChild } from "./supervised-child.ts";
 
 /** Where and how an object is distributed. No `host`/`port` means child mode. */
 export interface DistConf {
@@ -51,6 +53,14 @@ export interface DistConf {
    * or least-loaded, dead servers skipped). `toDist(group)` is short for `toDist({ group })`.
    */
   group?: ServerGroup;
+  /**
+   * Child mode: re-create the object in a new child server when its child dies unexpectedly
+   * (crash, kill -9, OOM), with the same oid and, if its class defines `snapshot()` and
+   * `restore(state)`, the state of its last completed call (else from its constructor
+   * arguments). Calls in flight at the crash fail UNAVAILABLE; later calls wait for the
+   * restart. See `restartInfo()`. For objects a `ServerGroup` places, give `restart` to the group.
+   */
+  restart?: RestartPolicy;
 }
 
 /**
@@ -110,6 +120,10 @@ function checkConf(conf: DistConf): void {
   if (conf.group !== undefined && (!(conf.group instanceof ServerGroup) || conf.host !== undefined || conf.port !== undefined)) {
     throw new TypeError("DistConf.group must be a ServerGroup, given without host/port");
   }
+  if (conf.restart !== undefined) {
+    checkRestartPolicy(conf.restart);
+    if (conf.host !== undefined || conf.group !== undefined) throw new TypeError("DistConf.restart is for child mode; a ServerGroup takes its own { restart } option");
+  }
   if ((conf.host === undefined) !== (conf.port === undefined)) throw new TypeError("DistConf needs both host and port (or neither, for child mode)");
   if (conf.port !== undefined && (!Number.isInteger(conf.port) || conf.port < 1 || conf.port > 65535)) {
     throw new TypeError(`DistConf.port must be an integer in 1..65535, not ${conf.port}`);
@@ -147,7 +161,7 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, t
   }
   // A class with no module file is one built into this program (e.g. DialogAgent inside the
   // compiled binary): the child has it registered already.
-  const child = new ChildServer({
+  const childOpts = {
     modules: entry.module ? [entry.module] : [],
     classes: entry.module ? [entry.name] : [],
     capacity: conf.capacity ?? DEFAULTS.capacity,
@@ -157,7 +171,15 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, t
     maxExpireTime: conf.maxExpireTime ?? DEFAULTS.maxExpireTime,
     maxTimeoutSeconds: conf.maxTimeoutSeconds ?? DEFAULTS.maxTimeoutSeconds,
     modelConfigs: currentModelConfigs(),
-  });
+  };
+  if (conf.restart) {
+    const sup = superviseChild(entry, oid, () => encoded("ipc"), childOpts, conf.restart);
+    const st: RemoteState = { oid, conn: sup.conn, ready: sup.ready, info, owner: sup.owner, retry, maxWaitMs, host: "", port: undefined };
+    // The proxy's host follows the object from child to child.
+    Object.defineProperty(st, "host", { get: () => sup.conn.where.host });
+    return makeRemote<T>(st);
+  }
+  const child = new ChildServer(childOpts);
   const payload = encoded("ipc");
   payload.catch(() => child.stop());
   const ready = Promise.all([payload, child.ready]).then(([p]) => child.conn.create(oid, entry.name, p));

@@ -16,6 +16,11 @@ export interface CreateRequest {
   cls: string;
   /** Codec frame of the constructor argument array. */
   args: Uint8Array;
+  /**
+   * Supervision: codec frame of the object's last snapshot. The server builds the object,
+   * then calls its `restore(state)` before answering; a throwing `restore` fails the create.
+   */
+  state?: Uint8Array;
 }
 
 /**
@@ -36,6 +41,11 @@ export interface CallRequest {
   task?: string;
   /** Per-call deadline in milliseconds; the server drops the call if it cannot start in time. */
   timeoutMs?: number;
+  /**
+   * Supervision: answer a sync call's value with the object's `snapshot()` (`ValueResponse.snap`),
+   * and remember an async call's object so the `wait` that delivers its result can (`WaitRequest.snap`).
+   */
+  snap?: boolean;
 }
 
 /** Wait for the result of an async task (server-side, event-driven long poll). */
@@ -54,6 +64,8 @@ export interface WaitRequest {
    * other servers, which still need it.
    */
   keep?: boolean;
+  /** Supervision: a result answer also carries the task's object's `snapshot()` (`ValueResponse.snap`). */
+  snap?: boolean;
 }
 
 /**
@@ -172,6 +184,11 @@ export const REQUEST_KINDS: ReadonlySet<string> = new Set(
 export interface ValueResponse {
   t: "value";
   value: Uint8Array;
+  /**
+   * Supervision, only when the request asked (`snap`) and the object defines `snapshot()`:
+   * codec frame of its snapshot, taken after the call completed.
+   */
+  snap?: Uint8Array;
 }
 
 /** An async method was accepted under this task id. */

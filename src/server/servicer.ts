@@ -35,11 +35,10 @@ import type { ServicerObserver } from "./observer.ts";
 import type { Outcome, ResultPool } from "./pool/types.ts";
 import { readConfined } from "./files.ts";
 import { callContext, type CallContext } from "../core/call-context.ts";
+import { Snapshots } from "./snapshots.ts";
 
 /** Marks an error as thrown by the called method (not by the servicer around it). */
-class ThrownByMethod {
-  constructor(readonly error: unknown) {}
-}
+class ThrownByMethod { constructor(readonly error: unknown) {} }
 
 interface Held {
   obj: object;
@@ -59,6 +58,7 @@ export class Servicer {
   readonly #arrivals: Arrivals;
   readonly #hooks: LocalHooks;
   readonly #cpu = new CpuMeter();
+  readonly #snaps = new Snapshots({ object: (oid) => this.#objects.get(oid)?.obj, remove: (oid) => void this.#objects.delete(oid), encode: (v) => this.encode(v), decode: (b) => this.decode(b) });
   #closed = false;
 
   constructor(opts: ServicerOptions) {
@@ -129,18 +129,18 @@ export class Servicer {
     await this.opts.pool.close();
   }
 
-  /** Handle one request; never rejects (failures are `error` responses). */
   /**
-   * `gone` aborts when the client connection the request came on closes: its async calls
-   * still queued then are dropped (their results could only be read by references, and a
-   * client that died must not keep the server busy for minutes). Calls already running go on.
+   * Handle one request; never rejects (failures are `error` responses). `gone` aborts when
+   * the client connection the request came on closes: its async calls still queued then are
+   * dropped (their results could only be read by references, and a client that died must not
+   * keep the server busy for minutes). Calls already running go on.
    */
   async handle(raw: unknown, signal?: AbortSignal, gone?: AbortSignal): Promise<Response> {
     const obs = this.opts.observer;
     if (obs !== undefined) return this.#observed(obs, raw, signal, gone);
     try {
       const req = validateRequest(raw);
-      return await this.#dispatch(req, signal, gone);
+      return await this.#answer(req, signal, gone);
     } catch (e) {
       return { t: "error", error: this.#wireError(e) };
     }
@@ -156,12 +156,17 @@ export class Servicer {
       req = validateRequest(raw);
       cls = req.t === "create" ? req.cls : "oid" in req ? this.#objects.get(req.oid)?.cls : undefined;
       obs.started(req);
-      res = await this.#dispatch(req, signal, gone);
+      res = await this.#answer(req, signal, gone);
     } catch (e) {
       res = { t: "error", error: this.#wireError(e) };
     }
     if (req !== undefined) obs.answered(req, res, (performance.now() - t0) / 1000, cls);
     return res;
+  }
+
+  /** `#dispatch`, plus the snapshot or restore a supervising client asked for (nothing for anyone else). */
+  async #answer(req: Request, signal?: AbortSignal, gone?: AbortSignal): Promise<Response> {
+    return Snapshots.wanted(req) ? this.#snaps.answer(req, await this.#dispatch(req, signal, gone)) : this.#dispatch(req, signal, gone);
   }
 
   #wireError(e: unknown): WireError {
@@ -248,8 +253,7 @@ export class Servicer {
       case "release":
         await this.opts.pool.release(req.task);
         return { t: "ok" };
-      case "listen":
-        // Never reaches here from a peer (validation refuses it); a child's IPC binding answers it.
+      case "listen": // validation refuses it from peers
         throw new UnimplementedError("listen is answered by a child server's IPC binding");
     }
   }

@@ -18,6 +18,7 @@ export function validateRequest(raw: unknown): Request {
       oid(r.oid);
       str(r.cls, "cls");
       bytes(r.args, "args");
+      if (r.state !== undefined) bytes(r.state, "state");
       break;
     case "call":
       oid(r.oid);
@@ -25,12 +26,14 @@ export function validateRequest(raw: unknown): Request {
       bytes(r.args, "args");
       if (r.task !== undefined) id(r.task, "task");
       if (r.timeoutMs !== undefined) num(r.timeoutMs, "timeoutMs");
+      if (r.snap !== undefined && typeof r.snap !== "boolean") throw new CodecError("snap must be a boolean");
       break;
     case "wait":
       id(r.task, "task");
       num(r.timeoutMs, "timeoutMs");
       if (r.fresh !== undefined && typeof r.fresh !== "boolean") throw new CodecError("fresh must be a boolean");
       if (r.keep !== undefined && typeof r.keep !== "boolean") throw new CodecError("keep must be a boolean");
+      if (r.snap !== undefined && typeof r.snap !== "boolean") throw new CodecError("snap must be a boolean");
       break;
     case "delete":
     case "describe":

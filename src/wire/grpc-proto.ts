@@ -19,6 +19,7 @@ export const RPC_OF: Readonly<Partial<Record<Request["t"], string>>> = Object.fr
 /** `Reply` as proto-loader builds and reads it: exactly one field set. */
 export interface WireReply {
   value?: Uint8Array;
+  snap?: Uint8Array;
   task?: string;
   pending?: Record<string, never>;
   ok?: Record<string, never>;
@@ -80,7 +81,7 @@ const MAX_UINT32 = 0xffff_ffff;
 export function toReply(r: Response): WireReply {
   switch (r.t) {
     case "value":
-      return { value: r.value };
+      return r.snap === undefined ? { value: r.value } : { value: r.value, snap: r.snap };
     case "task":
       return { task: r.task };
     case "pending":
@@ -99,7 +100,7 @@ export function toReply(r: Response): WireReply {
 
 /** protobuf `Reply` → protocol.ts `Response`; undefined for a reply with nothing set. */
 export function fromReply(r: WireReply): Response | undefined {
-  if (r.value !== undefined) return { t: "value", value: r.value };
+  if (r.value !== undefined) return r.snap === undefined ? { t: "value", value: r.value } : { t: "value", value: r.value, snap: r.snap };
   if (r.task !== undefined) return { t: "task", task: r.task };
   if (r.ok !== undefined) return { t: "ok" };
   if (r.pending !== undefined) return { t: "pending" };

@@ -1,0 +1,96 @@
+/** Supervision: crashed objects restart with their state (child mode, groups); isolated agents. */
+import { afterAll, describe, expect, test } from "bun:test";
+import { AgentServerNotAliveError } from "../src/index.ts";
+import { remoteState } from "../src/client/proxy-state.ts";
+import { restartInfo, SupervisedConnection, type Supervisor } from "../src/client/supervisor.ts";
+import { childTracker } from "./helpers/children.ts";
+import { Plain, Tally } from "./fixtures/supervised-agents.ts";
+
+const { child, stopAll } = childTracker();
+afterAll(stopAll);
+
+function supervisorOf(p: unknown): Supervisor {
+  const conn = remoteState(p)!.conn;
+  if (!(conn instanceof SupervisedConnection)) throw new Error("not a supervised proxy");
+  return conn.supervisor;
+}
+
+/** kill -9 the process and wait until the supervisor has a new incarnation (or gave up). */
+async function killAndWait(p: unknown, pid: number): Promise<unknown> {
+  const next = supervisorOf(p).nextRestart();
+  process.kill(pid, "SIGKILL");
+  return next.catch((e) => e);
+}
+
+describe("child mode restarts", () => {
+  test("kill -9 of a child - the next call runs on a new pid, same oid, with the state of the last snapshot", async () => {
+    const t = child(new Tally(5).toDist({ restart: { maxRestarts: 3, backoffMs: 0 } }));
+    expect(await t.add(2)).toBe(7);
+    expect(await t.addLater(3)).toBe(10);
+    const pid = await t.pid();
+    const oid = t.oid;
+    await killAndWait(t, pid);
+    const pid2 = await t.pid();
+    expect(pid2).not.toBe(pid);
+    expect(t.oid).toBe(oid);
+    expect(await t.restored).toBe(true);
+    expect(await t.add(1)).toBe(11);
+    const info = restartInfo(t)!;
+    expect(info.restarts).toBe(1);
+    expect(info.pid).toBe(pid2);
+    expect(info.lastRestartReason).toContain("SIGKILL");
+    expect(t.host).toBe(info.where!);
+  });
+
+  test("kill -9 of a child whose class has no snapshot - the object is rebuilt from its constructor arguments", async () => {
+    const p = child(new Plain(100).toDist({ restart: { maxRestarts: 1, backoffMs: 0 } }));
+    expect(await p.add(5)).toBe(105);
+    await killAndWait(p, await p.pid());
+    expect(await p.add(1)).toBe(101);
+  });
+
+  test("a sync call in flight at the crash fails UNAVAILABLE and is not re-run; later calls succeed", async () => {
+    const t = child(new Tally().toDist({ restart: { maxRestarts: 1, backoffMs: 0 } }));
+    const pid = await t.pid();
+    const hanging = t.hang();
+    await t.add(0); // the hang call is at the server now
+    const restarted = killAndWait(t, pid);
+    const e: any = await hanging.catch((x) => x);
+    expect(e).toBeInstanceOf(AgentServerNotAliveError);
+    expect(e.code).toBe("UNAVAILABLE");
+    await restarted;
+    expect(await t.add(1)).toBe(1);
+  });
+
+  test("past maxRestarts within withinMs - calls fail UNAVAILABLE saying the restart budget is spent", async () => {
+    const t = child(new Tally().toDist({ restart: { maxRestarts: 1, withinMs: 60_000, backoffMs: 0 } }));
+    await killAndWait(t, await t.pid());
+    const dead = await killAndWait(t, await t.pid());
+    expect(dead).toBeInstanceOf(AgentServerNotAliveError);
+    const e: any = await t.add(1).catch((x) => x);
+    expect(e).toBeInstanceOf(AgentServerNotAliveError);
+    expect(e.code).toBe("UNAVAILABLE");
+    expect(e.message).toContain("restart budget is spent");
+    expect(restartInfo(t)!.dead).toContain("restart budget is spent");
+  });
+
+  test("an agent's own process.exit is a crash like any other: the object restarts", async () => {
+    const t = child(new Tally(1).toDist({ restart: { maxRestarts: 1, backoffMs: 0 } }));
+    await t.add(1);
+    const next = supervisorOf(t).nextRestart();
+    const e: any = await t.exit(3).catch((x) => x);
+    expect(e.code).toBe("UNAVAILABLE");
+    await next;
+    expect(restartInfo(t)!.lastRestartReason).toContain("code 3");
+    expect(await t.add(0)).toBe(2);
+  });
+
+  test("stop() is not a crash: no restart, later calls fail UNAVAILABLE", async () => {
+    const t = new Tally().toDist({ restart: { maxRestarts: 5 } });
+    await t.add(1);
+    await t.stop();
+    const e: any = await t.add(1).catch((x) => x);
+    expect(e.code).toBe("UNAVAILABLE");
+    expect(restartInfo(t)!.restarts).toBe(0);
+  });
+});
