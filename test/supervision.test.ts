@@ -1,6 +1,6 @@
 /** Supervision: crashed objects restart with their state (child mode, groups); isolated agents. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { AgentServerNotAliveError } from "../src/index.ts";
+import { AgentServerNotAliveError, RpcAgentServerLauncher, RpcClient, ServerGroup } from "../src/index.ts";
 import { remoteState } from "../src/client/proxy-state.ts";
 import { restartInfo, SupervisedConnection, type Supervisor } from "../src/client/supervisor.ts";
 import { childTracker } from "./helpers/children.ts";
@@ -93,4 +93,34 @@ describe("child mode restarts", () => {
     expect(e.code).toBe("UNAVAILABLE");
     expect(restartInfo(t)!.restarts).toBe(0);
   });
+});
+
+describe("group restarts", () => {
+  test("a group of two subprocess servers - kill -9 of the one holding the object, and it answers from the other with its state", async () => {
+    const servers = [0, 1].map(() => new RpcAgentServerLauncher({ host: "127.0.0.1", port: 0, customAgentClasses: [Tally], shutdownGraceMs: 200 }));
+    try {
+      await Promise.all(servers.map((l) => l.launch({ inSubprocess: true })));
+      await using group = new ServerGroup(servers.map((l) => ({ host: l.host, port: l.port })), { restart: { maxRestarts: 2, backoffMs: 0 } });
+      const t = Tally.toDist(group, 10);
+      expect(await t.add(5)).toBe(15);
+      const pid = await t.pid();
+      const before = `${t.host}:${t.port}`;
+      const next = supervisorOf(t).nextRestart();
+      process.kill(pid, "SIGKILL");
+      // The first call after the kill finds the server gone; it was in flight, so it fails UNAVAILABLE.
+      const e: any = await t.add(1).catch((x) => x);
+      if (e instanceof Error) expect((e as any).code).toBe("UNAVAILABLE");
+      await next;
+      const pid2 = await t.pid();
+      expect(pid2).not.toBe(pid);
+      expect(`${t.host}:${t.port}`).not.toBe(before);
+      expect(await t.add(0)).toBe(e instanceof Error ? 15 : 16);
+      expect(await t.restored).toBe(true);
+      expect(restartInfo(t)!.restarts).toBe(1);
+      const list = await new RpcClient(t.host, t.port!).getAgentList();
+      expect(list.map((a) => a.id)).toContain(t.oid);
+    } finally {
+      await Promise.all(servers.map((l) => l.shutdown()));
+    }
+  }, 20_000);
 });

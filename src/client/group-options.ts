@@ -2,6 +2,7 @@
  * What a `ServerGroup` is made of: its servers and options, as the user gives them, checked
  * once at construction (every mistake is a TypeError at once, naming the bad entry).
  */
+import { checkRestartPolicy, type RestartPolicy } from "./supervisor.ts";
 import type { ClientTlsOption } from "../core/tls.ts";
 
 /** One server of a group. */
@@ -37,6 +38,12 @@ export interface ServerGroupOptions {
   createTimeoutMs?: number;
   /** How long a server that failed is skipped before it is tried again, ms. Default 5000. */
   deadRetryMs?: number;
+  /**
+   * Supervise the objects this group places: when an object's server dies, re-create it on
+   * another live server of the group with the same oid and its last snapshot (kept by this
+   * process, the placing client), and the proxy follows it. See `RestartPolicy`.
+   */
+  restart?: RestartPolicy;
 }
 
 /** What a group knows about one of its servers (`ServerGroup.status()`). */
@@ -56,7 +63,7 @@ export interface GroupServerStatus {
 }
 
 /** The options with every default filled in. */
-export type GroupSettings = Required<Omit<ServerGroupOptions, "token" | "tls" | "strategy">> & { token?: string; tls?: ClientTlsOption };
+export type GroupSettings = Required<Omit<ServerGroupOptions, "token" | "tls" | "strategy" | "restart">> & { token?: string; tls?: ClientTlsOption; restart?: RestartPolicy };
 
 /** A group's checked configuration. */
 export interface GroupConfig {
@@ -88,6 +95,10 @@ export function groupConfig(servers: ReadonlyArray<GroupServer | string>, opts: 
   };
   if (opts.token !== undefined) settings.token = opts.token;
   if (opts.tls !== undefined) settings.tls = opts.tls;
+  if (opts.restart !== undefined) {
+    checkRestartPolicy(opts.restart);
+    settings.restart = opts.restart;
+  }
   return { servers: Object.freeze(list.map((s) => Object.freeze({ ...s }))), strategy: strategy as PlacementStrategy, settings };
 }
 

@@ -18,6 +18,8 @@ import { PendingConnection } from "./transports/pending.ts";
 import { DEFAULTS } from "../core/defaults.ts";
 import { AgentCreationError, DeadlineExceededError, type AgentServerError } from "../core/errors.ts";
 import { classInfo, type ClassEntry } from "../core/registry.ts";
+import { createAt } from "./supervisor.ts";
+import { placeSupervised } from "./supervised-placement.ts";
 
 /** What placing needs from its group. */
 export interface PlacementContext {
@@ -36,6 +38,7 @@ export function placeObject<T>(g: PlacementContext, entry: ClassEntry, args: unk
   });
   // Chosen now when the strategy can (the proxy names its server at once); least-loaded with
   // no figures yet chooses after the first probe.
+  if (g.settings.restart) return placeSupervised<T>(g, entry, oid, payload, conf, g.settings.restart, createOnMember);
   const first = g.picker.mustProbe ? undefined : g.picker.pickNow(new Set());
   const tentative = g.members.list[first ?? 0]!.addr;
   const conn = new PendingConnection({ host: tentative.host, port: tentative.port });
@@ -50,7 +53,7 @@ export function placeObject<T>(g: PlacementContext, entry: ClassEntry, args: unk
     host: tentative.host,
     port: tentative.port,
   };
-  st.ready = create(g, entry.name, oid, payload, first, conf, st).then(
+  st.ready = createOnMember(g, entry.name, oid, payload, first, conf, st).then(
     (chosen) => conn.place(chosen),
     (e: unknown) => {
       conn.fail(e);
@@ -60,8 +63,11 @@ export function placeObject<T>(g: PlacementContext, entry: ClassEntry, args: unk
   return { proxy: makeRemote<T>(st), placed: st.ready };
 }
 
-/** Try members in the strategy's order until one creates the object; its connection. */
-async function create(g: PlacementContext, cls: string, oid: string, payload: Promise<Uint8Array>, first: number | undefined, conf: DistConf, st: RemoteState): Promise<ServerConnection> {
+/**
+ * Try members in the strategy's order until one creates the object (restoring `state` if
+ * given); its connection. `st`, if given, is pointed at each member tried.
+ */
+export async function createOnMember(g: PlacementContext, cls: string, oid: string, payload: Promise<Uint8Array>, first: number | undefined, conf: DistConf, st: RemoteState | undefined, state?: Uint8Array): Promise<ServerConnection> {
   let args: Uint8Array;
   try {
     args = await payload;
@@ -79,14 +85,16 @@ async function create(g: PlacementContext, cls: string, oid: string, payload: Pr
     const m = g.members.list[i]!;
     tried.add(i);
     const conn = g.members.connection(m, conf);
-    st.host = m.addr.host;
-    st.port = m.addr.port;
+    if (st) {
+      st.host = m.addr.host;
+      st.port = m.addr.port;
+    }
     // The time limit is our own timer, not a gRPC deadline: requests without one are
     // batched by the transport (many creations per RPC), which is what makes bulk placement fast.
-    const created = conn.create(oid, cls, args);
+    const created = createAt(conn, oid, cls, args, state);
     try {
       await withinMs(created, ms, () => new DeadlineExceededError(`no answer to the creation of ${cls} ${oid} within ${ms} ms`, conn.where));
-      st.conn = conn;
+      if (st) st.conn = conn;
       return conn;
     } catch (e) {
       m.placed--;

@@ -208,7 +208,7 @@ export class Supervisor implements Transport {
     if (!(await this.#spec.isGone(inc))) throw e;
     this.crashed(inc, (e as Error).message);
     // The request never reached the server (no connection): it ran nowhere, so it may go to the new place.
-    if (/not reachable/.test((e as Error).message)) return this.request(req, opts);
+    if (/is not reachable: (connection failed|no connection within)/.test((e as Error).message)) return this.request(req, opts);
     throw e;
   }
 
