@@ -84,6 +84,7 @@ export class ServerConnection {
       if (e.code === "UNAVAILABLE" || e.code === "UNAUTHENTICATED" || e.code === "DEADLINE_EXCEEDED") throw e;
       throw new AgentCreationError(e.message, { ...this.where, code: res.error.code, cause: e });
     }
+    if (res.t !== "ok") throw new CodecError(`unexpected answer ${res.t} to create (a protocol error)`, { ...this.where, code: "INTERNAL" });
   }
 
   /** True if the server answers `alive`. */
