@@ -4,6 +4,7 @@ export { AgentBase, type AgentOptions } from "./agent/agent-base.ts";
 export { dist, asyncFunc, syncFunc } from "./core/decorators.ts";
 export { Distributable, type DistConf } from "./client/distributable.ts";
 export { ServerGroup, type ServerGroupOptions, type GroupServer, type GroupServerStatus, type PlacementStrategy } from "./client/placement.ts";
+export { restartInfo, type RestartPolicy, type RestartInfo } from "./client/supervisor.ts";
 export { AsyncResult } from "./client/async-result.ts";
 export { withOptions } from "./client/proxy.ts";
 export { type Remote, type RemoteHandle, type Pipelined, type CallOptions } from "./client/proxy-state.ts";
