@@ -1,7 +1,8 @@
 export { Msg, type MsgInit, type Role } from "./agent/message.ts";
 export { Memory } from "./agent/memory.ts";
 export { AgentBase, type AgentOptions } from "./agent/agent-base.ts";
-export { dist, asyncFunc, syncFunc } from "./core/decorators.ts";
+export { dist, asyncFunc, syncFunc, streamFunc } from "./core/decorators.ts";
+export { RemoteStream } from "./client/remote-stream.ts";
 export { Distributable, type DistConf } from "./client/distributable.ts";
 export { ServerGroup, type ServerGroupOptions, type GroupServer, type GroupServerStatus, type PlacementStrategy } from "./client/placement.ts";
 export { restartInfo, type RestartPolicy, type RestartInfo } from "./client/supervisor.ts";

@@ -199,9 +199,9 @@ describe("values that would arrive broken are refused, naming what and why", () 
     expect(await getBox().echo(new Money(5))).toEqual({ cents: 5, currency: "EUR" } as unknown as Money);
   });
 
-  test("a generator result or a generator inside a value: refused, streams are not supported yet", async () => {
+  test("a sync generator result or a local generator inside a value: refused, only a RemoteStream travels", async () => {
     const gen = await rejection(getBox().numbers());
-    expect(gen.message).toContain("a generator (a function* result) cannot be sent as a value: streams are not supported yet");
+    expect(gen.message).toContain("a generator (a function* result) cannot be sent as a value: only a RemoteStream");
     expect(gen.message).toContain("unserializable return value of Box.numbers");
     const nested = await rejection(getBox().nestedStream());
     expect(nested.message).toContain("an async generator");
@@ -210,7 +210,7 @@ describe("values that would arrive broken are refused, naming what and why", () 
     }
     const arg = await rejection(getBox().echo(local()));
     expect(arg).toBeInstanceOf(CodecError);
-    expect(arg.message).toContain("streams are not supported yet");
+    expect(arg.message).toContain("only a RemoteStream");
   });
 
   test("Msg, Error, Map, Set, Date, typed arrays and null-prototype objects still round-trip", async () => {

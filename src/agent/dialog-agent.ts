@@ -52,4 +52,26 @@ export class DialogAgent extends AgentBase {
     this.observe(msg);
     return msg;
   }
+
+  /**
+   * `reply`, streamed: yields the model's text chunks as it generates them (openai_chat with
+   * `stream: true`; other models yield their whole answer as one chunk), then adds the whole
+   * answer to memory as a Msg. Breaking out of the loop cancels the model request.
+   *
+   * @example
+   * for await (const chunk of bob.replyStream(question)) process.stdout.write(chunk);
+   */
+  async *replyStream(x?: Msg): AsyncGenerator<string> {
+    const input = x === undefined ? undefined : ((await (x as Msg | PromiseLike<Msg>)) ?? undefined);
+    if (input) this.observe(input);
+    const history = this.memory ? this.memory.get() : input ? [input] : [];
+    // On a server the served call's signal reaches the model request by itself; breaking out
+    // of this loop (the consumer cancelled) ends the request through the iterator's return().
+    let text = "";
+    for await (const chunk of this.model.stream(this.model.format(this.sysPrompt, history, this.name))) {
+      text += chunk;
+      yield chunk;
+    }
+    this.observe(new Msg({ name: this.name, role: "assistant", content: text }));
+  }
 }

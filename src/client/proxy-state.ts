@@ -4,6 +4,7 @@
  * codec's encoder recognises proxies through it without importing the proxy machinery.
  */
 import type { AsyncResult } from "./async-result.ts";
+import type { RemoteStream } from "./remote-stream.ts";
 import type { ServerConnection } from "./connection.ts";
 import type { Distributable } from "./distributable.ts";
 import type { ClassInfo } from "../core/protocol.ts";
@@ -40,12 +41,24 @@ type RemoteKey<T, K> = K extends string
 /** A value as it arrives from a server: server-held objects (Distributables) come as proxies. */
 export type Arrived<V> = V extends Distributable ? Remote<V> : V extends Array<infer E> ? Array<Arrived<E>> : V;
 
-/** The remote view of `T`: methods return AsyncResults, fields read as AsyncResults. */
+/**
+ * The remote view of `T`: methods return AsyncResults, stream methods (returning an
+ * AsyncGenerator / AsyncIterable) RemoteStreams, fields read as AsyncResults.
+ */
 export type Remote<T> = {
   readonly [K in keyof T as RemoteKey<T, K>]: T[K] extends (...args: infer A) => infer R
-    ? (...args: Pipelined<A>) => AsyncResult<Arrived<Awaited<R>>>
+    ? (...args: Pipelined<A>) => Returned<R>
     : AsyncResult<Arrived<Awaited<T[K]>>>;
 } & RemoteHandle;
+
+/** What a remote call of a method returning `R` gives: a RemoteStream for AsyncIterables (not `any`/`never`), else an AsyncResult. */
+export type Returned<R> = 0 extends 1 & R
+  ? AsyncResult<R>
+  : [R] extends [never]
+    ? AsyncResult<never>
+    : [R] extends [AsyncIterable<infer Y>]
+      ? RemoteStream<Arrived<Y>>
+      : AsyncResult<Arrived<Awaited<R>>>;
 
 /** Internal state behind a proxy. */
 export interface RemoteState {

@@ -20,6 +20,7 @@ import { isId, isObjectId } from "../core/ids.ts";
 import type { Address } from "../core/transport.ts";
 import { isReachableName } from "../core/registry.ts";
 import type { RequestOptions } from "../core/transport.ts";
+import { RemoteStream } from "./remote-stream.ts";
 
 /** Longest a call without a deadline keeps resubmitting to a full pool before giving up. */
 export const BACKPRESSURE_MAX_MS = 60_000;
@@ -55,7 +56,11 @@ export function makeRemote<T>(st: RemoteState): Remote<T> {
       if (hit) return hit;
       const info = st.info;
       if (info && !info.methodSet?.has(name) && !info.methods.includes(name)) return invoke(st, name, [], "read", st.callOpts);
-      const fn = info ? (...args: unknown[]) => invoke(st, name, args, "call", st.callOpts) : hybrid(st, name);
+      const fn = !info
+        ? hybrid(st, name)
+        : info.streams?.includes(name)
+          ? (...args: unknown[]) => openStream(st, name, args, st.callOpts)
+          : (...args: unknown[]) => invoke(st, name, args, "call", st.callOpts);
       fns.set(name, fn);
       return fn;
     },
@@ -186,6 +191,33 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
   return AsyncResult.fromTask(src);
 }
 
+/**
+ * Call a stream method: the RemoteStream exists at once, under a stream id chosen here (like a
+ * task id), and starts pulling once the server accepted the call.
+ */
+export function openStream(st: RemoteState, name: string, args: unknown[], opts?: CallOptions): RemoteStream {
+  const conn = st.conn;
+  const id = randomId();
+  const dest: Destination = conn.address.child ? "ipc" : "net";
+  const accepted = (async () => {
+    if (st.deleted) throw new NotFoundError(`object ${st.oid} was deleted`, { host: st.host, port: st.port });
+    let payload: Uint8Array;
+    try {
+      payload = encodeArgs(args, dest);
+    } catch (e) {
+      if (!(e instanceof NeedsAwait || e instanceof NeedsListener)) throw e instanceof AgentServerError ? e : new CodecError(`cannot send arguments of ${name}: ${(e as Error).message}`);
+      payload = await encodeArgsWhenReady(args, dest);
+    }
+    if (!st.isReady) await st.ready;
+    const req: CallRequest = { t: "call", oid: st.oid, name, args: payload, task: id };
+    if (opts?.timeoutMs !== undefined) req.timeoutMs = opts.timeoutMs;
+    const res = await conn.send(req, opts?.signal ? { signal: opts.signal } : undefined);
+    if (res.t === "error") throw errorFromWire(res.error, conn.where);
+    if (res.t !== "task") throw new CodecError(`expected a stream from ${name}, got ${res.t}`, { ...conn.where, code: "INTERNAL" });
+  })();
+  return new RemoteStream({ conn, id, accepted, decode: decodeFrom, maxWaitMs: st.maxWaitMs, timeoutMs: opts?.timeoutMs, signal: opts?.signal, owned: true });
+}
+
 function ignoreGone(e: unknown): void {
   const code = (e as { code?: unknown } | null)?.code;
   if (code !== "UNAVAILABLE" && code !== "NOT_FOUND") throw e;
@@ -204,6 +236,13 @@ function rejected(e: unknown): AsyncResult<never> {
 
 export function decodeRef(tag: WireRefTag, self?: LocalHooks): unknown {
     const at = parseAddress(tag.at);
+    if (tag.$as === "stream") {
+      if (!isId(tag.id)) throw new CodecError("bad stream reference");
+      const local = self?.isSelf(at) ? self.stream?.(tag.id) : undefined;
+      if (local) return local;
+      const conn = connectionFor(at, { fromValue: true });
+      return new RemoteStream({ conn, id: tag.id, accepted: Promise.resolve(), acceptedNow: true, decode: decodeFrom, maxWaitMs: DEFAULTS.maxTimeoutSeconds * 1000, owned: true });
+    }
     if (tag.$as === "fut") {
       if (!isId(tag.task)) throw new CodecError("bad task reference");
       if (self?.isSelf(at)) return self.task(tag.task);

@@ -1,7 +1,7 @@
 /**
  * References, encoding side: how proxies, pending AsyncResults, promises and server-held
  * objects travel inside values. A proxy becomes `{ $as: "ref", oid, cls, m, a, at }`, a
- * pending task result `{ $as: "fut", task, at }`, where `at` is the address of the server
+ * pending task result `{ $as: "fut", task, at }`, a RemoteStream `{ $as: "stream", id, at }`, where `at` is the address of the server
  * holding it (a child's listener address for network destinations). What cannot be sent yet
  * throws `NeedsAwait` / `NeedsListener`, and `encodeArgsWhenReady` waits and tries again.
  * The decoding side (which builds proxies) is in proxy.ts.
@@ -12,6 +12,7 @@ import { CodecError } from "../core/errors.ts";
 import { IS_DISTRIBUTABLE } from "../core/registry.ts";
 import type { Address } from "../core/transport.ts";
 import { remoteState } from "./proxy-state.ts";
+import { RemoteStream } from "./remote-stream.ts";
 import { runtime, type LocalHooks } from "./runtime.ts";
 
 /**
@@ -80,6 +81,15 @@ export function encodeRef(v: unknown, self: LocalHooks | undefined, dest: Destin
       }
       if (s && !s.ok) throw s.error;
       throw new NeedsAwait(v.pending ?? v.result());
+    }
+    if (v instanceof RemoteStream) {
+      // The receiver pulls from the producing server itself; it must exist there first.
+      if (!v.isAccepted) throw new NeedsAwait(v.accepted);
+      const choosing = v.conn.addressPending;
+      if (choosing) throw new NeedsAwait(choosing);
+      const at = addressFor(addressOut(v.conn.address), dest);
+      v.handOff();
+      return { tag: { $as: "stream", id: v.id, at } };
     }
     if (v instanceof Promise) {
       // A plain promise (e.g. a local agent's reply) is sent as its value once it settles.

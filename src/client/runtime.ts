@@ -26,6 +26,8 @@ export interface LocalHooks {
   object(oid: string): object | undefined;
   /** A local wait for a task of this server's pool. */
   task(task: string): AsyncResult;
+  /** The items of one of this server's streams, pulled locally (undefined if unknown here). */
+  stream?(id: string): AsyncIterable<unknown> | undefined;
   /** How other processes reach a child address we hand out. */
   publicAddress?(a: Address): Address;
 }

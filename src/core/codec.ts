@@ -11,7 +11,8 @@
  * Instances of other classes are refused with a CodecError naming the class, unless the
  * class says what its data is with `toJSON()` (then that travels): copying their fields would
  * deliver a plain object without methods, failing `instanceof`, with no word of warning.
- * Generators, iterators and async iterables are refused the same way (streams are not values).
+ * Generators, iterators and local async iterables are refused the same way: a stream travels
+ * only as a `RemoteStream` (what a remote stream method returns), by reference.
  *
  * Decoding never executes code: JSON.parse plus a walk that only builds data. Own keys named
  * `__proto__` stay plain data (no prototype is ever set from the wire). Size is checked before
@@ -21,9 +22,9 @@ import { Msg } from "../agent/message.ts";
 import { CodecError, ResourceExhaustedError } from "./errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 
-/** A reference tag as it appears on the wire (proxy or pending result). */
+/** A reference tag as it appears on the wire (proxy, pending result or stream). */
 export interface WireRefTag {
-  $as: "ref" | "fut";
+  $as: "ref" | "fut" | "stream";
   [k: string]: unknown;
 }
 
@@ -184,8 +185,9 @@ function encObject(o: object, st: EncodeState, depth: number): unknown {
   const stream = streamKind(o);
   if (stream) {
     throw new CodecError(
-      `${stream} cannot be sent as a value: streams are not supported yet. Collect its items into an array ` +
-        "first (`[...it]`, `await Array.fromAsync(it)`) and send the array.",
+      `${stream} cannot be sent as a value: only a RemoteStream (what a remote \`async *\` or @streamFunc method ` +
+        "returns) travels, by reference. Return it from a stream method of a @dist class, or collect its items " +
+        "into an array first (`[...it]`, `await Array.fromAsync(it)`) and send the array.",
     );
   }
   // A class that says what its data is (`toJSON`, as for JSON.stringify) sends that.

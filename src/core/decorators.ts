@@ -1,9 +1,9 @@
 /**
- * `@dist`, `@asyncFunc` and `@syncFunc`: standard TC39 decorators that also accept the legacy
+ * `@dist`, `@asyncFunc`, `@syncFunc` and `@streamFunc`: standard TC39 decorators that also accept the legacy
  * (`experimentalDecorators`) call shape, since which one applies depends on the tsconfig in
  * the user's working directory.
  */
-import { DIST_ENTRY, LEGACY_KINDS, RPC_KINDS, registerClass, type ClassEntry } from "./registry.ts";
+import { DIST_ENTRY, LEGACY_KINDS, RPC_KINDS, registerClass, type ClassEntry, type MethodKind } from "./registry.ts";
 
 /** Own property of a `@dist` instance: the arguments its most-derived constructor received. */
 export const CTOR_ARGS = Symbol.for("actorscope.ctorArgs");
@@ -52,7 +52,18 @@ export function syncFunc(...a: unknown[]): any {
   return mark("sync", a);
 }
 
-function mark(kind: "async" | "sync", a: unknown[]): unknown {
+/**
+ * Method decorator: the method returns an AsyncIterable (an `async *` method needs no mark)
+ * and a remote call returns a `RemoteStream` of its items at once.
+ *
+ * @example
+ * @streamFunc lines(): AsyncIterable<string> { return this.#source.lines(); }
+ */
+export function streamFunc(...a: unknown[]): any {
+  return mark("stream", a);
+}
+
+function mark(kind: MethodKind, a: unknown[]): unknown {
   const ctx = a[1] as { kind?: string; name?: unknown; metadata?: Record<PropertyKey, unknown> } | string | undefined;
   if (a.length === 2 && typeof ctx === "object" && ctx?.kind === "method") {
     const md = ctx.metadata;
@@ -71,7 +82,7 @@ function mark(kind: "async" | "sync", a: unknown[]): unknown {
     (proto[LEGACY_KINDS] as Record<string, string>)[String(key)] = kind;
     return a[2];
   }
-  throw new TypeError(`@${kind === "async" ? "asyncFunc" : "syncFunc"} decorates methods`);
+  throw new TypeError(`@${kind}Func decorates methods`);
 }
 
 function isImportableFile(x: string): boolean {

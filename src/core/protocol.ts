@@ -107,7 +107,31 @@ export interface DownloadRequest {
   path: string;
 }
 
-/** Cancel a running call by its task id. */
+/**
+ * Pull the next items of a stream (the call of a stream method answered `task` with the
+ * stream's id). Answered with a `value` frame of a `StreamBatch` holding the items ready (at
+ * most `max`), `pending` when none came within the hold, or `error`: the generator threw
+ * (after every item before the error was pulled), or NOT_FOUND (finished, cancelled, expired).
+ */
+export interface NextRequest {
+  t: "next";
+  /** Stream id: the task id the client chose for the stream method's call. */
+  stream: string;
+  /** Most items the puller takes in this answer. */
+  max: number;
+  /** How long the server may hold the pull when no item is ready (capped by `maxTimeoutSeconds`). */
+  timeoutMs: number;
+}
+
+/** What a `next` answer's value frame holds: the items, in order, and whether the stream ended. */
+export interface StreamBatch {
+  /** Items produced, oldest first (codec values). */
+  i: unknown[];
+  /** Set when the generator returned after these items: nothing more will come. */
+  end?: true;
+}
+
+/** Cancel a running call by its task id (a stream by its stream id: its generator's `return()` runs). */
 export interface CancelRequest {
   t: "cancel";
   task: string;
@@ -137,6 +161,7 @@ export type Request =
   | SetModelConfigsRequest
   | DownloadRequest
   | CancelRequest
+  | NextRequest
   | ReleaseRequest
   | ListenRequest
   | SimpleRequest;
@@ -162,6 +187,7 @@ export const REQUEST_TABLE = {
   describe: { rpc: "Describe", batch: true },
   cancel: { rpc: "Cancel", batch: true },
   release: { rpc: "Release", batch: true },
+  next: { rpc: "Next", batch: true },
   deleteAll: { rpc: "DeleteAll", batch: false },
   list: { rpc: "List", batch: false },
   info: { rpc: "Info", batch: false },
@@ -224,6 +250,8 @@ export interface ClassInfo {
   methods: string[];
   /** The subset of `methods` that are async (`@asyncFunc`). */
   async: string[];
+  /** The subset of `methods` that stream (`async *` methods, `@streamFunc`). */
+  streams?: string[];
 }
 
 /** One entry of `getAgentList()`. */

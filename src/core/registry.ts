@@ -25,7 +25,9 @@ export interface ClassEntry {
 }
 
 const METADATA = Symbol.for("Symbol.metadata");
-/** Key in decorator metadata: own-or-inherited map of method name → "async" | "sync". */
+/** How a method is called remotely: answered when done, by a task id, or as a stream. */
+export type MethodKind = "async" | "sync" | "stream";
+/** Key in decorator metadata: own-or-inherited map of method name → MethodKind. */
 export const RPC_KINDS = "actorscope:kinds";
 /** Marker on classes made by `@dist`. */
 export const DIST_ENTRY = Symbol.for("actorscope.dist");
@@ -134,14 +136,23 @@ function sameModule(a: Function, b: Function): boolean {
   return m !== undefined && m === entryOf(b)?.module;
 }
 
-const infoCache = new WeakMap<Function, ClassInfo & { asyncSet: ReadonlySet<string>; methodSet: ReadonlySet<string> }>();
+/** A class's remote surface with sets for fast lookups. */
+export type ClassSurface = ClassInfo & { streams: string[]; asyncSet: ReadonlySet<string>; methodSet: ReadonlySet<string>; streamSet: ReadonlySet<string> };
+
+const infoCache = new WeakMap<Function, ClassSurface>();
+
+const ASYNC_GENERATOR_FUNCTION: unknown = Object.getPrototypeOf(async function* () {});
+
+function isAsyncGenerator(f: unknown): boolean {
+  return typeof f === "function" && Object.getPrototypeOf(f) === ASYNC_GENERATOR_FUNCTION;
+}
 
 /**
  * The remote surface of a class: public methods on its prototype chain (up to, not
  * including, Object.prototype) and which of them are async. Async-ness is inherited: a
  * subclass override of an `@asyncFunc` method stays async unless marked `@syncFunc`.
  */
-export function classInfo(cls: Function): ClassInfo & { asyncSet: ReadonlySet<string>; methodSet: ReadonlySet<string> } {
+export function classInfo(cls: Function): ClassSurface {
   const hit = infoCache.get(cls);
   if (hit) return hit;
   const methods = new Set<string>();
@@ -154,27 +165,31 @@ export function classInfo(cls: Function): ClassInfo & { asyncSet: ReadonlySet<st
   }
   const kinds = kindsOf(cls);
   const asyncSet = new Set([...methods].filter((m) => kinds[m] === "async"));
+  // An `async *` method streams unless marked otherwise; `@streamFunc` marks any other.
+  const streamSet = new Set([...methods].filter((m) => kinds[m] === "stream" || (kinds[m] === undefined && isAsyncGenerator(cls.prototype[m]))));
   const info = {
     cls: entryOf(cls)?.name ?? cls.name,
     methods: [...methods],
     async: [...asyncSet],
+    streams: [...streamSet],
     asyncSet,
     methodSet: methods,
+    streamSet,
   };
   infoCache.set(cls, info);
   return info;
 }
 
 /** Method kinds recorded by the decorators (standard metadata or legacy static map). */
-function kindsOf(cls: Function): Record<string, "async" | "sync"> {
+function kindsOf(cls: Function): Record<string, MethodKind> {
   const md = (cls as unknown as Record<symbol, Record<string, unknown> | undefined>)[METADATA];
-  const fromMeta = (md?.[RPC_KINDS] as Record<string, "async" | "sync"> | undefined) ?? {};
-  const out: Record<string, "async" | "sync"> = {};
+  const fromMeta = (md?.[RPC_KINDS] as Record<string, MethodKind> | undefined) ?? {};
+  const out: Record<string, MethodKind> = {};
   // Walk base → derived so derived marks win; legacy marks live on each class's prototype.
   const chain: object[] = [];
   for (let p = cls.prototype; p && p !== Object.prototype; p = Object.getPrototypeOf(p)) chain.unshift(p);
   for (const p of chain) {
-    const legacy = Object.hasOwn(p, LEGACY_KINDS) ? (p as Record<symbol, Record<string, "async" | "sync">>)[LEGACY_KINDS] : undefined;
+    const legacy = Object.hasOwn(p, LEGACY_KINDS) ? (p as Record<symbol, Record<string, MethodKind>>)[LEGACY_KINDS] : undefined;
     if (legacy) Object.assign(out, legacy);
   }
   for (const k in fromMeta) out[k] = fromMeta[k]!;

@@ -2,7 +2,8 @@
  * What a server says about itself and its objects: the `list` answer (one `AgentInfo` per
  * object) and the CPU share of `info`, measured since the previous ask.
  */
-import type { AgentInfo } from "../core/protocol.ts";
+import type { AgentInfo, ServerInfo } from "../core/protocol.ts";
+import type { Capacity } from "./capacity.ts";
 
 /** `AgentInfo` of every held object: id, class, and the agent fields that are strings. */
 export function describeAgents(objects: Iterable<[string, { obj: object; cls: string }]>): AgentInfo[] {
@@ -36,4 +37,32 @@ export class CpuMeter {
     this.#usage = usage;
     return wall > 0 ? Math.round((spent / wall) * 1000) / 10 : 0;
   }
+}
+
+/** What `serverInfoOf` reads. */
+export interface InfoSources {
+  id: string;
+  cpu: CpuMeter;
+  /** Objects held. */
+  size: number;
+  capacity: Capacity;
+  /** Results held by the pool. */
+  results: number;
+  /** Fields an observer adds (call counts and rates, restarts). */
+  extra?: Partial<ServerInfo> | undefined;
+}
+
+/** The `info` answer: computed at once, cpu from usage since the previous ask. */
+export function serverInfoOf(s: InfoSources): ServerInfo {
+  return {
+    pid: process.pid,
+    id: s.id,
+    cpu: s.cpu.sample(),
+    mem: Math.round((process.memoryUsage.rss() / 1048576) * 10) / 10,
+    size: s.size,
+    capacity: s.capacity.limit,
+    pending: s.capacity.running + s.capacity.queued,
+    results: s.results,
+    ...s.extra,
+  };
 }

@@ -31,6 +31,13 @@ export interface ServicerOptions {
   onStop?(): void;
   /** Model config hooks (LLM agents). */
   setModelConfigs?(configs: unknown): void | Promise<void>;
+  /**
+   * Items a stream's producer may run ahead of its consumer (default 32): a slow consumer
+   * costs this server at most this many items per stream, however slow it is.
+   */
+  streamWindow?: number;
+  /** A stream nobody pulls from for this long is cancelled, seconds (default 7200, like results). */
+  streamIdleSeconds?: number;
   /** Metrics, call counts and the event log (server/observer.ts); none by default. */
   observer?: ServicerObserver;
 }

@@ -29,7 +29,8 @@ import { withPresetOid } from "../core/oid.ts";
 import { Capacity } from "./capacity.ts";
 import { validateRequest } from "./validate.ts";
 import { Arrivals } from "./arrivals.ts";
-import { CpuMeter, describeAgents } from "./agent-info.ts";
+import { CpuMeter, describeAgents, serverInfoOf } from "./agent-info.ts";
+import { StreamTable } from "./streams.ts";
 import type { ServicerOptions } from "./servicer-options.ts";
 import type { ServicerObserver } from "./observer.ts";
 import type { Outcome, ResultPool } from "./pool/types.ts";
@@ -58,6 +59,7 @@ export class Servicer {
   readonly #arrivals: Arrivals;
   readonly #hooks: LocalHooks;
   readonly #cpu = new CpuMeter();
+  readonly #streams = new StreamTable({ servicer: () => this, encode: (b, m) => this.#encodeResult(b, m), userError: (e) => this.#userError(e) });
   readonly #snaps = new Snapshots({ object: (oid) => this.#objects.get(oid)?.obj, remove: (oid) => void this.#objects.delete(oid), encode: (v) => this.encode(v), decode: (b) => this.decode(b) });
   #closed = false;
 
@@ -72,6 +74,7 @@ export class Servicer {
       exportObject: (obj) => self.exportObject(obj),
       object: (oid) => self.#objects.get(oid)?.obj,
       task: (task) => self.localTask(task),
+      stream: (id) => self.#streams.local(id),
     };
     this.refs = makeRefCodec(this.#hooks);
     registerLocalServer(this.#hooks);
@@ -81,6 +84,9 @@ export class Servicer {
   get parkedWaits(): number {
     return this.#arrivals.parked;
   }
+
+  /** Streams running or holding unread items (for leak checks). */
+  get openStreams(): number { return this.#streams.size; }
 
   /** Objects held. */
   get size(): number {
@@ -126,6 +132,7 @@ export class Servicer {
     this.#closed = true;
     unregisterLocalServer(this.#hooks);
     for (const c of this.#running.values()) c.abort();
+    this.#streams.close();
     await this.opts.pool.close();
   }
 
@@ -221,8 +228,8 @@ export class Servicer {
         return { t: "ok" };
       case "describe": {
         const h = this.#held(req.oid);
-        const { cls, methods, async } = classInfo(h.obj.constructor);
-        return { t: "value", value: encodeValue({ cls, methods, async }) };
+        const { cls, methods, async, streams } = classInfo(h.obj.constructor);
+        return { t: "value", value: encodeValue({ cls, methods, async, streams }) };
       }
       case "alive":
         return { t: "ok" };
@@ -248,8 +255,10 @@ export class Servicer {
         return { t: "value", value: await readConfined(this.opts.fileDir, req.path, this.limits.maxMessageBytes) };
       }
       case "cancel":
-        this.#running.get(req.task)?.abort();
+        if (!this.#streams.cancel(req.task)) this.#running.get(req.task)?.abort();
         return { t: "ok" };
+      case "next":
+        return this.#streams.next(req, signal);
       case "release":
         await this.opts.pool.release(req.task);
         return { t: "ok" };
@@ -335,6 +344,7 @@ export class Servicer {
     const args = this.decode(argsFrame);
     if (!Array.isArray(args)) throw new CodecError("call arguments must be an array");
     const fn = obj[name] as (...a: unknown[]) => unknown;
+    if (info.streamSet.has(name)) return this.#streams.start(task && isId(task) ? task : randomId(), `${h.cls}.${name}`, () => fn.apply(obj, args), timeoutMs === undefined ? undefined : performance.now() + timeoutMs, gone);
     if (!info.asyncSet.has(name)) {
       const ctx: CallContext = { signal: signal ?? new AbortController().signal };
       let v: unknown;
@@ -404,16 +414,6 @@ export class Servicer {
 
   /** The `info` answer: computed at once, cpu from usage since the previous ask. */
   serverInfo(): ServerInfo {
-    return {
-      pid: process.pid,
-      id: this.opts.serverId,
-      cpu: this.#cpu.sample(),
-      mem: Math.round((process.memoryUsage.rss() / 1048576) * 10) / 10,
-      size: this.#objects.size,
-      capacity: this.capacity.limit,
-      pending: this.capacity.running + this.capacity.queued,
-      results: this.opts.pool.size(),
-      ...this.opts.observer?.info?.(),
-    };
+    return serverInfoOf({ id: this.opts.serverId, cpu: this.#cpu, size: this.#objects.size, capacity: this.capacity, results: this.opts.pool.size(), extra: this.opts.observer?.info?.() });
   }
 }

@@ -44,6 +44,11 @@ export function validateRequest(raw: unknown): Request {
     case "release":
       id(r.task, "task");
       break;
+    case "next":
+      id(r.stream, "stream");
+      num(r.max, "max");
+      num(r.timeoutMs, "timeoutMs");
+      break;
     case "setModelConfigs":
       bytes(r.configs, "configs");
       break;

@@ -191,6 +191,7 @@ export async function memoryServer(opts: MemoryServerOptions): Promise<MemorySer
     };
     say(servicer.size - baseline.objects, "object(s) left in the object table");
     say(pool.unfinished.size, "task(s) never finished");
+    say(servicer.openStreams, "stream(s) never finished nor cancelled");
     say(servicer.capacity.running + servicer.capacity.queued, "call(s) still running or queued");
     say(pool.gets, "wait(s) still parked in the result pool");
     if (!allowUnread) say(pool.unread.size, "result(s) finished but never read nor released");
