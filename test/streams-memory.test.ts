@@ -59,6 +59,44 @@ describe("streams in memory", () => {
     await it.return();
   });
 
+  test("a producing stream holds one capacity slot; a paused one holds none and blocks nothing", async () => {
+    await using h = await memoryServer({ classes, capacity: 1, streamWindow: 4 });
+    await using s = h.toDist(Streamer);
+    const it = s.gated();
+    expect((await it.next()).value).toBe("first");
+    // The generator is producing (waiting inside for its gate): it holds the one slot.
+    expect(h.servicer.capacity.running).toBe(1);
+    const queued = s.sumLater(s.count(3));
+    await queued.taskSource!.accepted;
+    // Queued behind it: the producer of count(3), then sumLater.
+    expect(h.servicer.capacity.queued).toBe(2);
+    await s.open();
+    expect((await it.next()).value).toBe("last");
+    expect(await queued).toBe(3);
+    expect((await it.next()).done).toBe(true);
+    // Paused by its window: the slot is free for other calls (which here pull a stream too).
+    const endless = s.endless();
+    expect((await endless.next()).value).toBe(0);
+    expect(await s.sumLater(s.count(4))).toBe(6);
+    await endless.return();
+  });
+
+  test("cancel() before reading and await using stop the producer; a dropped stream id is NOT_FOUND afterwards", async () => {
+    await using h = await memoryServer({ classes });
+    await using s = h.toDist(Streamer);
+    const st = s.endless();
+    await st.cancel();
+    expect((await st.next()).done).toBe(true);
+    {
+      await using u = s.endless();
+      expect((await u.next()).value).toBe(0);
+    }
+    for (let i = 0; i < 50 && (await s.finallyRan) < 1; i++) await new Promise((r) => setImmediate(r));
+    expect(await s.finallyRan).toBeGreaterThanOrEqual(1);
+    const res = await h.conn.send({ t: "next", stream: st.id, max: 1, timeoutMs: 0 });
+    expect(res.t === "error" && res.error.code).toBe("NOT_FOUND");
+  });
+
   test("an exception in the generator arrives after every item before it, as AgentCallError", async () => {
     await using h = await memoryServer({ classes });
     await using s = h.toDist(Streamer);

@@ -28,6 +28,24 @@ export interface StreamDeps {
   userError(e: unknown): WireError;
 }
 
+/**
+ * Most bytes of binary items one answer carries: large chunks go a few at a time, so a message
+ * stays small enough for the transports' fast paths and the consumer gets the first sooner.
+ */
+const BATCH_BYTES = 256 * 1024;
+
+/** How many of `buf`'s items the next answer takes: at most `max`, at least 1, about `BATCH_BYTES`. */
+function batchSize(buf: unknown[], max: number): number {
+  const n = Math.max(1, Math.min(max, buf.length));
+  let bytes = 0;
+  for (let i = 0; i < n; i++) {
+    const x = buf[i];
+    if (ArrayBuffer.isView(x) || x instanceof ArrayBuffer) bytes += x.byteLength;
+    if (bytes >= BATCH_BYTES) return i + 1;
+  }
+  return n;
+}
+
 /** Default of `ServicerOptions.streamIdleSeconds`. */
 export const DEFAULT_STREAM_IDLE_SECONDS = 7200;
 
@@ -113,9 +131,11 @@ export class StreamTable {
       e.it = make.call(src);
       while (!e.cancelled) {
         if (e.buf.length >= this.#window) {
-          // Full: wait for the puller, without holding a capacity slot.
+          // Full: wait for the puller, without holding a capacity slot. The waiter is set
+          // first: giving the slot up may run a queued call, and with it a local puller, at once.
+          const room = new Promise<void>((r) => (e.room = r));
           const resume = slot.suspend();
-          await new Promise<void>((r) => (e.room = r));
+          await room;
           await resume();
           continue;
         }
@@ -159,7 +179,7 @@ export class StreamTable {
       this.#table.delete(e.id);
       return e.error ? { t: "error", error: e.error } : { t: "value", value: this.#deps.encode({ i: [], end: true }, e.method) };
     }
-    const n = Math.max(1, Math.min(req.max, e.buf.length));
+    const n = batchSize(e.buf, req.max);
     const items = n === e.buf.length ? e.buf : e.buf.slice(0, n);
     e.buf = n === e.buf.length ? [] : e.buf.slice(n);
     const batch: StreamBatch = { i: items };
@@ -227,7 +247,10 @@ export class StreamTable {
             const e = self.#table.get(id);
             if (!e) throw new NotFoundError(`stream ${id} was cancelled`);
             if (e.buf.length === 0 && !e.done) {
+              // The consumer's call gives its slot up meanwhile: the producer may need it.
+              const resume = callContext.getStore()?.suspend?.();
               await self.#park(e, self.#maxHoldMs, e.ctx.signal);
+              await resume?.();
               continue;
             }
             if (e.buf.length === 0) {
