@@ -216,6 +216,21 @@ describe("streams across modes", () => {
     expect(await b.sum(a.count(500))).toBe(124_750);
   });
 
+  test("a launcher's streamWindow bounds how far a producer runs ahead of a consumer that stopped", async () => {
+    const l = new RpcAgentServerLauncher({ port: 0, customAgentClasses: [Streamer], shutdownGraceMs: 1000, streamWindow: 4 });
+    launchers.push(l);
+    await l.launch({ inSubprocess: true });
+    const s = Streamer.toDist({ host: l.host, port: l.port });
+    const it = s.endless();
+    expect((await it.next()).value).toBe(0);
+    let seen = 0;
+    for (let i = 0; i < 30; i++) seen = Math.max(seen, await s.produced);
+    // 4 on the server, at most 2 pulls of ≤ 4 here, and the one being produced.
+    expect(seen).toBeLessThanOrEqual(4 * 3 + 1);
+    await it.return();
+    expect(() => new RpcAgentServerLauncher({ streamWindow: 0 })).toThrow("streamWindow must be a positive integer");
+  });
+
   test("a stream already read from cannot be handed on", async () => {
     const s = Streamer.toDist(shared);
     const st = s.count(5);

@@ -43,7 +43,10 @@ export function configFromEnv(env: Record<string, string | undefined> = process.
   };
 }
 
-/** Run the debate: every turn is printed as `[Name] text` and shown to the other two. */
+/**
+ * Run the debate: every turn is printed as `[Name] text`, token by token as the speaker's
+ * model streams it, and then shown to the other two.
+ */
 export async function debate(agents: Array<Remote<DialogAgent>>, topic: string, rounds: number): Promise<void> {
   const opening = new Msg({
     name: "Moderator",
@@ -55,9 +58,18 @@ export async function debate(agents: Array<Remote<DialogAgent>>, topic: string, 
   for (let round = 1; round <= rounds; round++) {
     console.log(`\n--- round ${round} of ${rounds} ---`);
     for (const speaker of agents) {
-      // reply() runs on the speaker's server, prompting its model with everything it has seen.
-      const said = await speaker.reply();
-      console.log(`[${said.name}] ${String(said.content).trim()}`);
+      // replyStream() runs on the speaker's server, prompting its model with everything it
+      // has seen; its chunks arrive here as the model produces them (and the whole reply
+      // lands in the speaker's memory).
+      const name = await speaker.name;
+      process.stdout.write(`[${name}] `);
+      let text = "";
+      for await (const chunk of speaker.replyStream()) {
+        process.stdout.write(chunk);
+        text += chunk;
+      }
+      process.stdout.write("\n");
+      const said = new Msg({ name, role: "assistant", content: text.trim() });
       await Promise.all(agents.filter((a) => a !== speaker).map((a) => a.observe(said)));
     }
   }

@@ -71,6 +71,11 @@ export interface LauncherOptions {
   /** Most objects held at once; past it `create` fails RESOURCE_EXHAUSTED. Default 1 000 000. */
   maxAgents?: number;
   /**
+   * Items a stream's producer runs ahead of its consumer before pausing (default 32): what a
+   * slow consumer may cost this server per stream, however slow it is.
+   */
+  streamWindow?: number;
+  /**
    * Redis URL of a registry to keep this server's record in (id, address, load; never the
    * token), renewed every second under a 5 s expiry and deleted on shutdown. Read it with
    * `listServers(url)`, `ServerGroup.fromRegistry(url)`, `as-server status --registry URL`.
@@ -118,6 +123,7 @@ export function resolveOptions(opts: LauncherOptions): ResolvedLauncherOptions {
     if (typeof o[k] !== "number" || !(o[k] > 0)) throw new TypeError(`${k} must be a positive number, not ${o[k]}`);
   }
   if (typeof o.shutdownGraceMs !== "number" || !(o.shutdownGraceMs >= 0)) throw new TypeError("shutdownGraceMs must be a number ≥ 0");
+  if (o.streamWindow !== undefined && !(Number.isInteger(o.streamWindow) && o.streamWindow >= 1)) throw new TypeError(`streamWindow must be a positive integer, not ${o.streamWindow}`);
   if (o.poolType !== "local" && o.poolType !== "redis") throw new TypeError(`poolType must be "local" or "redis", not ${String(o.poolType)}`);
   if (o.serverId !== undefined && (typeof o.serverId !== "string" || !o.serverId)) throw new TypeError("serverId must be a non-empty string");
   if (o.registry !== undefined && (typeof o.registry !== "string" || !/^rediss?:\/\/./.test(o.registry))) throw new TypeError("registry must be a redis:// or rediss:// URL");

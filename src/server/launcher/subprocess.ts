@@ -36,6 +36,7 @@ export interface ServerProcessConfig {
   maxQueue: number;
   maxAgents: number;
   shutdownGraceMs: number;
+  streamWindow?: number;
   allowPeers?: string[] | "any";
   agentDir?: string;
   insecure?: boolean;
