@@ -6,6 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { AgentCallError, CancelledError, DeadlineExceededError, RemoteStream, withOptions } from "../src/index.ts";
 import { Streamer } from "./fixtures/stream-agents.ts";
 import { memoryServer } from "./helpers/harness.ts";
+import { encodeValue } from "../src/core/codec.ts";
 
 const classes = [Streamer];
 
@@ -95,6 +96,15 @@ describe("streams in memory", () => {
     expect(await s.finallyRan).toBeGreaterThanOrEqual(1);
     const res = await h.conn.send({ t: "next", stream: st.id, max: 1, timeoutMs: 0 });
     expect(res.t === "error" && res.error.code).toBe("NOT_FOUND");
+  });
+
+  test("a call of a stream method without a stream id is refused UNIMPLEMENTED, nothing starts", async () => {
+    await using h = await memoryServer({ classes });
+    await using s = h.toDist(Streamer);
+    await s.pid();
+    const res = await h.conn.send({ t: "call", oid: s.oid, name: "count", args: encodeValue([3]) });
+    expect(res.t === "error" && res.error.code).toBe("UNIMPLEMENTED");
+    expect(h.servicer.openStreams).toBe(0);
   });
 
   test("an exception in the generator arrives after every item before it, as AgentCallError", async () => {

@@ -15,6 +15,7 @@ import {
   RemoteStream,
   RpcAgentServerLauncher,
   RpcClient,
+  connect,
   init,
   withOptions,
   type ModelConfig,
@@ -229,6 +230,21 @@ describe("streams across modes", () => {
     expect(seen).toBeLessThanOrEqual(4 * 3 + 1);
     await it.return();
     expect(() => new RpcAgentServerLauncher({ streamWindow: 0 })).toThrow("streamWindow must be a positive integer");
+  });
+
+  test("connect(): a stream method called before the class is known is iterable, and awaiting it gives the RemoteStream", async () => {
+    const s = Streamer.toDist(shared);
+    await s.pid();
+    const c = connect<Streamer>({ ...shared, oid: s.oid });
+    expect(await collect(c.count(3))).toEqual([0, 1, 2]);
+    const later = connect<Streamer>({ ...shared, oid: s.oid });
+    const st = (await (later.count(2) as unknown as PromiseLike<RemoteStream<number>>)) as RemoteStream<number>;
+    expect(st).toBeInstanceOf(RemoteStream);
+    expect(await collect(st)).toEqual([0, 1]);
+    // Once the class is known, the call is a RemoteStream at once.
+    const third = later.count(1);
+    expect(third).toBeInstanceOf(RemoteStream);
+    await third.cancel();
   });
 
   test("a stream already read from cannot be handed on", async () => {

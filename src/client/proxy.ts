@@ -78,7 +78,18 @@ export function makeRemote<T>(st: RemoteState): Remote<T> {
 function hybrid(st: RemoteState, name: string): unknown {
   let read: AsyncResult | undefined;
   const r = () => (read ??= invoke(st, name, [], "read", st.callOpts));
-  const fn = (...args: unknown[]) => invoke(st, name, args, "call", st.callOpts);
+  const fn = (...args: unknown[]) => {
+    if (st.info?.streams?.includes(name)) return openStream(st, name, args, st.callOpts);
+    const call = invoke(st, name, args, "call", st.callOpts);
+    if (st.info) return call;
+    // Class not known yet (connect()): a stream method's call resolves to its RemoteStream,
+    // and iterating the call itself reads that stream.
+    return Object.assign(call, {
+      async *[Symbol.asyncIterator]() {
+        yield* (await call) as AsyncIterable<unknown>;
+      },
+    });
+  };
   return Object.assign(fn, {
     then: (a?: (v: unknown) => unknown, b?: (e: unknown) => unknown) => r().then(a, b),
     catch: (b?: (e: unknown) => unknown) => r().catch(b),
@@ -106,6 +117,7 @@ export function withOptions<T>(remote: Remote<T>, opts: CallOptions): Remote<T> 
 
 /** Make one call or attribute read; always returns an AsyncResult, never throws. */
 export function invoke(st: RemoteState, name: string, args: unknown[], kind: "call" | "read", opts?: CallOptions): AsyncResult {
+  if (kind === "call" && st.info?.streams?.includes(name)) return new AsyncResult(Promise.resolve(openStream(st, name, args, opts)));
   if (st.deleted) return rejected(new NotFoundError(`object ${st.oid} was deleted`, { host: st.host, port: st.port }));
   // Class not known yet (connect() waits for `describe`): decide sync or async once it is.
   if (kind === "call" && !st.info && !st.isReady) {

@@ -344,7 +344,7 @@ export class Servicer {
     const args = this.decode(argsFrame);
     if (!Array.isArray(args)) throw new CodecError("call arguments must be an array");
     const fn = obj[name] as (...a: unknown[]) => unknown;
-    if (info.streamSet.has(name)) return this.#streams.start(task && isId(task) ? task : randomId(), `${h.cls}.${name}`, () => fn.apply(obj, args), timeoutMs === undefined ? undefined : performance.now() + timeoutMs, gone);
+    if (info.streamSet.has(name)) return this.#streams.start(task, `${h.cls}.${name}`, () => fn.apply(obj, args), timeoutMs === undefined ? undefined : performance.now() + timeoutMs, gone);
     if (!info.asyncSet.has(name)) {
       const ctx: CallContext = { signal: signal ?? new AbortController().signal };
       let v: unknown;

@@ -11,7 +11,7 @@
  * produced before it has been pulled.
  */
 import { callContext, type CallContext } from "../core/call-context.ts";
-import { NotFoundError, errorFromWire, type WireError } from "../core/errors.ts";
+import { AgentServerError, NotFoundError, UnimplementedError, errorFromWire, type WireError } from "../core/errors.ts";
 import type { NextRequest, Response, StreamBatch } from "../core/protocol.ts";
 import type { Capacity, Slot } from "./capacity.ts";
 import type { ServicerOptions } from "./servicer-options.ts";
@@ -107,8 +107,11 @@ export class StreamTable {
    * Start stream `id`: `open` calls the method (inside the call's context) and returns what it
    * returned. Counts against capacity (`admit` refuses RESOURCE_EXHAUSTED synchronously).
    */
-  start(id: string, method: string, open: () => unknown, deadlineAt?: number, gone?: AbortSignal): Response {
-    if (this.#table.has(id)) throw new NotFoundError(`stream ${id} already exists`);
+  start(id: string | undefined, method: string, open: () => unknown, deadlineAt?: number, gone?: AbortSignal): Response {
+    // The caller names the stream (so a reference to it exists at once); a caller that does
+    // not knows no streams, and would leave one running that nobody can read.
+    if (id === undefined) throw new UnimplementedError(`${method} is a stream method: call it through a proxy that knows its class (it returns a RemoteStream)`);
+    if (this.#table.has(id)) throw new AgentServerError(`stream ${id} already exists`, { code: "ALREADY_EXISTS" });
     this.#deps.servicer().capacity.admit();
     const ctl = new AbortController();
     const e: Entry = { id, method, it: undefined, ctl, ctx: { signal: ctl.signal, task: id }, buf: [], done: false, cancelled: false, waiters: [], lastPull: performance.now(), stopped: Promise.withResolvers() };
