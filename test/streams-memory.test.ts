@@ -107,6 +107,16 @@ describe("streams in memory", () => {
     expect(h.servicer.openStreams).toBe(0);
   });
 
+  test("a signal aborted while the call is on its way still stops the stream on the server", async () => {
+    await using h = await memoryServer({ classes });
+    await using s = h.toDist(Streamer);
+    await s.pid();
+    const ctl = h.controller();
+    const st = withOptions(s, { signal: ctl.signal }).endless();
+    ctl.abort();
+    expect(await st.next().catch((x) => x)).toBeInstanceOf(CancelledError);
+  });
+
   test("an exception in the generator arrives after every item before it, as AgentCallError", async () => {
     await using h = await memoryServer({ classes });
     await using s = h.toDist(Streamer);

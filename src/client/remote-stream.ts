@@ -73,7 +73,8 @@ export class RemoteStream<T = unknown> implements AsyncIterableIterator<T>, Asyn
     if (!this.#accepted) {
       src.accepted.then(
         () => (this.#accepted = true),
-        (e: unknown) => this.#fail(e, true),
+        // Cancelled on its way: the server may have started it all the same (cancel() tells it).
+        (e: unknown) => this.#fail(e, !(e instanceof CancelledError)),
       );
     }
     if (src.owned) dropped.register(this, { conn: src.conn, id: src.id, accepted: src.accepted }, this);
@@ -155,7 +156,9 @@ export class RemoteStream<T = unknown> implements AsyncIterableIterator<T>, Asyn
     dropped.unregister(this);
     if (this.#serverDone || this.#handed) return;
     try {
-      await this.#src.accepted;
+      await this.#src.accepted.catch((e: unknown) => {
+        if (!(e instanceof CancelledError)) throw e;
+      });
       await this.#src.conn.send({ t: "cancel", task: this.#src.id });
     } catch {
       // Refused or unreachable: nothing runs there to stop.
