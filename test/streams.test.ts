@@ -247,6 +247,22 @@ describe("streams across modes", () => {
     await third.cancel();
   });
 
+  test("over gRPC, 300 pulls parked on one connection hold no HTTP/2 stream: calls still answer at once", async () => {
+    const l = new RpcAgentServerLauncher({ port: 0, customAgentClasses: [Streamer], shutdownGraceMs: 1000, capacity: 400 });
+    launchers.push(l);
+    await l.launch({ inSubprocess: true });
+    const s = Streamer.toDist({ host: l.host, port: l.port });
+    const streams = Array.from({ length: 300 }, () => s.gated());
+    expect((await Promise.all(streams.map((st) => st.next()))).every((r) => r.value === "first")).toBe(true);
+    // Each stream's producer now waits for its gate, and each consumer's pull is parked.
+    const lasts = streams.map((st) => st.next());
+    const t0 = performance.now();
+    expect(await s.pid()).toBeGreaterThan(0);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    await s.open();
+    expect((await Promise.all(lasts)).every((r) => r.value === "last")).toBe(true);
+  });
+
   test("a stream already read from cannot be handed on", async () => {
     const s = Streamer.toDist(shared);
     const st = s.count(5);
