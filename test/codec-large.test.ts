@@ -35,16 +35,22 @@ describe("large frames", () => {
     expect(decodeValue(frame)).toEqual([a, "x", b, c]);
   });
 
-  test("decoded large arrays own exactly-sized buffers", () => {
+  test("large binary leaves decode as views into their frame (one copy per hop, on the way out); small ones and ArrayBuffers own exact buffers", () => {
     const f = new Float64Array(20_000).map((_, i) => i / 3);
     const u = new Uint8Array(100_000).fill(7);
-    const [df, du, dab] = decodeValue(encodeValue([f, u, u.buffer])) as [Float64Array, Uint8Array, ArrayBuffer];
+    const small = new Uint8Array(1000).fill(3);
+    const frame = encodeValue([f, u, u.buffer, small]);
+    const [df, du, dab, ds] = decodeValue(frame) as [Float64Array, Uint8Array, ArrayBuffer, Uint8Array];
     expect(df).toEqual(f);
-    expect(df.byteOffset).toBe(0);
-    expect(df.buffer.byteLength).toBe(f.byteLength);
-    expect(du.byteOffset).toBe(0);
-    expect(du.buffer.byteLength).toBe(100_000);
+    expect(du).toEqual(u);
+    // Views: the decoded arrays share the frame's memory, nothing was copied.
+    expect(df.buffer).toBe(frame.buffer);
+    expect(du.buffer).toBe(frame.buffer);
     expect(Buffer.isBuffer(du)).toBe(false);
+    // An ArrayBuffer cannot be a view, and a small leaf must not pin its frame: copies.
     expect(dab.byteLength).toBe(100_000);
+    expect(dab).not.toBe(frame.buffer);
+    expect(ds).toEqual(small);
+    expect(ds.buffer.byteLength).toBe(1000);
   });
 });

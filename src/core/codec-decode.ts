@@ -11,6 +11,9 @@ import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
+/** Binary leaves this large or larger decode as views into their frame instead of copies. */
+export const VIEW_MIN_BYTES = 64 * 1024;
+
 interface DecodeState {
   bytes: Uint8Array;
   /** Where the blob area starts in `bytes`. */
@@ -142,7 +145,20 @@ function decBinary(t: Record<string, unknown>, st: DecodeState): unknown {
   if (typeof kind !== "string" || !isCount(len) || !isCount(off)) throw new CodecError("bad binary tag");
   const start = st.blobStart + off;
   if (start + len > st.bytes.byteLength) throw new CodecError("truncated value frame (binary)");
-  // Copy out: the frame buffer may be reused or huge, and aligned typed arrays need their own buffer.
+  // A large leaf is a view into the frame, not a copy: a binary chunk is then copied once per
+  // hop (into the frame on the way out), not twice. Frames are never reused (each message is
+  // its own buffer), and a large leaf is most of its frame, so the view keeps little else
+  // alive. Small leaves are copied, so a small value kept long never pins a big frame.
+  if (len >= VIEW_MIN_BYTES) {
+    const at = st.bytes.byteOffset + start;
+    const buf = st.bytes.buffer as ArrayBuffer;
+    if (kind === "Uint8Array") return new Uint8Array(buf, at, len);
+    if (kind === "Buffer") return Buffer.from(buf, at, len);
+    if (kind === "DataView") return new DataView(buf, at, len);
+    const V = (BINARY_KINDS as Record<string, { BYTES_PER_ELEMENT: number; new (b: ArrayBuffer, o: number, n: number): unknown }>)[kind];
+    if (V && Object.hasOwn(BINARY_KINDS, kind) && at % V.BYTES_PER_ELEMENT === 0 && len % V.BYTES_PER_ELEMENT === 0) return new V(buf, at, len / V.BYTES_PER_ELEMENT);
+  }
+  // Copy out: aligned typed arrays need their own buffer, and an ArrayBuffer cannot be a view.
   // Not `.slice()`: on a Node Buffer (gRPC frames) slice is a view, not a copy.
   const copy = alloc(len);
   copy.set(st.bytes.subarray(start, start + len));
