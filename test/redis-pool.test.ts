@@ -271,7 +271,7 @@ describe("Redis result pool", () => {
     expect(p).toBeInstanceOf(RedisPool);
   });
 
-  test("a closed pool refuses work with UNAVAILABLE and settles its waiters", async () => {
+  test("a closed pool settles its waiters CANCELLED and refuses work FAILED_PRECONDITION", async () => {
     const p = await RedisPool.connect({ redisUrl: r.url, serverId: "closing", maxPoolSize: 10, maxExpireTime: 60 });
     const t = randomId();
     await p.prepare(t);
@@ -280,9 +280,10 @@ describe("Redis result pool", () => {
       (e: unknown) => e,
     );
     await p.close();
-    expect(await w).toBeInstanceOf(AgentServerNotAliveError);
-    await expect(p.get(t, 0)).rejects.toBeInstanceOf(AgentServerNotAliveError);
-    await expect(p.prepare(randomId())).rejects.toBeInstanceOf(AgentServerNotAliveError);
+    expect((await w as AgentServerError).code).toBe("CANCELLED");
+    const codeOfRejection = (x: Promise<unknown>) => x.then(() => "OK", (e: AgentServerError) => e.code);
+    expect(await codeOfRejection(p.get(t, 0))).toBe("FAILED_PRECONDITION");
+    expect(await codeOfRejection(p.prepare(randomId()))).toBe("FAILED_PRECONDITION");
   });
 });
 
