@@ -147,6 +147,7 @@ describe.each(["child", "independent"] as const)("streams, %s mode", (mode) => {
 
   test("a stalled stream fails DEADLINE_EXCEEDED per item with timeoutMs, CANCELLED with a signal", async () => {
     const s = make();
+    await s.pid(); // the server is up: the 300 ms deadline is the first item's, not a child's start-up
     const it = withOptions(s, { timeoutMs: 300 }).stall();
     expect((await it.next()).value).toBe(1);
     const t0 = performance.now();

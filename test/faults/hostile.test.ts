@@ -310,6 +310,7 @@ describe("garbage on the wire (I1)", () => {
       Cancel: { task: randomId() },
       Batch: { items: [{ call: { oid, name: "echo", args: encodeValue([1]) } }, { wait: { task: randomId(), timeoutMs: 100 } }, { describe: { oid } }, { delete: { oid: randomId() } }] },
       Release: { task: randomId() },
+      Next: { stream: randomId(), max: 4, timeoutMs: 100 },
       Session: { items: [{ wait: { task: randomId(), timeoutMs: 100, fresh: true } }, { call: { oid, name: "echo", args: encodeValue([1]) } }], firstId: 7 },
     };
     // Every RPC but Stop is fuzzed (bytes that parse as a valid Stop would, rightly, stop it).
