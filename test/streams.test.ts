@@ -233,6 +233,17 @@ describe("streams across modes", () => {
     expect(() => new RpcAgentServerLauncher({ streamWindow: 0 })).toThrow("streamWindow must be a positive integer");
   });
 
+  test("DistConf.streamWindow bounds how far a child server's producer runs ahead", async () => {
+    const s = child(new Streamer().toDist({ streamWindow: 4 }));
+    const it = s.endless();
+    expect((await it.next()).value).toBe(0);
+    let seen = 0;
+    for (let i = 0; i < 30; i++) seen = Math.max(seen, await s.produced);
+    expect(seen).toBeLessThanOrEqual(4 * 3 + 1);
+    await it.return();
+    expect(() => new Streamer().toDist({ streamWindow: 0 })).toThrow("DistConf.streamWindow must be a positive number");
+  });
+
   test("connect(): a stream method called before the class is known is iterable, and awaiting it gives the RemoteStream", async () => {
     const s = Streamer.toDist(shared);
     await s.pid();

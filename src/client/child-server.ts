@@ -26,6 +26,8 @@ export interface ChildServerOptions {
   classes?: string[];
   capacity?: number;
   maxQueue?: number;
+  /** Items a stream of the child runs ahead of its consumer. Default 32. */
+  streamWindow?: number;
   maxPoolSize?: number;
   maxExpireTime?: number;
   maxTimeoutSeconds?: number;
@@ -125,6 +127,7 @@ export class ChildServer {
       maxExpireTime: opts.maxExpireTime ?? DEFAULTS.maxExpireTime,
       maxTimeoutSeconds: opts.maxTimeoutSeconds ?? DEFAULTS.maxTimeoutSeconds,
     };
+    if (opts.streamWindow !== undefined) conf.streamWindow = opts.streamWindow;
     if (opts.classes?.length) conf.classes = opts.classes;
     if (opts.maxMessageBytes) conf.maxMessageBytes = opts.maxMessageBytes;
     if (opts.modelConfigs !== undefined) conf.modelConfigs = opts.modelConfigs;

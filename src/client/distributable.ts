@@ -48,6 +48,8 @@ export interface DistConf {
   capacity?: number;
   /** Async calls a spawned child server queues beyond `capacity` before refusing (RESOURCE_EXHAUSTED). Default 65 536. */
   maxQueue?: number;
+  /** Items a spawned child server's stream runs ahead of its consumer (flow control window). Default 32. */
+  streamWindow?: number;
   /**
    * Spread objects over these servers instead of one `host`/`port` (see `ServerGroup`: round-robin
    * or least-loaded, dead servers skipped). `toDist(group)` is short for `toDist({ group })`.
@@ -128,7 +130,7 @@ function checkConf(conf: DistConf): void {
   if (conf.port !== undefined && (!Number.isInteger(conf.port) || conf.port < 1 || conf.port > 65535)) {
     throw new TypeError(`DistConf.port must be an integer in 1..65535, not ${conf.port}`);
   }
-  for (const k of ["maxPoolSize", "maxExpireTime", "maxTimeoutSeconds", "capacity", "maxQueue"] as const) {
+  for (const k of ["maxPoolSize", "maxExpireTime", "maxTimeoutSeconds", "capacity", "maxQueue", "streamWindow"] as const) {
     const v = conf[k];
     if (v !== undefined && (typeof v !== "number" || !(v > 0))) throw new TypeError(`DistConf.${k} must be a positive number`);
   }
@@ -171,6 +173,7 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, t
     maxExpireTime: conf.maxExpireTime ?? DEFAULTS.maxExpireTime,
     maxTimeoutSeconds: conf.maxTimeoutSeconds ?? DEFAULTS.maxTimeoutSeconds,
     modelConfigs: currentModelConfigs(),
+    ...(conf.streamWindow === undefined ? {} : { streamWindow: conf.streamWindow }),
   };
   if (conf.restart) {
     const sup = superviseChild(entry, oid, () => encoded("ipc"), childOpts, conf.restart);

@@ -21,6 +21,8 @@ export interface ChildConfig {
   depth?: number;
   capacity: number;
   maxQueue: number;
+  /** Items a stream runs ahead of its consumer. */
+  streamWindow?: number;
   maxPoolSize: number;
   maxExpireTime: number;
   maxTimeoutSeconds: number;

@@ -119,6 +119,7 @@ export async function runChild(json: string | undefined): Promise<void> {
     resolveClass: (name) => findClass(name, conf.modules?.[0])?.cls,
     capacity: conf.capacity,
     maxQueue: conf.maxQueue,
+    ...(conf.streamWindow === undefined ? {} : { streamWindow: conf.streamWindow }),
     pool: new LocalPool({ maxPoolSize: conf.maxPoolSize, maxExpireTime: conf.maxExpireTime }),
     maxTimeoutSeconds: conf.maxTimeoutSeconds,
     limits,
