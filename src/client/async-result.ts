@@ -44,6 +44,13 @@ type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 const TASK = Symbol("actorscope.task");
 
 /**
+ * Longest server-side hold of the first wait sent right behind its call. Short enough to ride
+ * the call's batch (a long poll there would hold an HTTP/2 stream); long enough for a fast
+ * task to answer in the same round trip.
+ */
+export const FIRST_WAIT_HOLD_MS = 50;
+
+/**
  * How long a reference received before its task was accepted may still find it missing: as
  * long as the call's sender may keep resubmitting it to a full pool (backpressure, 60 s),
  * and a little more. A call refused for good answers its waits at once instead.
@@ -91,8 +98,13 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
         this.#accepted = true;
       }, noop);
       if (src.owned) {
-        this.#watched = true;
-        dropped.register(this, { conn: src.conn, task: src.task, accepted: src.accepted }, this);
+        // Watched only if nobody started reading it by the time the call is accepted: a result
+        // awaited at once never pays for the registry (register + unregister cost tens of µs).
+        src.accepted.then(() => {
+          if (this.#final || this.#shared || this.#settled) return;
+          this.#watched = true;
+          dropped.register(this, { conn: src.conn, task: src.task, accepted: src.accepted }, this);
+        }, noop);
       }
     } else {
       this.#track(Promise.resolve(source as T | PromiseLike<T>));
@@ -246,6 +258,10 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
         if (left <= 0) throw new DeadlineExceededError(`result of task ${src.task} not ready within ${Math.round(totalMs!)} ms`, src.conn.where);
         waitMs = Math.min(waitMs, Math.ceil(left));
       }
+      // The first wait, right behind a call still on its way, is held briefly: it can share the
+      // call's batch, so a fast task answers in the same round trip, without holding a stream.
+      const first = attempt === 0 && !this.#accepted;
+      if (first) waitMs = Math.min(waitMs, FIRST_WAIT_HOLD_MS);
       const req: WaitRequest = { t: "wait", task: src.task, timeoutMs: waitMs };
       if (!this.#accepted && performance.now() < (src.freshUntil ?? 0)) req.fresh = true;
       if (this.#shared) req.keep = true;
@@ -272,6 +288,8 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
       if (res.t === "value") return src.decode(res.value) as T;
       if (res.t === "error") throw errorFromWire(res.error, src.conn.where);
       if (res.t !== "pending") throw new CodecError(`unexpected answer ${res.t} to a wait`, { ...src.conn.where, code: "INTERNAL" });
+      // That brief first hold is not one of the waits a retry strategy counts.
+      if (first) attempt--;
     }
   }
 }

@@ -5,6 +5,7 @@
  * use `waitForReady`: a dead server must fail fast with UNAVAILABLE, not hang in backoff.
  * Loaded lazily by `connections.ts`, so processes that never talk gRPC never load grpc-js.
  */
+import { FIRST_WAIT_HOLD_MS } from "../async-result.ts";
 import * as grpc from "@grpc/grpc-js";
 import { isIP } from "node:net";
 import { checkServerIdentity } from "node:tls";
@@ -157,8 +158,10 @@ class GrpcTransport implements Transport {
   }
 
   #route(req: Request, opts?: RequestOptions): Promise<Response> {
-    // Waits and stream pulls may be held for seconds: they ride the session stream.
-    if ((req.t === "wait" || req.t === "next") && !this.#broken) return this.#session.request(req, opts);
+    // Waits and stream pulls may be held for seconds: they ride the session stream. A wait held
+    // briefly (the first one behind its call) rides the call's batch instead: one round trip.
+    const longPoll = req.t === "next" || (req.t === "wait" && req.timeoutMs > FIRST_WAIT_HOLD_MS);
+    if (longPoll && !this.#broken) return this.#session.request(req, opts);
     if (!this.#broken && this.#batcher.accepts(req, opts)) return this.#batcher.add(req, opts);
     return this.#unary(req, opts);
   }
