@@ -6,7 +6,7 @@
 import { AsyncResult, FRESH_GRACE_MS, UNKNOWN_ACCEPTANCE, type TaskSource } from "./async-result.ts";
 import type { ServerConnection } from "./connection.ts";
 import { AgentServerError, CodecError, DeadlineExceededError, NotFoundError, ResourceExhaustedError, errorFromWire } from "../core/errors.ts";
-import type { CallRequest } from "../core/protocol.ts";
+import type { CallRequest, ErrorResponse } from "../core/protocol.ts";
 import { randomId } from "../core/ids.ts";
 import { encodeArgs, encodeArgsWhenReady, NeedsAwait, NeedsListener, type Destination } from "./ref-encode.ts";
 import { REMOTE, remoteState, type CallOptions, type Remote, type RemoteState } from "./proxy-state.ts";
@@ -185,8 +185,12 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
     );
   }
   const backpressure = opts?.backpressure !== false;
-  const accepted = sent.then(async function answer(res): Promise<unknown> {
+  // Synchronous on the usual answer (no extra promise hop per call); a refusal may resubmit.
+  const accepted = sent.then(function answer(res): unknown {
     if (res.t !== "error") return res;
+    return refused(res);
+  });
+  async function refused(res: ErrorResponse): Promise<unknown> {
     const e = errorFromWire(res.error, conn.where);
     if (!backpressure || !(e instanceof ResourceExhaustedError) || e.retryAfterMs === undefined) throw e;
     // A full pool of unread results: wait for readers to make room, then submit again.
@@ -195,8 +199,9 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
     const pause = Math.min(BACKPRESSURE_MAX_PAUSE_MS, e.retryAfterMs * 2 ** Math.min(refusals - 1, 8)) * (0.5 + Math.random());
     if (performance.now() + pause >= giveUpAt || opts?.signal?.aborted) throw e;
     await Bun.sleep(pause);
-    return answer(await send(payload!));
-  });
+    const again = await send(payload!);
+    return again.t === "error" ? refused(again) : again;
+  }
   const src: TaskSource = { conn, task, accepted, decode: decodeFrom, maxWaitMs: st.maxWaitMs, retry: st.retry, freshUntil: Infinity, owned: true };
   if (deadlineAt !== undefined) src.deadlineAt = deadlineAt;
   if (opts?.signal) src.signal = opts.signal;
