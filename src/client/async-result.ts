@@ -244,6 +244,7 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
     src.accepted.catch((e: unknown) => {
       refusal = e;
     });
+    let shortDone = false;
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) {
         const delay = src.retry.nextDelayMs(attempt);
@@ -260,7 +261,8 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
       }
       // The first wait, right behind a call still on its way, is held briefly: it can share the
       // call's batch, so a fast task answers in the same round trip, without holding a stream.
-      const first = attempt === 0 && !this.#accepted;
+      const first = !shortDone && !this.#accepted;
+      shortDone = true;
       if (first) waitMs = Math.min(waitMs, FIRST_WAIT_HOLD_MS);
       const req: WaitRequest = { t: "wait", task: src.task, timeoutMs: waitMs };
       if (!this.#accepted && performance.now() < (src.freshUntil ?? 0)) req.fresh = true;
@@ -275,8 +277,18 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
       } catch (e) {
         if (e === refusal || !(e instanceof AgentServerError) || e.code !== "DEADLINE_EXCEEDED") throw e;
         if (deadline !== undefined && performance.now() >= deadline) throw e;
-        // No answer at all within the hold plus grace: busy, or hung? Busy is not dead: ask.
-        if (!(await src.conn.alive(LIVENESS_PROBE_MS).catch(() => false))) {
+        // The brief first hold ran out on its way: wait the usual way (with the full guard).
+        if (first) {
+          attempt--;
+          continue;
+        }
+        // No answer at all within the hold plus grace: busy, or hung? Busy is not dead: ask —
+        // within the caller's deadline, if it has one.
+        const probeMs = deadline === undefined ? LIVENESS_PROBE_MS : Math.max(1, Math.min(LIVENESS_PROBE_MS, deadline - performance.now()));
+        if (!(await src.conn.alive(probeMs).catch(() => false))) {
+          if (deadline !== undefined && performance.now() >= deadline - 1) {
+            throw new DeadlineExceededError(`result of task ${src.task} not ready within ${Math.round(totalMs!)} ms`, src.conn.where);
+          }
           throw new AgentServerNotAliveError(
             `agent server ${src.conn.where.host}${src.conn.where.port === undefined ? "" : `:${src.conn.where.port}`} answered neither a wait for task ${src.task} within ${hungMs} ms nor a liveness probe within ${LIVENESS_PROBE_MS} ms`,
             src.conn.where,
