@@ -3,7 +3,11 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { AgentServerNotAliveError, RpcAgentServerLauncher, RpcClient, ServerGroup } from "../src/index.ts";
 import { remoteState } from "../src/client/proxy-state.ts";
 import { restartInfo, SupervisedConnection, type Supervisor } from "../src/client/supervisor.ts";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { childTracker } from "./helpers/children.ts";
+import { SOURCE_CLI, startServer } from "./helpers/cli.ts";
 import { Plain, Tally } from "./fixtures/supervised-agents.ts";
 
 const { child, stopAll } = childTracker();
@@ -123,4 +127,19 @@ describe("group restarts", () => {
       await Promise.all(servers.map((l) => l.shutdown()));
     }
   }, 20_000);
+});
+
+describe("an agent that ends its independent server", () => {
+  test("its process.exit is logged with the agent's class, oid and method (as-server start)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "as-exit-"));
+    writeFileSync(join(dir, "agents.ts"), `export { Tally } from ${JSON.stringify(new URL("./fixtures/supervised-agents.ts", import.meta.url).pathname)};\n`);
+    await using srv = await startServer(SOURCE_CLI, ["--port", "0", "--agent-dir", dir]);
+    const t = Tally.toDist({ host: srv.host, port: srv.port });
+    expect(await t.add(1)).toBe(1);
+    const e = (await t.exit(7).catch((x: unknown) => x)) as AgentServerNotAliveError;
+    expect(e.code).toBe("UNAVAILABLE");
+    expect(await srv.proc.exited).toBe(7);
+    await srv.stderr.done;
+    expect(srv.stderr.text).toContain(`agent Tally ${t.oid} ended the server's process (exit code 7) in exit()`);
+  });
 });

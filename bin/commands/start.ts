@@ -3,6 +3,7 @@
  * until SIGINT/SIGTERM or a remote `stop`, then drain and exit 0. The launcher (and with it
  * gRPC) is imported only here, so `--help`, `stop`, `status` and child servers never load it.
  */
+import { watchAgentExits } from "../../src/server/agent-exit.ts";
 import { defineCommand } from "citty";
 import { TOKEN_ON_ARGV, UsageError, isLoopback } from "../args.ts";
 import { configureLog, log } from "../log.ts";
@@ -37,6 +38,8 @@ export const start = defineCommand({
     const launcher = await createLauncher(opts);
     try {
       await launcher.launch();
+      // This process is the server alone: an agent that ends it is named in the log.
+      watchAgentExits(launcher.serverId);
     } catch (e) {
       throw new Error(launchFailure(e, opts));
     }

@@ -11,6 +11,8 @@ export interface CallContext {
   signal: AbortSignal;
   /** Task id of an async call. */
   task?: string;
+  /** The object and method the call is for (named in logs, e.g. when the method ends the process). */
+  agent?: { cls: string; oid: string; method: string };
   /**
    * For an async call running under the server's capacity: give the slot up while waiting on
    * another server's result; the returned function takes it back (await it). Internal.

@@ -346,7 +346,7 @@ export class Servicer {
     const fn = obj[name] as (...a: unknown[]) => unknown;
     if (info.streamSet.has(name)) return this.#streams.start(task, `${h.cls}.${name}`, () => fn.apply(obj, args), timeoutMs === undefined ? undefined : performance.now() + timeoutMs, gone);
     if (!info.asyncSet.has(name)) {
-      const ctx: CallContext = { signal: signal ?? new AbortController().signal };
+      const ctx: CallContext = { signal: signal ?? new AbortController().signal, agent: { cls: h.cls, oid, method: name } };
       let v: unknown;
       try {
         v = await callContext.run(ctx, () => fn.apply(obj, args));
@@ -365,7 +365,7 @@ export class Servicer {
     this.capacity
       .run(
         (slot) =>
-          callContext.run({ signal: ctl.signal, task: id, suspend: () => slot.suspend() }, async () => {
+          callContext.run({ signal: ctl.signal, task: id, suspend: () => slot.suspend(), agent: { cls: h.cls, oid, method: name } }, async () => {
             try {
               return await fn.apply(obj, args);
             } catch (e) {

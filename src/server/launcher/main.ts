@@ -7,6 +7,7 @@
  * exits 0 after `shutdown()` on SIGTERM/SIGINT, a remote `stop`, or (when asked) the end of
  * stdin.
  */
+import { watchAgentExits } from "../agent-exit.ts";
 import { setProcessLimits } from "../../client/refs.ts";
 import { DEFAULT_LIMITS } from "../../core/limits.ts";
 import { findClass } from "../../core/registry.ts";
@@ -37,6 +38,8 @@ export async function runServerMain(): Promise<never> {
       ...(tls ? { tlsCert: tls.cert, tlsKey: tls.key, ...(tls.clientCa ? { tlsClientCa: tls.clientCa } : {}) } : {}),
     });
     await launcher.launch();
+    // This process is the server alone: an agent that ends it is named in the log.
+    watchAgentExits(launcher.serverId);
     const stop = () => void launcher.shutdown();
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);
