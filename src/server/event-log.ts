@@ -10,11 +10,29 @@ import type { Request, Response } from "../core/protocol.ts";
 import type { ServicerObserver } from "./observer.ts";
 import type { Outcome } from "./pool/types.ts";
 
+type Line = { message: string; fields: Record<string, unknown> };
+
+/**
+ * Names in a line come from the wire (a method name, a class, an error message): control
+ * characters are escaped and length capped, so a peer cannot forge lines or write raw bytes
+ * into the log.
+ */
+function clean(o: Line): Line {
+  const fields: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o.fields)) fields[k] = typeof v === "string" ? safe(v) : v;
+  return { message: safe(o.message, 2000), fields };
+}
+
+function safe(s: string, max = 256): string {
+  const t = s.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+}
+
 /** Tagged afresh at each event: the CLI may set consola's level and reporter after this module loaded. */
 const log = {
-  info: (o: { message: string; fields: Record<string, unknown> }) => consola.withTag("as-server").info(o),
-  warn: (o: { message: string; fields: Record<string, unknown> }) => consola.withTag("as-server").warn(o),
-  debug: (o: { message: string; fields: Record<string, unknown> }) => consola.withTag("as-server").debug(o),
+  info: (o: Line) => consola.withTag("as-server").info(clean(o)),
+  warn: (o: Line) => consola.withTag("as-server").warn(clean(o)),
+  debug: (o: Line) => consola.withTag("as-server").debug(clean(o)),
 };
 
 /** An observer that logs what the servicer of `serverId` does. */

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { consola, type ConsolaReporter, type LogObject } from "consola";
-import { RpcAgentServerLauncher, RpcClient } from "../../src/index.ts";
+import { connect, RpcAgentServerLauncher, RpcClient } from "../../src/index.ts";
 import { closeAllConnections } from "../../src/client/connections.ts";
 import { Tally, grpcAgentClasses } from "../fixtures/grpc-agents.ts";
 
@@ -58,6 +58,17 @@ describe("event log", () => {
     const failed = event("call.failed").map((l) => [l.type, l.fields.cls, l.fields.method, l.fields.code]);
     expect(failed).toContainEqual(["warn", "Tally", "fail", "UNKNOWN"]);
     expect(failed).toContainEqual(["warn", "Tally", "failLater", "UNKNOWN"]);
+  });
+
+  test("names from the wire are escaped: a method name with control characters cannot forge a line or put raw bytes in the log", async () => {
+    const t = Tally.toDist({ host: server.host, port: server.port, token: "tok-very-secret" }, 1);
+    await t.inc(1);
+    const c = connect<Record<string, (...a: unknown[]) => PromiseLike<unknown>>>({ host: server.host, port: server.port, oid: t.oid, token: "tok-very-secret" });
+    await settle(() => c["e\u0000v\nil"]!());
+    const hit = lines.find((l) => l.msg.includes("v\\u000ail") || String(l.fields.method ?? "").includes("\\u000a"));
+    expect(hit).toBeDefined();
+    expect(JSON.stringify(lines)).not.toContain("\\u0000v\\n");
+    for (const l of lines) expect(/[\u0000-\u0009\u000b-\u001f]/.test(l.msg)).toBe(false);
   });
 
   test("a wrong token is logged as an auth failure without the token", async () => {
