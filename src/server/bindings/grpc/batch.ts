@@ -12,16 +12,14 @@
  */
 import type * as grpc from "@grpc/grpc-js";
 import type { Request, Response } from "../../../core/protocol.ts";
-import { BATCH_KINDS, toReply, type WireBatchReply } from "../../../wire/grpc-proto.ts";
+import { BATCH_KINDS, type WireBatchReply } from "../../../wire/grpc-proto.ts";
+import { AnswerBuffer } from "./answer-buffer.ts";
 import type { Servicer } from "../../servicer.ts";
 import { connectionClosed } from "./guard.ts";
 
 /** Most items one Batch may carry (the client sends at most 256). */
 export const MAX_BATCH_ITEMS = 4096;
-/** Answers are sent at once when the pending ones reach this many bytes. */
-const FLUSH_BYTES = 256 * 1024;
 
-type Answer = { index: number; reply: ReturnType<typeof toReply> };
 type BatchCall = grpc.ServerWritableStream<BatchRequest, WireBatchReply>;
 
 /** What the binding lends the handler (the token was checked before the handler runs). */
@@ -101,30 +99,16 @@ export function batchHandler(deps: BatchDeps): grpc.handleServerStreamingCall<Ba
     const gone = connectionClosed(call.metadata);
     const c = deps.cancelSignal(call);
     let left = items.length;
-    let out: Answer[] = [];
-    let outBytes = 0;
-    let scheduled: ReturnType<typeof setImmediate> | undefined;
-    const flush = () => {
-      if (scheduled) clearImmediate(scheduled);
-      scheduled = undefined;
-      if (out.length === 0) return;
-      const answers = out;
-      out = [];
-      outBytes = 0;
+    const out = new AnswerBuffer((answers) => {
       if (!c.signal.aborted) call.write({ answers });
-    };
+    });
     const answer = (index: number, r: Response) => {
-      const size = r.t === "value" ? r.value.byteLength : 64;
-      // A large value travels alone, so a message is never bigger than one answer needs.
-      if (outBytes > 0 && outBytes + size > FLUSH_BYTES) flush();
-      out.push({ index, reply: toReply(r) });
-      outBytes += size;
+      out.add(index, r);
       if (--left === 0) {
-        flush();
+        out.flush();
         c.end();
         call.end();
-      } else if (outBytes >= FLUSH_BYTES) flush();
-      else scheduled ??= setImmediate(flush);
+      }
     };
     for (let i = 0; i < items.length; i++) {
       const req = itemRequest(items[i]);

@@ -8,7 +8,8 @@
  */
 import type * as grpc from "@grpc/grpc-js";
 import type { Response } from "../../../core/protocol.ts";
-import { toReply, type WireBatchReply } from "../../../wire/grpc-proto.ts";
+import type { WireBatchReply } from "../../../wire/grpc-proto.ts";
+import { AnswerBuffer } from "./answer-buffer.ts";
 import type { Servicer } from "../../servicer.ts";
 import { connectionClosed } from "./guard.ts";
 import { itemRequest } from "./batch.ts";
@@ -20,11 +21,8 @@ export const MAX_SESSION_ITEMS = 4096;
  * one stream; past it, new items are answered RESOURCE_EXHAUSTED at once.
  */
 export const MAX_SESSION_OPEN = 65_536;
-/** Answers are written at once when the pending ones reach this many bytes. */
-const FLUSH_BYTES = 256 * 1024;
 
 type SessionCall = grpc.ServerDuplexStream<{ items?: Array<Record<string, object>>; firstId?: number }, WireBatchReply>;
-type Answer = { index: number; reply: ReturnType<typeof toReply> };
 
 /** What the binding lends the handler (the token was checked by the binding's call guard). */
 export interface SessionDeps {
@@ -40,34 +38,19 @@ export function sessionHandler(deps: SessionDeps): grpc.handleBidiStreamingCall<
     let open = 0;
     let ended = false;
     let finished = false;
-    let out: Answer[] = [];
-    let outBytes = 0;
-    let scheduled: ReturnType<typeof setImmediate> | undefined;
-    const flush = () => {
-      if (scheduled) clearImmediate(scheduled);
-      scheduled = undefined;
-      if (out.length === 0) return;
-      const answers = out;
-      out = [];
-      outBytes = 0;
+    const out = new AnswerBuffer((answers) => {
       if (!finished && !ctl.signal.aborted) call.write({ answers });
-    };
+    });
     const finish = () => {
       if (finished) return;
-      flush();
+      out.flush();
       finished = true;
       call.end();
     };
     const answer = (index: number, r: Response) => {
       open--;
       if (finished) return;
-      const size = r.t === "value" ? r.value.byteLength : 64;
-      // A large value travels alone, so a message is never bigger than one answer needs.
-      if (outBytes > 0 && outBytes + size > FLUSH_BYTES) flush();
-      out.push({ index, reply: toReply(r) });
-      outBytes += size;
-      if (outBytes >= FLUSH_BYTES) flush();
-      else scheduled ??= setImmediate(flush);
+      out.add(index, r);
       if (ended && open === 0) finish();
     };
     call.on("data", (msg: { items?: Array<Record<string, object>>; firstId?: number }) => {
