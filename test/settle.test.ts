@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   AgentServerError,
+  AsyncResult,
   DeadlineExceededError,
   ResourceExhaustedError,
   RetryFixedTimes,
@@ -46,6 +47,17 @@ function codes(errors: unknown[]): Record<string, number> {
     out[k] = (out[k] ?? 0) + 1;
   }
   return out;
+}
+
+/** `n` results of `call` held unread, until `drop()`. */
+function holdUnread(call: () => AsyncResult<unknown>, n: number): { accepted(): boolean; drop(): void } {
+  let held: AsyncResult<unknown>[] | undefined = Array.from({ length: n }, call);
+  return {
+    accepted: () => held?.every((r) => r.isAccepted) ?? true,
+    drop: () => {
+      held = undefined;
+    },
+  };
 }
 
 /** 1..n, each exactly once? */
@@ -238,14 +250,14 @@ describe("results dropped unread", () => {
       const w = Worker.toDist({ host: server.host, port: server.port });
       const client = new RpcClient(server.host, server.port);
       await w.inc();
-      (() => {
-        for (let i = 0; i < 2000; i++) w.inc();
-      })();
-      // Every call has been accepted once a later call on the same connection is answered.
-      await w.echo(0);
-      await w.ping();
+      // Held (unread) until every call is accepted, so none can be collected early; then dropped.
+      // The array lives only in `calls`' closure: the collector scans stacks conservatively.
+      const calls = holdUnread(() => w.inc(), 2000);
+      for (let i = 0; i < 200 && !calls.accepted(); i++) await w.ping();
+      expect(calls.accepted()).toBe(true);
       const before = (await client.getServerInfo()).results ?? 0;
       expect(before).toBeGreaterThanOrEqual(2000);
+      calls.drop();
       let after = before;
       for (let i = 0; i < 50 && after > 100; i++) {
         Bun.gc(true);
