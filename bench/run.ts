@@ -11,7 +11,7 @@
  */
 import { here, judge, machine, markdownTable, printTable, quick, type Row } from "./lib.ts";
 
-const SECTIONS = ["floors", "child", "grpc", "peers", "scale", "large", "chain", "streams", "redis", "load-sweep"] as const;
+const SECTIONS = ["floors", "child", "grpc", "peers", "scale", "large", "chain", "streams", "callbacks", "redis", "load-sweep"] as const;
 const TIMEOUT_MS = quick ? 120_000 : 900_000;
 
 interface Result {

@@ -7,6 +7,7 @@ export { Distributable, type DistConf } from "./client/distributable.ts";
 export { ServerGroup, type ServerGroupOptions, type GroupServer, type GroupServerStatus, type PlacementStrategy } from "./client/placement.ts";
 export { restartInfo, type RestartPolicy, type RestartInfo } from "./client/supervisor.ts";
 export { AsyncResult } from "./client/async-result.ts";
+export { callback, type Callback, type CallbackHandle, type Stubbed } from "./client/callback.ts";
 export { withOptions } from "./client/proxy.ts";
 export { type Remote, type RemoteHandle, type Pipelined, type CallOptions } from "./client/proxy-state.ts";
 export { RetryFixedTimes, RetryExponential, type RetryStrategy, type RetryFixedTimesOptions, type RetryExponentialOptions } from "./client/retry.ts";

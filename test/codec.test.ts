@@ -251,14 +251,18 @@ describe("codec", () => {
  * `v` with Maps and Sets as arrays of their entries, in order: a Map may hold two different
  * keys that are deep-equal (`{}` and `{}`), which a deep-equality matcher cannot pair up.
  */
+/**
+ * A comparable form of a value: objects become their [key, value] entries (an own "__proto__"
+ * key then compares like any other; a plain or null prototype is not part of the value), and
+ * dates their time (an invalid date as "NaN", which toEqual would not match with itself).
+ */
 function ordered(v: unknown): unknown {
   if (v instanceof Map) return { map: [...v].map(([k, x]) => [ordered(k), ordered(x)]) };
   if (v instanceof Set) return { set: [...v].map(ordered) };
   if (Array.isArray(v)) return v.map(ordered);
-  if (v !== null && typeof v === "object" && !ArrayBuffer.isView(v) && !(v instanceof Date)) {
-    const out: Record<string, unknown> = Object.getPrototypeOf(v) === null ? Object.create(null) : {};
-    for (const k of Object.keys(v)) out[k] = ordered((v as Record<string, unknown>)[k]);
-    return out;
+  if (v instanceof Date) return { date: Number.isNaN(v.getTime()) ? "NaN" : v.getTime() };
+  if (v !== null && typeof v === "object" && !ArrayBuffer.isView(v)) {
+    return { entries: Object.keys(v).map((k) => [k, ordered((v as Record<string, unknown>)[k])]) };
   }
   return v;
 }

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 
-async function runScript(args: string[], timeoutMs = 30_000): Promise<{ code: number; out: string; err: string }> {
-  await using p = Bun.spawn([process.execPath, ...args], { cwd: import.meta.dir + "/..", stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
+async function runScript(args: string[], timeoutMs = 30_000, stdin?: string): Promise<{ code: number; out: string; err: string }> {
+  await using p = Bun.spawn([process.execPath, ...args], { cwd: import.meta.dir + "/..", stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin), stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
   const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   return { code, out, err };
 }
@@ -55,5 +55,21 @@ describe("examples", () => {
     expect(Number(out.match(/async func cost: ([0-9.]+)/)?.[1])).toBeLessThan(0.05);
     expect(out).toContain("async basic result: async");
     expect(out).toContain("async composite result: a=1 b=2 c=hello world");
+  });
+
+  test("progress: a child-server crawl reports every page to the caller's bar in order, and the caller's answer decides what follows", async () => {
+    const yes = await runScript(["examples/progress/main.ts"], 30_000, "y\n");
+    expect(yes.err).toBe("");
+    expect(yes.code).toBe(0);
+    const steps = [...yes.out.matchAll(/\] (\d+)\/12 /g)].map((m) => Number(m[1]));
+    expect(steps).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect(yes.out).toContain("crawled 12 pages, 87000 bytes");
+    expect(yes.out).toContain("Follow the 3 links found? [y/n] y");
+    expect(yes.out).toContain("] 3/3 /c");
+    expect(yes.out).toContain("followed 3 links (6000 bytes)");
+    const no = await runScript(["examples/progress/main.ts"], 30_000, "n\n");
+    expect(no.code).toBe(0);
+    expect(no.out).toContain("stopped at the caller's request");
+    expect(no.out).not.toContain("/3 /a");
   });
 });

@@ -6,8 +6,8 @@ import { BATCH_KINDS, RPC_OF } from "../src/wire/grpc-proto.ts";
 
 const doc = readFileSync(new URL("../docs/protocol.md", import.meta.url), "utf8");
 const proto = readFileSync(new URL("../proto/agent_server.proto", import.meta.url), "utf8");
-/** RPCs that carry other requests rather than being one kind. */
-const CARRIERS = ["Batch", "Session"];
+/** RPCs that carry other requests rather than being one kind (Callbacks: the server → caller ones). */
+const CARRIERS = ["Batch", "Session", "Callbacks"];
 
 describe("the protocol table", () => {
   test("docs/protocol.md has a row for every request kind, and no other", () => {

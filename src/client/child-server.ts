@@ -17,6 +17,8 @@ import { runtime } from "./runtime.ts";
 import type { Address } from "../core/transport.ts";
 import { randomId } from "../core/ids.ts";
 import { IpcTransport, type IpcFrame } from "./transports/ipc.ts";
+import { answerCallback } from "./callback-answer.ts";
+import { callbacks } from "./callback-table.ts";
 
 /** Options of a child server. */
 export interface ChildServerOptions {
@@ -205,6 +207,7 @@ export class ChildServer {
       },
       onExit: (_p, code, signal) => {
         this.#exited = true;
+        callbacks.dropLink(`child:${this.id}`);
         runtime.spawned.delete(this.id);
         clearTimeout(timer);
         forgetConnection(this.conn);
@@ -288,6 +291,12 @@ export class ChildServer {
         // The child is gone.
       }
     };
+    const t = (f.r as { t?: unknown } | undefined)?.t;
+    if (!f.to && (t === "cbcall" || t === "cbdrop")) {
+      // A callback this process handed to the child (or relays to it), called back.
+      void answerCallback(f.r, `child:${this.id}`).then(answer);
+      return;
+    }
     if (!f.to || typeof f.to !== "object") {
       answer({ t: "error", error: { code: "INVALID_ARGUMENT", message: "relay request without a target" } });
       return;

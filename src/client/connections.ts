@@ -9,7 +9,8 @@ import { runtime, type DialPolicy } from "./runtime.ts";
 import { AgentServerNotAliveError, PermissionDeniedError } from "../core/errors.ts";
 import type { Request, Response } from "../core/protocol.ts";
 import { clientTls, envTls, type ClientTls, type ClientTlsOption } from "../core/tls.ts";
-import type { Address, RequestOptions, Transport } from "../core/transport.ts";
+import type { Address, CallbackGrant, RequestOptions, Transport } from "../core/transport.ts";
+import { NeedsAwait } from "./ref-encode.ts";
 
 // State lives in the runtime object (runtime.ts): children, connections (LRU, by host:port plus
 // the credentials presented, so two proxies with different tokens never share one), the
@@ -257,7 +258,11 @@ class LazyGrpcTransport implements Transport {
       throw e;
     };
     if (this.#ready) return this.#ready.request(req, opts).then(done, fail);
-    this.#inner ??= import("./transports/grpc.ts").then((m) => {
+    return this.#load().then((t) => t.request(req, opts)).then(done, fail);
+  }
+
+  #load(): Promise<Transport> {
+    return (this.#inner ??= import("./transports/grpc.ts").then((m) => {
       const token = this.token;
       const t = m.createGrpcTransport(this.host, this.port, {
         token: () => token,
@@ -267,8 +272,13 @@ class LazyGrpcTransport implements Transport {
       t.onBroken = (e) => this.onBroken?.(e);
       this.#ready = t;
       return t;
-    });
-    return this.#inner.then((t) => t.request(req, opts)).then(done, fail);
+    }));
+  }
+
+  /** The loaded transport's callback route; before it is loaded, load it and encode again. */
+  callbackRoute(): CallbackGrant | undefined {
+    if (this.#ready) return this.#ready.callbackRoute?.();
+    throw new NeedsAwait(this.#load());
   }
 
   /** Close the channel if nothing is in flight; the next request opens a new one. */

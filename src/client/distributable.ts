@@ -17,6 +17,7 @@ import { ServerGroup } from "./placement.ts";
 import { makeRemote } from "./proxy.ts";
 import { remoteState, type Remote, type RemoteState } from "./proxy-state.ts";
 import { encodeArgsWhenReady } from "./ref-encode.ts";
+import type { Transport } from "../core/transport.ts";
 import { processLimits } from "./refs.ts";
 import { classInfo, entryOf, IS_DISTRIBUTABLE, type ClassEntry } from "../core/registry.ts";
 import { DEFAULT_RETRY, type RetryStrategy } from "./retry.ts";
@@ -144,13 +145,13 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, t
   const maxWaitMs = (conf.maxTimeoutSeconds ?? DEFAULTS.maxTimeoutSeconds) * 1000;
   const retry = conf.retryStrategy ?? DEFAULT_RETRY;
   const info = classInfo(entry.cls);
-  const encoded = (dest: "ipc" | "net"): Promise<Uint8Array> =>
-    encodeArgsWhenReady(args, dest).catch((e) => {
+  const encoded = (dest: "ipc" | "net", to?: Transport): Promise<Uint8Array> =>
+    encodeArgsWhenReady(args, dest, to).catch((e) => {
       throw new AgentCreationError(`cannot send constructor arguments of ${entry.name}: ${(e as Error).message}`, { code: "INVALID_ARGUMENT", cause: e });
     });
   if (conf.host !== undefined && conf.port !== undefined) {
     const conn = connectionFor({ host: conf.host, port: conf.port }, { ...(conf.token === undefined ? {} : { token: conf.token }), ...(conf.tls === undefined ? {} : { tls: conf.tls }) });
-    const ready = encoded("net").then((payload) => conn.create(oid, entry.name, payload));
+    const ready = encoded("net", conn.transport).then((payload) => conn.create(oid, entry.name, payload));
     return makeRemote<T>({ oid, conn, ready, info, created: true, retry, maxWaitMs, host: conf.host, port: conf.port });
   }
   if (!entry.module && entry.unimportable) {
@@ -176,14 +177,14 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, t
     ...(conf.streamWindow === undefined ? {} : { streamWindow: conf.streamWindow }),
   };
   if (conf.restart) {
-    const sup = superviseChild(entry, oid, () => encoded("ipc"), childOpts, conf.restart);
+    const sup = superviseChild(entry, oid, (to) => encoded("ipc", to), childOpts, conf.restart);
     const st: RemoteState = { oid, conn: sup.conn, ready: sup.ready, info, owner: sup.owner, retry, maxWaitMs, host: "", port: undefined };
     // The proxy's host follows the object from child to child.
     Object.defineProperty(st, "host", { get: () => sup.conn.where.host });
     return makeRemote<T>(st);
   }
   const child = new ChildServer(childOpts);
-  const payload = encoded("ipc");
+  const payload = encoded("ipc", child.conn.transport);
   payload.catch(() => child.stop());
   const ready = Promise.all([payload, child.ready]).then(([p]) => child.conn.create(oid, entry.name, p));
   ready.catch(() => child.stop());

@@ -21,6 +21,7 @@ import type { Address } from "../core/transport.ts";
 import { isReachableName } from "../core/registry.ts";
 import type { RequestOptions } from "../core/transport.ts";
 import { RemoteStream } from "./remote-stream.ts";
+import { decodeCallback } from "./callback-stubs.ts";
 
 /** Longest a call without a deadline keeps resubmitting to a full pool before giving up. */
 export const BACKPRESSURE_MAX_MS = 60_000;
@@ -142,14 +143,14 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
   let now: Uint8Array | undefined;
   let later: Promise<Uint8Array> | undefined;
   try {
-    now = encodeArgs(args, dest);
+    now = encodeArgs(args, dest, st.conn.transport);
   } catch (e) {
     if (!(e instanceof NeedsAwait || e instanceof NeedsListener)) {
       return rejected(e instanceof AgentServerError ? e : new CodecError(`cannot send arguments of ${name}: ${(e as Error).message}`));
     }
     // An argument is not ready to be sent (a pending sync result, a task or object its server
     // has not accepted yet, a child that needs a listener): send once it is.
-    later = encodeArgsWhenReady(args, dest);
+    later = encodeArgsWhenReady(args, dest, st.conn.transport);
   }
   const conn = st.conn;
   const deadlineAt = opts?.timeoutMs === undefined ? undefined : performance.now() + opts.timeoutMs;
@@ -220,10 +221,10 @@ export function openStream(st: RemoteState, name: string, args: unknown[], opts?
     if (st.deleted) throw new NotFoundError(`object ${st.oid} was deleted`, { host: st.host, port: st.port });
     let payload: Uint8Array;
     try {
-      payload = encodeArgs(args, dest);
+      payload = encodeArgs(args, dest, conn.transport);
     } catch (e) {
       if (!(e instanceof NeedsAwait || e instanceof NeedsListener)) throw e instanceof AgentServerError ? e : new CodecError(`cannot send arguments of ${name}: ${(e as Error).message}`);
-      payload = await encodeArgsWhenReady(args, dest);
+      payload = await encodeArgsWhenReady(args, dest, conn.transport);
     }
     if (!st.isReady) await st.ready;
     const req: CallRequest = { t: "call", oid: st.oid, name, args: payload, task: id };
@@ -252,6 +253,7 @@ function rejected(e: unknown): AsyncResult<never> {
 }
 
 export function decodeRef(tag: WireRefTag, self?: LocalHooks): unknown {
+    if (tag.$as === "cb") return decodeCallback(tag, decodeFrom);
     const at = parseAddress(tag.at);
     if (tag.$as === "stream") {
       if (!isId(tag.id)) throw new CodecError("bad stream reference");

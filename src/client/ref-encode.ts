@@ -7,10 +7,11 @@
  * The decoding side (which builds proxies) is in proxy.ts.
  */
 import { AsyncResult } from "./async-result.ts";
+import { callbacks, type CallbackGrant } from "./callback-table.ts";
 import { encodeValue, type RefCodec, type WireRefTag } from "../core/codec.ts";
 import { CodecError } from "../core/errors.ts";
 import { IS_DISTRIBUTABLE } from "../core/registry.ts";
-import type { Address } from "../core/transport.ts";
+import type { Address, Transport } from "../core/transport.ts";
 import { remoteState } from "./proxy-state.ts";
 import { RemoteStream } from "./remote-stream.ts";
 import { runtime, type LocalHooks } from "./runtime.ts";
@@ -110,6 +111,8 @@ export function encodeRef(v: unknown, self: LocalHooks | undefined, dest: Destin
       }
       return { tag };
     }
+    const cb = callbacks.exportTag(v as object, sending);
+    if (cb) return { tag: cb };
     if ((v as Record<symbol, unknown>)[IS_DISTRIBUTABLE]) {
       // A server-held object sent by value travels as a proxy to it.
       const home = self ?? [...runtime.localServers].find((s) => s.object((v as { oid: string }).oid) === v) ?? first(runtime.localServers);
@@ -134,9 +137,30 @@ function sendCodec(dest: Destination): RefCodec {
 const toIpc = sendCodec("ipc");
 const toNet = sendCodec("net");
 
-/** Encode a call's argument array with this process's references, for `dest`. */
-export function encodeArgs(args: unknown[], dest: Destination = "ipc"): Uint8Array {
-  return encodeValue(args, dest === "net" ? toNet : toIpc, runtime.limits);
+/**
+ * Where the value being encoded goes, for callbacks in it (set only while `encodeArgs` runs:
+ * encoding is synchronous). Undefined: no callback may be sent.
+ */
+let sending: CallbackGrant | undefined;
+
+/** The callback grant of a connection: its transport's route back to this process. */
+function grantOf(transport: Transport | undefined): CallbackGrant | undefined {
+  return transport?.callbackRoute?.();
+}
+
+/**
+ * Encode a call's argument array with this process's references, for `dest`. `to` is the
+ * transport it goes over (callbacks in the arguments are handed to that link).
+ */
+export function encodeArgs(args: unknown[], dest: Destination = "ipc", to?: Transport): Uint8Array {
+  if (!to) return encodeValue(args, dest === "net" ? toNet : toIpc, runtime.limits);
+  const prev = sending;
+  sending = grantOf(to);
+  try {
+    return encodeValue(args, dest === "net" ? toNet : toIpc, runtime.limits);
+  } finally {
+    sending = prev;
+  }
 }
 
 /** Encode any value with this process's references (for a child server or the parent). */
@@ -163,10 +187,15 @@ export async function ensureChildListener(child: string): Promise<void> {
  * Encode `args` for a connection, waiting first for whatever the encoding needs: pending
  * sync results (awaited here) and child listeners (started here).
  */
-export async function encodeArgsWhenReady(args: unknown[], dest: Destination): Promise<Uint8Array> {
+export async function encodeArgsWhenReady(args: unknown[], dest: Destination, to?: Transport): Promise<Uint8Array> {
+  return encodeWhenReady(args, dest, to);
+}
+
+/** `encodeArgsWhenReady` for any value. */
+export async function encodeWhenReady(v: unknown, dest: Destination, to?: Transport): Promise<Uint8Array> {
   for (let i = 0; ; i++) {
     try {
-      return encodeArgs(args, dest);
+      return encodeArgs(v as unknown[], dest, to);
     } catch (e) {
       if (i > 64) throw e;
       if (e instanceof NeedsAwait) await settle(e.promise);

@@ -12,6 +12,7 @@ import { AgentServerNotAliveError } from "../core/errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "../core/limits.ts";
 import type { ClientTls } from "../core/tls.ts";
 import type { Address } from "../core/transport.ts";
+import type { Request, Response } from "../core/protocol.ts";
 import type { AsyncResult } from "./async-result.ts";
 import type { ServerConnection } from "./connection.ts";
 import type { WireRefTag } from "../core/codec.ts";
@@ -46,6 +47,8 @@ export interface ParentLink {
   route(a: Address): ServerConnection | undefined;
   /** Ask the parent to have child `child` (maybe this one) open its loopback listener. */
   listen(child: string): Promise<Address>;
+  /** Send a callback request to the parent itself (it owns, or relays, the callback). */
+  callParent(req: Request): Promise<Response>;
 }
 
 /**

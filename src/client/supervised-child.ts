@@ -4,6 +4,7 @@
  * OOM kill), a new child is spawned and the object re-created there with the same oid and its
  * last snapshot. Snapshots are kept here, in the parent, where the child's death cannot take them.
  */
+import type { Transport } from "../core/transport.ts";
 import { ChildServer, type ChildServerOptions } from "./child-server.ts";
 import type { ClassEntry } from "../core/registry.ts";
 import { createAt, SupervisedConnection, Supervisor, type Incarnation, type RestartPolicy } from "./supervisor.ts";
@@ -27,7 +28,7 @@ export function takesSnapshots(cls: Function): boolean {
  * Spawn the child for `entry`, create the object (`oid`, constructor `args` encoded for IPC),
  * and keep it alive per `policy`.
  */
-export function superviseChild(entry: ClassEntry, oid: string, args: () => Promise<Uint8Array>, childOpts: ChildServerOptions, policy: RestartPolicy): SupervisedChild {
+export function superviseChild(entry: ClassEntry, oid: string, args: (to?: Transport) => Promise<Uint8Array>, childOpts: ChildServerOptions, policy: RestartPolicy): SupervisedChild {
   const sup: Supervisor = new Supervisor({
     oid,
     cls: entry.name,
@@ -42,7 +43,7 @@ export function superviseChild(entry: ClassEntry, oid: string, args: () => Promi
         },
       });
       try {
-        const [payload] = await Promise.all([args(), child.ready]);
+        const [payload] = await Promise.all([args(child.conn.transport), child.ready]);
         await createAt(child.conn, oid, entry.name, payload, state);
       } catch (e) {
         await child.stop();

@@ -17,7 +17,7 @@
  */
 import { AgentCreationError, AgentServerNotAliveError, errorFromWire } from "../core/errors.ts";
 import type { Request, Response } from "../core/protocol.ts";
-import type { RequestOptions, Transport } from "../core/transport.ts";
+import type { RequestOptions, Transport, CallbackGrant } from "../core/transport.ts";
 import { ServerConnection } from "./connection.ts";
 import { remoteState } from "./proxy-state.ts";
 
@@ -117,6 +117,11 @@ export class Supervisor implements Transport {
   constructor(spec: SupervisorSpec) {
     this.#spec = spec;
     this.#up.promise.catch(() => {});
+  }
+
+  /** Callbacks go to the current incarnation's server. */
+  callbackRoute(): CallbackGrant | undefined {
+    return this.#current?.conn.transport.callbackRoute?.();
   }
 
   /** Create the object the first time; rejects (and the supervisor is dead) if that fails. */

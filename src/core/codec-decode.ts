@@ -132,6 +132,7 @@ function decTag(t: Record<string, unknown>, st: DecodeState, depth: number): unk
     case "ref":
     case "fut":
     case "stream":
+    case "cb":
       return st.refs.decode(t as WireRefTag);
     default:
       throw new CodecError(`unknown value tag ${JSON.stringify(String(t.$as)).slice(0, 40)}`);

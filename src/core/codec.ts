@@ -24,7 +24,7 @@ import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 
 /** A reference tag as it appears on the wire (proxy, pending result or stream). */
 export interface WireRefTag {
-  $as: "ref" | "fut" | "stream";
+  $as: "ref" | "fut" | "stream" | "cb";
   [k: string]: unknown;
 }
 
@@ -137,8 +137,15 @@ function enc(v: unknown, st: EncodeState, depth: number): unknown {
       return { $as: "u" };
     case "bigint":
       return { $as: "big", v: v.toString() };
-    case "function":
-      throw new CodecError(`functions are not values and cannot be sent (${(v as Function).name || "anonymous"})`);
+    case "function": {
+      // Callback handles and stubs are functions that travel by reference.
+      const ref = st.refs.encode(v as object);
+      if (ref && "tag" in ref) return ref.tag;
+      throw new CodecError(
+        `functions are not values and cannot be sent (${(v as Function).name || "anonymous"}): ` +
+          "wrap it with callback(fn) to let the server call it back in this process",
+      );
+    }
     case "symbol":
       throw new CodecError(`symbols cannot be sent (${String(v)})`);
   }

@@ -145,6 +145,32 @@ export interface ListenRequest {
   t: "listen";
 }
 
+/**
+ * Callbacks, server → caller (the reverse direction): call a function or an object's method
+ * that the caller handed out with `callback()`. Travels up a child's IPC link (relayed by
+ * parents like any child request) or down the caller's `Callbacks` stream; never accepted by
+ * a server's servicer. Answered like a sync call: `value` (codec frame of the return) or `error`.
+ */
+export interface CallbackCallRequest {
+  t: "cbcall";
+  /** Callback id (32 hex, chosen by its owner; unguessable). */
+  id: string;
+  /** Method name when the callback is an object; absent for a function. */
+  m?: string;
+  /** Codec frame of the argument array. */
+  args: Uint8Array;
+}
+
+/**
+ * The holder dropped its stub of a callback (disposed or garbage collected): `n` is how many
+ * times it had received it, so the owner's count of handouts stays exact across races.
+ */
+export interface CallbackDropRequest {
+  t: "cbdrop";
+  id: string;
+  n: number;
+}
+
 /** Management requests without arguments. */
 export interface SimpleRequest {
   t: "alive" | "stop" | "deleteAll" | "list" | "info";
@@ -164,6 +190,8 @@ export type Request =
   | NextRequest
   | ReleaseRequest
   | ListenRequest
+  | CallbackCallRequest
+  | CallbackDropRequest
   | SimpleRequest;
 
 /** How one request kind travels. */
@@ -197,6 +225,8 @@ export const REQUEST_TABLE = {
   setModelConfigs: { rpc: "SetModelConfigs", batch: false },
   download: { rpc: "Download", batch: false },
   listen: { rpc: null, batch: false },
+  cbcall: { rpc: null, batch: false },
+  cbdrop: { rpc: null, batch: false },
 } as const satisfies Record<Request["t"], RequestKind>;
 
 /** Request kinds a server accepts from any peer (all but the IPC-only ones). */

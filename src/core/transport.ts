@@ -26,6 +26,20 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
+/**
+ * How a receiver calls back a callback this process sends: `via` its inbound link of that id
+ * (a gRPC stream the sender opened), `at` a child server (relayed by parents), or — neither —
+ * up its own IPC link to its parent.
+ */
+export type CallbackRoute = { via: string } | { at: Address } | Record<string, never>;
+
+/** Where a value being encoded goes: the route receivers call back by, and the key of that link here. */
+export interface CallbackGrant {
+  route: CallbackRoute;
+  /** `link:<id>` (a Callbacks stream), `child:<id>` (a child's IPC), `ipc` (this child's parent link), `local`. */
+  key: string;
+}
+
 /** Moves requests to one server. Every returned promise settles, whatever happens. */
 export interface Transport {
   /** Send a request; resolves with the answer, rejects with a typed error when the link breaks. */
@@ -34,4 +48,9 @@ export interface Transport {
   abort(reason: Error): void;
   /** Set by the owner: called once when the link breaks (peer died, disconnected). */
   onBroken?: (err: Error) => void;
+  /**
+   * How this server can call back callbacks sent over this transport (opening what that needs,
+   * e.g. the gRPC Callbacks stream); undefined where callbacks cannot go.
+   */
+  callbackRoute?(): CallbackGrant | undefined;
 }

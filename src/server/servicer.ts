@@ -262,8 +262,8 @@ export class Servicer {
       case "release":
         await this.opts.pool.release(req.task);
         return { t: "ok" };
-      case "listen": // validation refuses it from peers
-        throw new UnimplementedError("listen is answered by a child server's IPC binding");
+      case "listen": case "cbcall": case "cbdrop": // IPC-only: validation refuses them from peers
+        throw new UnimplementedError(`${req.t} is answered by a child server's IPC binding`);
     }
   }
 

@@ -312,6 +312,7 @@ describe("garbage on the wire (I1)", () => {
       Release: { task: randomId() },
       Next: { stream: randomId(), max: 4, timeoutMs: 100 },
       Session: { items: [{ wait: { task: randomId(), timeoutMs: 100, fresh: true } }, { call: { oid, name: "echo", args: encodeValue([1]) } }], firstId: 7 },
+      Callbacks: { link: randomId() },
     };
     // Every RPC but Stop is fuzzed (bytes that parse as a valid Stop would, rightly, stop it).
     expect(Object.keys(seeds).sort()).toEqual(RPCS.filter((r) => r !== "Stop").sort());

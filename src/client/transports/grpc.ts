@@ -16,6 +16,8 @@ import type { ClientTls } from "../../core/tls.ts";
 import type { RequestOptions, Transport } from "../../core/transport.ts";
 import { RequestBatcher } from "./grpc-batch.ts";
 import { WaitSession } from "./grpc-session.ts";
+import { CallbackLink, type WireCallbackAsk } from "./grpc-callbacks.ts";
+import type { CallbackGrant } from "../../core/transport.ts";
 import { CODE_OF_STATUS, FRAMING_HEADROOM_BYTES, RPC_OF, agentServerService, fromReply, grpcTarget, requestMessage, type WireReply } from "../../wire/grpc-proto.ts";
 
 /** Options of `createGrpcTransport`. */
@@ -79,6 +81,9 @@ class GrpcTransport implements Transport {
   readonly #connectTimeoutMs: number;
   #connecting: Promise<void> | undefined;
   #broken: Error | undefined;
+  /** The stream this server calls our callbacks back over (opened on the first callback sent). */
+  #callbacks: CallbackLink | undefined;
+  readonly #newCallbackClient: () => grpc.Client;
   onBroken?: (err: Error) => void;
 
   constructor(host: string, port: number, opts: GrpcTransportOptions) {
@@ -101,6 +106,8 @@ class GrpcTransport implements Transport {
     };
     const creds = channelCredentials(host, opts.tls, options);
     this.#newClient = () => new Client(grpcTarget(host, port), creds, options);
+    // A session of its own, so unref'ing it (callbacks never keep the caller alive) affects no call.
+    this.#newCallbackClient = () => new Client(grpcTarget(host, port), creds, { ...options, "grpc.use_local_subchannel_pool": 1 });
     this.#client = this.#newClient();
     this.#batcher = new RequestBatcher({
       solo: (req, o) => this.#unary(req, o),
@@ -314,9 +321,26 @@ class GrpcTransport implements Transport {
     return errorFromWire({ code, message }, this.#where);
   }
 
+  /** Callbacks sent to this server are called back over a Callbacks stream this process opens. */
+  callbackRoute(): CallbackGrant | undefined {
+    if (this.#broken) return undefined;
+    let link = this.#callbacks;
+    if (!link || link.closed) {
+      const def = this.#methods.Callbacks!;
+      const client = this.#newCallbackClient();
+      const call = client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize as (b: Buffer) => WireCallbackAsk, this.#metadata());
+      link = this.#callbacks = new CallbackLink(call, () => {
+        if (this.#callbacks === link) this.#callbacks = undefined;
+        client.close();
+      });
+    }
+    return link.grant;
+  }
+
   abort(reason: Error): void {
     if (this.#broken) return;
     this.#broken = reason;
+    this.#callbacks?.close();
     this.#batcher.abort(reason);
     this.#session.abort(reason);
     const all = [...this.#pending];

@@ -7,7 +7,7 @@
  */
 import { AgentServerNotAliveError, CancelledError, DeadlineExceededError } from "../../core/errors.ts";
 import type { Request, Response } from "../../core/protocol.ts";
-import type { Address, RequestOptions, Transport } from "../../core/transport.ts";
+import type { Address, CallbackGrant, RequestOptions, Transport } from "../../core/transport.ts";
 import { FrameSender, decodeFrames, encodeFrame, type BinaryFrame } from "../../wire/ipc-frame.ts";
 
 /** Frames on a child's IPC channel (both directions). */
@@ -111,6 +111,11 @@ export class IpcTransport implements Transport {
     } else if (frame?.k === "a") this.#settle(frame.i)?.resolve(frame.r);
   }
 
+  /** A child calls back up its IPC link; we answer for the callbacks handed to it. */
+  callbackRoute(): CallbackGrant | undefined {
+    return this.#broken ? undefined : { route: {}, key: this.#where.host };
+  }
+
   abort(reason: Error): void {
     if (this.#broken) return;
     this.#broken = reason;
@@ -149,6 +154,8 @@ export class RelayedTransport implements Transport {
   constructor(
     readonly via: IpcTransport,
     readonly to: Address,
+    /** This child server's own address (callbacks sent from here are called back at it). */
+    readonly self?: Address,
   ) {}
 
   request(req: Request, opts?: RequestOptions): Promise<Response> {
@@ -157,5 +164,10 @@ export class RelayedTransport implements Transport {
 
   abort(): void {
     // The shared upward link belongs to the child process; nothing per-target to close.
+  }
+
+  /** A sibling (or any server up the tree) calls back this child server, relayed by parents. */
+  callbackRoute(): CallbackGrant | undefined {
+    return this.self ? { route: { at: this.self }, key: "ipc" } : undefined;
   }
 }

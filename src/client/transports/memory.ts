@@ -13,7 +13,7 @@
  */
 import { AgentServerNotAliveError, CancelledError, CodecError, DeadlineExceededError } from "../../core/errors.ts";
 import type { Request, Response } from "../../core/protocol.ts";
-import type { RequestOptions, Transport } from "../../core/transport.ts";
+import type { CallbackGrant, RequestOptions, Transport } from "../../core/transport.ts";
 
 /** What the transport talks to: `Servicer.handle`, which never rejects. */
 export interface MemoryPeer {
@@ -93,6 +93,12 @@ export class MemoryTransport implements Transport {
     let n = 0;
     for (const v of this.#sent.values()) n += v;
     return n;
+  }
+
+
+  /** Same process: a callback sent here is found in this process's own table. */
+  callbackRoute(): CallbackGrant {
+    return { route: {}, key: "local" };
   }
 
   request(req: Request, opts?: RequestOptions): Promise<Response> {

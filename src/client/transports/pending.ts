@@ -11,7 +11,7 @@
  */
 import { ServerConnection } from "../connection.ts";
 import type { Request, Response } from "../../core/protocol.ts";
-import type { Address, RequestOptions, Transport } from "../../core/transport.ts";
+import type { Address, CallbackGrant, RequestOptions, Transport } from "../../core/transport.ts";
 
 interface Queued {
   req: Request;
@@ -60,6 +60,11 @@ export class PendingTransport implements Transport {
    */
   abort(reason: Error): void {
     this.fail(reason);
+  }
+
+  /** The chosen server's callback route; none before the choice (a call with a callback waits for it through `addressPending`). */
+  callbackRoute(): CallbackGrant | undefined {
+    return this.#target?.callbackRoute?.();
   }
 
   /** Requests waiting for the choice. */

@@ -11,7 +11,13 @@ import type { Servicer } from "../servicer.ts";
 import type { Response } from "../../core/protocol.ts";
 
 /** Serve `servicer` on this process's IPC channel. */
-export function bindIpc(servicer: Servicer, send: (f: IpcFrame) => void, listen?: () => Promise<Response>): (frame: unknown) => void {
+export function bindIpc(
+  servicer: Servicer,
+  send: (f: IpcFrame) => void,
+  listen?: () => Promise<Response>,
+  /** Callback requests (`cbcall`, `cbdrop`): answered by this process's callback table, never by the servicer. */
+  callbacks?: (req: unknown) => Promise<Response>,
+): (frame: unknown) => void {
   const running = new Map<number, AbortController>();
   const out = new FrameSender((f) => send(f as IpcFrame));
   const answer = (i: number, r: Response) => {
@@ -39,6 +45,10 @@ export function bindIpc(servicer: Servicer, send: (f: IpcFrame) => void, listen?
     // `listen` is a parent-only control request: it exists on IPC, never on the network.
     if (listen && req?.t === "listen") {
       listen().then((r) => answer(i, r));
+      return;
+    }
+    if (callbacks && (req?.t === "cbcall" || req?.t === "cbdrop")) {
+      callbacks(req).then((r) => answer(i, r));
       return;
     }
     const ctl = new AbortController();

@@ -19,6 +19,7 @@ import type { Address } from "../../core/transport.ts";
 import { LocalPool } from "../pool/local.ts";
 import { Servicer } from "../servicer.ts";
 import { bindIpc } from "../bindings/ipc.ts";
+import { answerCallback } from "../../client/callback-answer.ts";
 import type { ChildConfig, ChildFatalFrame } from "../../core/child-config.ts";
 import { fileURLToPath } from "node:url";
 
@@ -146,10 +147,12 @@ export async function runChild(json: string | undefined): Promise<void> {
         return { t: "error", error: errorToWire(e) };
       }
     })());
-  const onFrame = bindIpc(servicer, (f: IpcFrame) => send(f), listen);
+  // Callbacks this child handed on are called back here (relayed by parents): answered from its own table.
+  const onFrame = bindIpc(servicer, (f: IpcFrame) => send(f), listen, (req) => answerCallback(req, "ipc"));
   // Other child servers are reached through the parent, which relays requests to them.
   // Requests going up are relayed by the parent, which reads them as object frames.
   const upward = new IpcTransport({ send: (f) => send(f) }, "parent", { binary: false });
+  const self: Address = { host: "localhost", child: conf.id };
   const routed = new Map<string, ServerConnection>();
   // This child's link to its parent, configured once: other child servers are reached through
   // the parent, and so is any child's listener (this one's included, through the same path).
@@ -157,7 +160,7 @@ export async function runChild(json: string | undefined): Promise<void> {
     route: (a) => {
       const k = addressKey(a);
       let c = routed.get(k);
-      if (!c) routed.set(k, (c = new ServerConnection(new RelayedTransport(upward, a), a)));
+      if (!c) routed.set(k, (c = new ServerConnection(new RelayedTransport(upward, a, self), a)));
       return c;
     },
     listen: async (child) => {
@@ -169,6 +172,7 @@ export async function runChild(json: string | undefined): Promise<void> {
       const c = await connectionFor({ host: "localhost", child }).value({ t: "listen" });
       return decodeValue(c) as Address;
     },
+    callParent: (req) => upward.request(req),
   });
   process.on("message", (f: unknown) => {
     if ((f as IpcFrame | null)?.k === "a") upward.deliver(f as IpcFrame);

@@ -19,6 +19,7 @@ import { DEFAULT_MAX_FILE_BYTES } from "../../files.ts";
 import type { Servicer } from "../../servicer.ts";
 import { batchHandler, withCappedBatch } from "./batch.ts";
 import { sessionHandler } from "./session.ts";
+import { callbacksHandler } from "./callbacks.ts";
 import { DEFAULT_GRPC_BOUNDS, type GrpcBounds } from "./bounds.ts";
 import { downloadHandler } from "./download.ts";
 import { callGuard, connectionClosed, makeAuth } from "./guard.ts";
@@ -87,6 +88,8 @@ export async function bindGrpc(opts: GrpcBindingOptions): Promise<GrpcBinding> {
     servicer: opts.servicer,
     invalid: (details) => ({ code: grpc.status.INVALID_ARGUMENT, details }),
   });
+  // Callbacks: the caller's stream its callbacks are called back over (callbacks.ts).
+  impl.Callbacks = callbacksHandler();
   server.addService(withCappedBatch(agentServerService()), impl);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(grpcTarget(opts.bindHost, opts.port), serverCredentials(opts.tls), (err, p) => {
