@@ -210,3 +210,15 @@ describe("what is never exposed", () => {
     expect([...callbacks.exported.get(id)!.grants.keys()]).toHaveLength(1);
   });
 });
+
+describe("callbacks to objects a ServerGroup places", () => {
+  test("a method call made while the group is still choosing waits for the choice, then calls back", async () => {
+    const { ServerGroup } = await import("../src/index.ts");
+    const g = new ServerGroup([{ host: server.host, port: server.port }]);
+    const c = new Crawler().toDist(g);
+    const seen: number[] = [];
+    using progress = callback((i: number) => void seen.push(i));
+    expect(await c.crawl(2, progress).result()).toBe("crawled 2");
+    expect(seen).toEqual([1, 2]);
+  });
+});

@@ -72,7 +72,10 @@ export class CallbackTable {
     if (!grant) {
       // A stub going back where it came from needs no route: its owner finds the original.
       if (stub) return { $as: "cb", id, home: true };
-      throw new CodecError("a callback travels only as an argument of a remote call or constructor, from the caller to the server");
+      throw new CodecError(
+        "a callback travels only as an argument of a remote call or constructor, from the caller to the server " +
+          "(not in a result, and not to a constructor of an object a ServerGroup places: pass it to a method once placed)",
+      );
     }
     if (own?.released) throw new CodecError("this callback was released and cannot be sent again");
     if (stub?.dead) throw stub.dead;

@@ -12,6 +12,7 @@
 import { ServerConnection } from "../connection.ts";
 import type { Request, Response } from "../../core/protocol.ts";
 import type { Address, CallbackGrant, RequestOptions, Transport } from "../../core/transport.ts";
+import { NeedsAwait } from "../ref-encode.ts";
 
 interface Queued {
   req: Request;
@@ -30,6 +31,8 @@ export class PendingTransport implements Transport {
   #queue: Queued[] = [];
   #target: Transport | undefined;
   #failure: { error: unknown } | undefined;
+  /** Resolved (or rejected) with the choice, for encodings waiting for it. */
+  #chosen: PromiseWithResolvers<void> | undefined;
   onBroken?: (err: Error) => void;
 
   request(req: Request, opts?: RequestOptions): Promise<Response> {
@@ -44,6 +47,7 @@ export class PendingTransport implements Transport {
   resolve(target: Transport): void {
     if (this.#target || this.#failure) return;
     this.#target = target;
+    this.#chosen?.resolve();
     for (const q of this.#drain()) q.resolve(target.request(q.req, q.opts));
   }
 
@@ -51,6 +55,8 @@ export class PendingTransport implements Transport {
   fail(error: unknown): void {
     if (this.#target || this.#failure) return;
     this.#failure = { error };
+    this.#chosen?.promise.catch(() => {});
+    this.#chosen?.reject(error);
     for (const q of this.#drain()) q.reject(error);
   }
 
@@ -62,9 +68,12 @@ export class PendingTransport implements Transport {
     this.fail(reason);
   }
 
-  /** The chosen server's callback route; none before the choice (a call with a callback waits for it through `addressPending`). */
+  /** The chosen server's callback route; before the choice, encoding waits for it. */
   callbackRoute(): CallbackGrant | undefined {
-    return this.#target?.callbackRoute?.();
+    if (this.#target) return this.#target.callbackRoute?.();
+    if (this.#failure) return undefined;
+    this.#chosen ??= Promise.withResolvers<void>();
+    throw new NeedsAwait(this.#chosen.promise);
   }
 
   /** Requests waiting for the choice. */
