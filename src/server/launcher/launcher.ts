@@ -29,6 +29,7 @@ import type { Address } from "../../core/transport.ts";
 import type { GrpcBinding } from "../bindings/grpc/binding.ts";
 import { advertisedHost, aliasesOf, bindHostOf, isLoopback, resolveOptions, type LauncherOptions, type ResolvedLauncherOptions } from "./options.ts";
 import { launchSubprocess, type ServerSubprocess } from "./subprocess.ts";
+import { isolateOptions } from "./isolate.ts";
 import type { Servicer } from "../servicer.ts";
 import type { CallStats, MetricsServer } from "../metrics.ts";
 import type { Registration } from "../registry.ts";
@@ -192,6 +193,7 @@ export class RpcAgentServerLauncher implements AsyncDisposable {
       ...(o.hideStacks ? { hideStacks: true } : {}),
       ...(o.fileDir ? { fileDir: o.fileDir } : {}),
       observer: observers([stats, eventLog(this.serverId)]),
+      ...(o.isolate ? { isolate: await isolateOptions(o, this.serverId, stats) } : {}),
       // After the answer to `stop` went out.
       onStop: () => void setTimeout(() => void this.shutdown(), 0),
       setModelConfigs: (c) => {
@@ -315,6 +317,8 @@ export class RpcAgentServerLauncher implements AsyncDisposable {
         ...(o.modelConfigs === undefined ? {} : { modelConfigs: o.modelConfigs }),
         ...(o.registry === undefined ? {} : { registry: o.registry }),
         ...(o.metricsPort === undefined ? {} : { metricsPort: o.metricsPort }),
+        ...(o.isolate ? { isolate: true } : {}),
+        ...(o.restart === undefined ? {} : { restart: o.restart }),
         customAgentClasses: o.customAgentClasses ?? [],
       },
       // The token and TLS material go through the environment, never the command line.
