@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { AgentServerNotAliveError, RpcAgentServerLauncher, RpcClient, type AgentInfo } from "../src/index.ts";
 import { SOURCE_CLI, runCli, startServer } from "./helpers/cli.ts";
 import { Plain, Tally } from "./fixtures/supervised-agents.ts";
+import { Streamer } from "./fixtures/stream-agents.ts";
 
 /** Poll `read` until `ok` holds of its value, at most `ms`; the last value, or an error naming what was awaited. */
 async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
@@ -40,7 +41,7 @@ describe("an isolate: true launcher (in process)", () => {
   const childPids = new Set<number>();
 
   beforeAll(async () => {
-    server = new RpcAgentServerLauncher({ host: "127.0.0.1", port: 0, customAgentClasses: [Tally, Plain], isolate: true, restart: { maxRestarts: 2, backoffMs: 0 }, metricsPort: 0 });
+    server = new RpcAgentServerLauncher({ host: "127.0.0.1", port: 0, customAgentClasses: [Tally, Plain, Streamer], isolate: true, restart: { maxRestarts: 2, backoffMs: 0 }, metricsPort: 0 });
     await server.launch();
     at = { host: server.host, port: server.port };
     client = new RpcClient(server.host, server.port);
@@ -117,6 +118,15 @@ describe("an isolate: true launcher (in process)", () => {
     expect(await p.addFrom(t.addLater(5) as unknown as PromiseLike<number>)).toBe(16);
   });
 
+  test("a stream method of an isolated agent streams its items; break ends the generator in the agent's process", async () => {
+    const s = Streamer.toDist(at);
+    const items: number[] = [];
+    for await (const i of s.count(50)) items.push(i);
+    expect(items).toEqual([...Array(50).keys()]);
+    for await (const i of s.endless()) if (i === 3) break;
+    expect(await until("the generator's finally to run", async () => await s.finallyRan, (n) => n === 1)).toBe(1);
+  });
+
   test("past its restart budget the agent stays dead: calls fail UNAVAILABLE naming the budget; the list says why", async () => {
     const t = Tally.toDist(at, 0);
     for (let i = 1; i <= 2; i++) {
@@ -142,6 +152,17 @@ describe("an isolate: true launcher (in process)", () => {
     const text = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
     expect(text).toContain(`actorscope_restarts_total{class="Tally"} ${sum("Tally")}`);
     expect(text).toContain(`actorscope_restarts_total{class="Plain"} ${sum("Plain")}`);
+  });
+});
+
+describe("an isolate server that requires a token", () => {
+  test("its agents dial it back with its token: a future passed from one isolated agent to another resolves", async () => {
+    await using server = new RpcAgentServerLauncher({ host: "127.0.0.1", port: 0, token: "isolate-secret", customAgentClasses: [Tally, Plain], isolate: true });
+    await server.launch();
+    const at = { host: server.host, port: server.port, token: "isolate-secret" };
+    const t = Tally.toDist(at, 1);
+    const p = Plain.toDist(at, 2);
+    expect(await p.addFrom(t.addLater(3) as unknown as PromiseLike<number>)).toBe(6);
   });
 });
 

@@ -8,13 +8,14 @@ import type { CallStats } from "../metrics.ts";
 import type { ResolvedLauncherOptions } from "./options.ts";
 
 /** The isolation options of a server launched with `o`. */
-export async function isolateOptions(o: ResolvedLauncherOptions, serverId: string, stats: CallStats): Promise<IsolateOptions> {
+export async function isolateOptions(o: ResolvedLauncherOptions, serverId: string, stats: CallStats, selfTokens: () => Record<string, string> | undefined): Promise<IsolateOptions> {
   const [{ supervisionLog }, { currentModelConfigs }] = await Promise.all([import("../event-log.ts"), import("../../models/store.ts")]);
   return {
     ...(o.restart === undefined ? {} : { restart: o.restart }),
     // Read at each creation: model configs a peer set since launch reach the agents created after.
     child: () => {
       const models = currentModelConfigs();
+      const tokens = selfTokens();
       return {
         capacity: o.capacity,
         maxQueue: o.maxQueue,
@@ -24,6 +25,7 @@ export async function isolateOptions(o: ResolvedLauncherOptions, serverId: strin
         maxMessageBytes: o.maxMessageBytes,
         ...(o.streamWindow === undefined ? {} : { streamWindow: o.streamWindow }),
         ...(models === undefined ? {} : { modelConfigs: models }),
+        ...(tokens === undefined ? {} : { tokens }),
       };
     },
     events: supervisionLog(serverId, (cls) => stats.restarted(cls)),

@@ -193,7 +193,7 @@ export class RpcAgentServerLauncher implements AsyncDisposable {
       ...(o.hideStacks ? { hideStacks: true } : {}),
       ...(o.fileDir ? { fileDir: o.fileDir } : {}),
       observer: observers([stats, eventLog(this.serverId)]),
-      ...(o.isolate ? { isolate: await isolateOptions(o, this.serverId, stats) } : {}),
+      ...(o.isolate ? { isolate: await isolateOptions(o, this.serverId, stats, () => this.#selfTokens(address)) } : {}),
       // After the answer to `stop` went out.
       onStop: () => void setTimeout(() => void this.shutdown(), 0),
       setModelConfigs: (c) => {
@@ -271,6 +271,13 @@ export class RpcAgentServerLauncher implements AsyncDisposable {
         },
       });
     }
+  }
+
+  /** This server's token under each name it answers to, for its isolated agents to dial it back with. */
+  #selfTokens(address: Address): Record<string, string> | undefined {
+    const token = this.#token;
+    if (!token) return undefined;
+    return Object.fromEntries([address.host, ...aliasesOf(this.#opts.host, this.bindHost)].map((h) => [`${h}:${this.#port}`, token]));
   }
 
   /** Name → class: this launcher's own table; a client can never add to it. */
