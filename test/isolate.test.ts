@@ -144,7 +144,16 @@ describe("an isolate: true launcher (in process)", () => {
     expect(info.dead).toContain("restart budget is spent");
   });
 
-  test("getServerInfo counts the restarts, and /metrics has actorscope_restarts_total by class", async () => {
+  test("deleting an isolated agent ends its process; the server holds one agent fewer", async () => {
+    const p = Plain.toDist(at, 0);
+    const pid = await p.pid();
+    const before = (await client.getServerInfo()).size;
+    await p.delete();
+    expect((await client.getServerInfo()).size).toBe(before - 1);
+    await until("the deleted agent's process to end", async () => alive(pid), (a) => !a);
+  });
+
+    test("getServerInfo counts the restarts, and /metrics has actorscope_restarts_total by class", async () => {
     const list = await client.getAgentList();
     const sum = (cls: string) => list.filter((a) => a.cls === cls).reduce((n, a) => n + (a.restarts ?? 0), 0);
     expect(sum("Tally")).toBeGreaterThan(0);
@@ -152,6 +161,13 @@ describe("an isolate: true launcher (in process)", () => {
     const text = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
     expect(text).toContain(`actorscope_restarts_total{class="Tally"} ${sum("Tally")}`);
     expect(text).toContain(`actorscope_restarts_total{class="Plain"} ${sum("Plain")}`);
+  });
+});
+
+describe("isolate options", () => {
+  test("restart without isolate, or a malformed restart, is refused at construction, naming the option", () => {
+    expect(() => new RpcAgentServerLauncher({ port: 0, restart: { maxRestarts: 1 } })).toThrow("it needs isolate: true");
+    expect(() => new RpcAgentServerLauncher({ port: 0, isolate: true, restart: { maxRestarts: -1 } })).toThrow("restart.maxRestarts");
   });
 });
 
