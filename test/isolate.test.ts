@@ -94,6 +94,19 @@ describe("an isolate: true launcher (in process)", () => {
     expect(await p.add(0)).toBe(40);
   });
 
+  test("an exception nothing catches ends only that agent's process, and it restarts", async () => {
+    const p = Plain.toDist(at, 3);
+    const other = Plain.toDist(at, 4);
+    const pid = await p.pid();
+    childPids.add(pid).add(await other.pid());
+    await p.throwLater();
+    const info = await restarted(client, p.oid, 1);
+    expect(info.lastRestartReason).toContain("exited (code 1)");
+    expect(alive(pid)).toBe(false);
+    expect(await other.add(0)).toBe(4);
+    expect(await p.add(0)).toBe(3);
+  });
+
   test("a sync call and an async task in flight at the crash fail UNAVAILABLE, and are not re-run", async () => {
     const t = Tally.toDist(at, 0);
     const hanging = t.hang().catch((x: unknown) => x);
