@@ -16,7 +16,7 @@ import type { ChildServerOptions } from "../client/child-server.ts";
 import { superviseChild, type SupervisedChild } from "../client/supervised-child.ts";
 import type { RestartInfo, RestartPolicy } from "../client/supervisor.ts";
 import { decodeValue } from "../core/codec-decode.ts";
-import { AgentServerError, NotFoundError, ResourceExhaustedError, errorToWire } from "../core/errors.ts";
+import { AgentServerError, NotFoundError, ResourceExhaustedError, errorFromWire, errorToWire } from "../core/errors.ts";
 import type { AgentInfo, CallRequest, Request, Response } from "../core/protocol.ts";
 import { classInfo, entryOf, type AnyClass, type ClassSurface } from "../core/registry.ts";
 import type { Outcome } from "./pool/types.ts";
@@ -176,7 +176,8 @@ export class Isolation {
     const isAsync = a.surface.asyncSet.has(req.name);
     if (res.t === "error" && req.task !== undefined && (isAsync || a.surface.streamSet.has(req.name))) {
       // Thrown, so the servicer remembers the refusal for waits and references of this task.
-      throw Object.assign(new AgentServerError(res.error.message, { code: res.error.code }), res.error.retryAfterMs === undefined ? {} : { retryAfterMs: res.error.retryAfterMs });
+      // (A momentary refusal stays one: errorFromWire keeps RESOURCE_EXHAUSTED's retryAfterMs.)
+      throw errorFromWire(res.error, a.sup.conn.where);
     }
     if (res.t !== "task") {
       // A supervising client of this server (group mode) asked for the snapshot: the agent's supervisor has it.
