@@ -40,7 +40,6 @@ import { Snapshots } from "./snapshots.ts";
 import { Isolation } from "./isolation.ts";
 import { ThrownByMethod, userError } from "./method-errors.ts";
 
-
 interface Held {
   obj: object;
   cls: string;
