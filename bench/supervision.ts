@@ -4,7 +4,10 @@
  * - group mode: kill -9 of the server holding the object → the first successful call (the
  *   object re-created on the other server of a group of two);
  * - the per-call cost of snapshot()/restore() for a small state: sync round trip of the same
- *   class with and without a restart policy (only a supervised proxy asks for snapshots).
+ *   class with and without a restart policy (only a supervised proxy asks for snapshots);
+ * - isolated agents (`isolate: true` server, in process): kill -9 of the agent's process → the
+ *   first successful call; creating one (a child's start-up); the sync round trip over gRPC
+ *   with and without isolation (one more IPC hop, and the snapshot).
  * Prints a table and writes bench/results-supervision.json.
  *
  *   bun bench/supervision.ts [--quick]
@@ -96,6 +99,42 @@ const rows: Array<{ row: string; median: string; values: number[]; unit: string 
   rows.push({ row: "child sync round trip, restart policy + snapshot per call", median: `${fmt(mb)} µs (${(mb / ma).toFixed(2)}×)`, values: b, unit: "µs" });
   await plain.stop();
   await sup.stop();
+}
+
+// Isolated agents: an independent server with isolate: true, against one without.
+{
+  const iso = new RpcAgentServerLauncher({ port: 0, customAgentClasses: [Tally], isolate: true, restart: { maxRestarts: rounds + 1, withinMs: 600_000, backoffMs: 0 } });
+  const bare = new RpcAgentServerLauncher({ port: 0, customAgentClasses: [Tally] });
+  await Promise.all([iso.launch(), bare.launch()]);
+  try {
+    const create: number[] = [];
+    const agents = [];
+    for (let r = 0; r < rounds; r++) {
+      const t0 = performance.now();
+      const t = Tally.toDist({ host: iso.host, port: iso.port }, 1);
+      await t.add(0);
+      create.push(performance.now() - t0);
+      agents.push(t);
+    }
+    const t = agents[0]!;
+    const ms: number[] = [];
+    for (let r = 0; r < rounds; r++) ms.push(await downtime(t, (await t.pid()) as number));
+    rows.push({ row: "isolated agent: kill -9 → first successful call", median: `${fmt(stats(ms).median)} ms`, values: ms, unit: "ms" });
+    rows.push({ row: "isolated agent: create (its child's start-up) → first answer", median: `${fmt(stats(create).median)} ms`, values: create, unit: "ms" });
+    const plain = Tally.toDist({ host: bare.host, port: bare.port }, 0);
+    const a: number[] = [];
+    const b: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      a.push(await syncRt(plain));
+      b.push(await syncRt(t));
+    }
+    const ma = stats(a).median;
+    const mb = stats(b).median;
+    rows.push({ row: "gRPC sync round trip, agent in the server", median: `${fmt(ma)} µs`, values: a, unit: "µs" });
+    rows.push({ row: "gRPC sync round trip, isolated agent", median: `${fmt(mb)} µs (${(mb / ma).toFixed(2)}×)`, values: b, unit: "µs" });
+  } finally {
+    await Promise.all([iso.shutdown(), bare.shutdown()]);
+  }
 }
 
 console.log(`\nsupervision (${quick ? "quick" : "full"} run)`);

@@ -63,6 +63,13 @@ export const startArgs = {
   "tls-cert": { type: "string", description: "Serve over TLS with this PEM certificate (chain) file; needs --tls-key" },
   "tls-key": { type: "string", description: "PEM private key file of --tls-cert" },
   "tls-client-ca": { type: "string", description: "Require client certificates signed by this PEM CA file (mutual TLS)" },
+  isolate: {
+    type: "boolean",
+    description:
+      "Run each agent in a child process of its own, supervised: an agent's process.exit, uncaught exception or kill -9 ends only its process; it is restarted with the same oid (state from snapshot() when its class defines snapshot()/restore()), calls in flight at the crash fail UNAVAILABLE. One process per agent",
+  },
+  "max-restarts": { type: "string", description: "With --isolate: restarts of an agent allowed within --restart-window-ms before it stays dead (default 3; 0: never restart)" },
+  "restart-window-ms": { type: "string", description: "With --isolate: the window --max-restarts counts in, ms (default 60000)" },
   "shutdown-grace-ms": { type: "string", description: "On SIGTERM/SIGINT/stop, how long calls in flight may finish, ms (default: 5000)" },
 } as const;
 
@@ -138,6 +145,12 @@ export function startOptions(args: Raw, env: Record<string, string | undefined> 
     if (tlsClientCa !== undefined) launcher.tlsClientCa = tlsClientCa;
   }
   if (args["shutdown-grace-ms"] !== undefined) launcher.shutdownGraceMs = parseNonNegativeInt(args["shutdown-grace-ms"], "--shutdown-grace-ms");
+  if (args.isolate === true) launcher.isolate = true;
+  if (args["max-restarts"] !== undefined || args["restart-window-ms"] !== undefined) {
+    if (!launcher.isolate) throw new UsageError("--max-restarts and --restart-window-ms are the restart budget of isolated agents: they need --isolate");
+    launcher.restart = { maxRestarts: args["max-restarts"] === undefined ? 3 : parseNonNegativeInt(args["max-restarts"], "--max-restarts") };
+    if (args["restart-window-ms"] !== undefined) launcher.restart.withinMs = parsePositiveInt(args["restart-window-ms"], "--restart-window-ms");
+  }
   if (args["model-config-path"] !== undefined) launcher.modelConfigs = modelConfigFile(args["model-config-path"]);
   return launcher;
 }

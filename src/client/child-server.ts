@@ -37,6 +37,8 @@ export interface ChildServerOptions {
   /** How long the child may take to start, ms. Default 15 000. */
   readyTimeoutMs?: number;
   modelConfigs?: unknown;
+  /** Tokens the child presents to servers, by `host:port` (see `ChildConfig.tokens`). */
+  tokens?: Record<string, string>;
   /** Called once when the process has exited: why (as pending calls are told), and whether `stop()` ended it. */
   onExit?: (why: string, stopped: boolean) => void;
 }
@@ -133,6 +135,7 @@ export class ChildServer {
     if (opts.classes?.length) conf.classes = opts.classes;
     if (opts.maxMessageBytes) conf.maxMessageBytes = opts.maxMessageBytes;
     if (opts.modelConfigs !== undefined) conf.modelConfigs = opts.modelConfigs;
+    if (opts.tokens !== undefined) conf.tokens = opts.tokens;
 
     let proc: Subprocess | undefined;
     let started = false;

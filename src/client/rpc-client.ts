@@ -132,7 +132,10 @@ export class RpcClient implements AsyncDisposable {
     return true;
   }
 
-  /** The objects the server holds. */
+  /**
+   * The objects the server holds: id, class, and the agent's name, prompt and model when it
+   * has them; on an `--isolate` server also `restarts`, `lastRestartReason` and `dead`.
+   */
   async getAgentList(): Promise<AgentInfo[]> {
     return agentListOf(decodeFrom(await this.#value({ t: "list" })), this.#where());
   }

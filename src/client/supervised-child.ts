@@ -7,7 +7,7 @@
 import type { Transport } from "../core/transport.ts";
 import { ChildServer, type ChildServerOptions } from "./child-server.ts";
 import type { ClassEntry } from "../core/registry.ts";
-import { createAt, SupervisedConnection, Supervisor, type Incarnation, type RestartPolicy } from "./supervisor.ts";
+import { createAt, SupervisedConnection, Supervisor, type Incarnation, type RestartPolicy, type SupervisionEvents } from "./supervisor.ts";
 
 /** The connection and owner of a supervised child-mode proxy. */
 export interface SupervisedChild {
@@ -24,17 +24,28 @@ export function takesSnapshots(cls: Function): boolean {
   return typeof p?.snapshot === "function" && typeof p.restore === "function";
 }
 
+/** Extras of `superviseChild` for a server that supervises its agents (`--isolate`). */
+export interface SuperviseExtras {
+  /** Snapshot the first object is restored from (a `create` that carried `state`). */
+  state?: Uint8Array;
+  /** Told of crashes and restarts. */
+  events?: SupervisionEvents;
+}
+
 /**
  * Spawn the child for `entry`, create the object (`oid`, constructor `args` encoded for IPC),
  * and keep it alive per `policy`.
  */
-export function superviseChild(entry: ClassEntry, oid: string, args: (to?: Transport) => Promise<Uint8Array>, childOpts: ChildServerOptions, policy: RestartPolicy): SupervisedChild {
+export function superviseChild(entry: ClassEntry, oid: string, args: (to?: Transport) => Promise<Uint8Array>, childOpts: ChildServerOptions, policy: RestartPolicy, extras: SuperviseExtras = {}): SupervisedChild {
   const sup: Supervisor = new Supervisor({
     oid,
     cls: entry.name,
     policy,
     snapshots: takesSnapshots(entry.cls),
-    respawn: async (state) => {
+    ...(extras.events ? { events: extras.events } : {}),
+    respawn: async (last) => {
+      // Until the object answered once with a snapshot of its own, the one it was created with stands.
+      const state = last ?? extras.state;
       let inc: Incarnation | undefined;
       const child = new ChildServer({
         ...childOpts,

@@ -93,6 +93,18 @@ export interface SupervisorSpec {
    * mode learns of a death from the process exit instead and leaves this out.)
    */
   isGone?(inc: Incarnation): Promise<boolean>;
+  /** Told of each crash, restart and final death (a server that supervises logs and counts them). */
+  events?: SupervisionEvents;
+}
+
+/** What a supervisor reports as it happens; each hook must be cheap and must not throw. */
+export interface SupervisionEvents {
+  /** The object's server died (`why`); a restart follows unless the budget is spent. */
+  crashed(why: string): void;
+  /** The object is up again (`info.restarts` counts this one). */
+  restarted(info: RestartInfo): void;
+  /** The object is dead for good: budget spent, or it could not be created. */
+  gaveUp(why: string): void;
 }
 
 /** The transport of a supervised proxy (see the module comment). */
@@ -234,6 +246,7 @@ export class Supervisor implements Transport {
     this.#up.promise.catch(() => {});
     for (const w of this.#waiters.splice(0)) w();
     void inc.stop?.().catch(() => {});
+    this.#spec.events?.crashed(why);
     this.#restart(why);
   }
 
@@ -245,6 +258,7 @@ export class Supervisor implements Transport {
     if (this.#recent.length >= maxRestarts) {
       const msg = `${what} is not restarted: its restart budget is spent (${maxRestarts} restart${maxRestarts === 1 ? "" : "s"} within ${withinMs} ms); last failure: ${why}`;
       console.warn(`actorscope: ${msg}`);
+      this.#spec.events?.gaveUp(msg);
       this.#die(new AgentServerNotAliveError(msg));
       return;
     }
@@ -257,6 +271,7 @@ export class Supervisor implements Transport {
           if (this.#dead) return void inc.stop?.().catch(() => {});
           this.#info = { restarts: this.#info.restarts + 1, lastRestartReason: why, lastRestartAt: Date.now() };
           this.#attach(inc);
+          this.#spec.events?.restarted(this.info());
         },
         (e) => {
           if (!this.#dead) this.#restart(`restart failed: ${(e as Error)?.message ?? e} (after: ${why})`);

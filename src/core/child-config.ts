@@ -29,6 +29,11 @@ export interface ChildConfig {
   maxMessageBytes?: number;
   /** The parent's model configs, inherited by the child. */
   modelConfigs?: unknown;
+  /**
+   * Tokens to present to servers, by `host:port`: an `--isolate` server gives its own, so its
+   * agents can dial it back for the futures and proxies of other agents they are passed.
+   */
+  tokens?: Record<string, string>;
 }
 
 /**

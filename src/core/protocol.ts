@@ -292,6 +292,12 @@ export interface AgentInfo {
   name?: string;
   sysPrompt?: string;
   model?: { configName: string; modelType?: string };
+  /** Supervised agents (a server started with `--isolate`): restarts after a crash so far. */
+  restarts?: number;
+  /** Why the last restart happened (e.g. "child server … exited (code 3)"). */
+  lastRestartReason?: string;
+  /** Set once the agent is dead for good (restart budget spent): why. */
+  dead?: string;
 }
 
 /** What `getServerInfo()` reports. Answered at once; cpu is the share used since the last ask. */

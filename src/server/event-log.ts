@@ -8,6 +8,7 @@
 import { consola, LogLevels } from "consola";
 import type { Request, Response } from "../core/protocol.ts";
 import type { ServicerObserver } from "./observer.ts";
+import type { IsolationEvents } from "./isolation.ts";
 import type { Outcome } from "./pool/types.ts";
 
 type Line = { message: string; fields: Record<string, unknown> };
@@ -33,6 +34,7 @@ const log = {
   info: (o: Line) => consola.withTag("as-server").info(clean(o)),
   warn: (o: Line) => consola.withTag("as-server").warn(clean(o)),
   debug: (o: Line) => consola.withTag("as-server").debug(clean(o)),
+  error: (o: Line) => consola.withTag("as-server").error(clean(o)),
 };
 
 /** An observer that logs what the servicer of `serverId` does. */
@@ -70,6 +72,22 @@ export function eventLog(serverId: string): ServicerObserver {
 
 function callFailed(serverId: string, cls: string, method: string, oid: string | undefined, code: string, message: string): void {
   log.warn({ message: `call failed: ${cls}.${method} ${code}: ${message.split("\n")[0]}`, fields: { event: "call.failed", serverId, cls, method, ...(oid ? { oid } : {}), code } });
+}
+
+/**
+ * Crashes and restarts of the agents an `--isolate` server supervises (class, oid, reason),
+ * each also counted by `restarted` (the metrics' `actorscope_restarts_total{class}`).
+ */
+export function supervisionLog(serverId: string, restarted: (cls: string) => void): IsolationEvents {
+  return {
+    crashed: (cls, oid, why) => log.warn({ message: `agent crashed: ${cls} ${oid}: ${why}`, fields: { event: "agent.crashed", serverId, cls, oid, reason: why } }),
+    restarted: (cls, oid, info) => {
+      restarted(cls);
+      const reason = info.lastRestartReason ?? "";
+      log.info({ message: `agent restarted: ${cls} ${oid} (restart ${info.restarts}): ${reason}`, fields: { event: "agent.restarted", serverId, cls, oid, restarts: info.restarts, reason, ...(info.pid === undefined ? {} : { pid: info.pid }) } });
+    },
+    gaveUp: (cls, oid, why) => log.error({ message: `agent not restarted: ${cls} ${oid}: ${why}`, fields: { event: "agent.dead", serverId, cls, oid, reason: why } }),
+  };
 }
 
 let authFailures = 0;

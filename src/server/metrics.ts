@@ -11,7 +11,7 @@
  * the gRPC status name), `actorscope_call_duration_seconds{class,method}` (histogram; an
  * async call counts from its submission to its result), `actorscope_inflight_calls`,
  * `actorscope_queued_calls`, `actorscope_agents`, `actorscope_pool_results`,
- * `actorscope_restarts_total`, and prom-client's default process series
+ * `actorscope_restarts_total{class}` (agents an `--isolate` server restarted), and prom-client's default process series
  * (`process_resident_memory_bytes`, CPU, event-loop lag, heap).
  */
 import type { Counter, Histogram, Registry } from "prom-client";
@@ -33,7 +33,7 @@ interface PromSeries {
   registry: Registry;
   calls: Counter<"class" | "method" | "code">;
   duration: Histogram<"class" | "method">;
-  restarts: Counter;
+  restarts: Counter<"class">;
   /**
    * Call counts by `class\0method\0code`, counted here and copied into the counter when it is
    * scraped: prom-client's `inc()` hashes the labels on every call (about 1.6 µs measured),
@@ -55,6 +55,8 @@ export class CallStats implements ServicerObserver {
   errors = 0;
   /** Restarts of objects after a crash (the supervision layer counts them). */
   restarts = 0;
+  /** The same, by class (what the labelled counter is made of when metrics are turned on later). */
+  readonly #restartsByClass = new Map<string, number>();
   /** Sync calls being run. */
   syncInFlight = 0;
   readonly startedAt = Date.now();
@@ -84,10 +86,11 @@ export class CallStats implements ServicerObserver {
     return { startedAt: this.startedAt, calls: this.calls, errors: this.errors, ...this.rates(), restarts: this.restarts };
   }
 
-  /** Count a restart (supervision). */
-  restarted(): void {
+  /** Count a restart of an object of class `cls` (supervision). */
+  restarted(cls: string): void {
     this.restarts++;
-    this.#prom?.restarts.inc();
+    this.#restartsByClass.set(cls, (this.#restartsByClass.get(cls) ?? 0) + 1);
+    this.#prom?.restarts.inc({ class: cls });
   }
 
   /** Stop the sampling timer. */
@@ -138,11 +141,11 @@ export class CallStats implements ServicerObserver {
         buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
         registers: [registry],
       }),
-      restarts: new prom.Counter({ name: "actorscope_restarts_total", help: "Objects restarted after a crash", registers: [registry] }),
+      restarts: new prom.Counter({ name: "actorscope_restarts_total", help: "Objects restarted after a crash, by class", labelNames: ["class"], registers: [registry] }),
       callCounts,
       durationChildren: new Map(),
     };
-    if (this.restarts) this.#prom.restarts.inc(this.restarts);
+    for (const [cls, n] of this.#restartsByClass) this.#prom.restarts.inc({ class: cls }, n);
     return registry;
   }
 

@@ -3,6 +3,7 @@ import type { AnyClass } from "../core/registry.ts";
 import type { Limits } from "../core/limits.ts";
 import type { Address } from "../core/transport.ts";
 import type { ServicerObserver } from "./observer.ts";
+import type { IsolateOptions } from "./isolation.ts";
 import type { ResultPool } from "./pool/types.ts";
 
 /** Everything a servicer needs from its launcher. */
@@ -40,5 +41,7 @@ export interface ServicerOptions {
   streamIdleSeconds?: number;
   /** Metrics, call counts and the event log (server/observer.ts); none by default. */
   observer?: ServicerObserver;
+  /** Run every agent created here in a child server of its own, supervised (`--isolate`, isolation.ts). */
+  isolate?: IsolateOptions;
 }
 

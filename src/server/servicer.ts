@@ -37,9 +37,8 @@ import type { Outcome, ResultPool } from "./pool/types.ts";
 import { readConfined } from "./files.ts";
 import { callContext, type CallContext } from "../core/call-context.ts";
 import { Snapshots } from "./snapshots.ts";
-
-/** Marks an error as thrown by the called method (not by the servicer around it). */
-class ThrownByMethod { constructor(readonly error: unknown) {} }
+import { Isolation } from "./isolation.ts";
+import { ThrownByMethod, userError } from "./method-errors.ts";
 
 interface Held {
   obj: object;
@@ -61,6 +60,8 @@ export class Servicer {
   readonly #cpu = new CpuMeter();
   readonly #streams = new StreamTable({ servicer: () => this, encode: (b, m) => this.#encodeResult(b, m), userError: (e) => this.#userError(e) });
   readonly #snaps = new Snapshots({ object: (oid) => this.#objects.get(oid)?.obj, remove: (oid) => void this.#objects.delete(oid), encode: (v) => this.encode(v), decode: (b) => this.decode(b) });
+  /** Agents in child servers of their own (`isolate`); undefined: every agent lives here. */
+  readonly #iso: Isolation | undefined;
   #closed = false;
 
   constructor(opts: ServicerOptions) {
@@ -78,6 +79,8 @@ export class Servicer {
     };
     this.refs = makeRefCodec(this.#hooks);
     registerLocalServer(this.#hooks);
+    const prepare = async (id: string) => void (await opts.pool.prepare(id), this.#arrivals.prepared(id));
+    this.#iso = opts.isolate && new Isolation(opts.isolate, { ...opts, prepare, settle: (id, o) => this.#finish(id, () => o) });
   }
 
   /** Waits parked for tasks not known here yet (for leak checks and metrics). */
@@ -90,7 +93,7 @@ export class Servicer {
 
   /** Objects held. */
   get size(): number {
-    return this.#objects.size;
+    return this.#objects.size + (this.#iso?.size ?? 0);
   }
 
   /** Is `a` this server? */
@@ -133,6 +136,7 @@ export class Servicer {
     unregisterLocalServer(this.#hooks);
     for (const c of this.#running.values()) c.abort();
     this.#streams.close();
+    await this.#iso?.close();
     await this.opts.pool.close();
   }
 
@@ -161,7 +165,7 @@ export class Servicer {
     let cls: string | undefined;
     try {
       req = validateRequest(raw);
-      cls = req.t === "create" ? req.cls : "oid" in req ? this.#objects.get(req.oid)?.cls : undefined;
+      cls = req.t === "create" ? req.cls : "oid" in req ? this.#objects.get(req.oid)?.cls ?? this.#iso?.cls(req.oid) : undefined;
       obs.started(req);
       res = await this.#answer(req, signal, gone);
     } catch (e) {
@@ -173,6 +177,9 @@ export class Servicer {
 
   /** `#dispatch`, plus the snapshot or restore a supervising client asked for (nothing for anyone else). */
   async #answer(req: Request, signal?: AbortSignal, gone?: AbortSignal): Promise<Response> {
+    const iso = this.#iso?.route(req, signal);
+    // A refused async call of an isolated agent is remembered like a local one (waits fail at once).
+    if (iso) return req.t === "call" && req.task !== undefined ? iso.catch((e) => (this.#refuse(req.task!, e), Promise.reject(e))) : iso;
     return Snapshots.wanted(req) ? this.#snaps.answer(req, await this.#dispatch(req, signal, gone)) : this.#dispatch(req, signal, gone);
   }
 
@@ -180,18 +187,9 @@ export class Servicer {
     return errorToWire(e, { hideStacks: this.opts.hideStacks });
   }
 
-  /**
-   * An error a method threw. A system error from the method's own remote calls (say, a
-   * reference whose server is gone) keeps its code and its message naming that server, and is
-   * marked as raised inside the method — so the caller does not take it for this server's own.
-   */
+  /** An error a method threw (method-errors.ts). */
   #userError(e: unknown): WireError {
-    if (e instanceof AgentServerError && e.code !== "UNKNOWN") {
-      const remote: WireError["remote"] = { name: e.name, message: e.message };
-      if (!this.opts.hideStacks && e.stack) remote.stack = e.stack;
-      return { code: e.code, message: e.message, remote };
-    }
-    return this.#wireError(e);
+    return userError(e, this.opts.hideStacks);
   }
 
   decode(bytes: Uint8Array): unknown {
@@ -225,6 +223,7 @@ export class Servicer {
         return { t: "ok" };
       case "deleteAll":
         this.#objects.clear();
+        await this.#iso?.deleteAll();
         return { t: "ok" };
       case "describe": {
         const h = this.#held(req.oid);
@@ -237,7 +236,7 @@ export class Servicer {
         queueMicrotask(() => this.opts.onStop?.());
         return { t: "ok" };
       case "list":
-        return { t: "value", value: encodeValue(this.agentList()) };
+        return { t: "value", value: encodeValue([...this.agentList(), ...((await this.#iso?.list()) ?? [])]) };
       case "info":
         return { t: "value", value: encodeValue(this.serverInfo()) };
       case "memory": {
@@ -414,6 +413,6 @@ export class Servicer {
 
   /** The `info` answer: computed at once, cpu from usage since the previous ask. */
   serverInfo(): ServerInfo {
-    return serverInfoOf({ id: this.opts.serverId, cpu: this.#cpu, size: this.#objects.size, capacity: this.capacity, results: this.opts.pool.size(), extra: this.opts.observer?.info?.() });
+    return serverInfoOf({ id: this.opts.serverId, cpu: this.#cpu, size: this.size, capacity: this.capacity, results: this.opts.pool.size(), extra: this.opts.observer?.info?.() });
   }
 }

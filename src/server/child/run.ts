@@ -7,7 +7,7 @@ import { setProcessLimits } from "../../client/refs.ts";
 import { DEFAULT_LIMITS } from "../../core/limits.ts";
 import { IpcTransport, RelayedTransport, type IpcFrame } from "../../client/transports/ipc.ts";
 import { ServerConnection } from "../../client/connection.ts";
-import { addressKey, connectionFor } from "../../client/connections.ts";
+import { addressKey, connectionFor, setToken } from "../../client/connections.ts";
 import { runtime } from "../../client/runtime.ts";
 import { refusedDuringImport, setChildImport } from "../../client/child-server.ts";
 import { encodeValue } from "../../core/codec.ts";
@@ -110,6 +110,7 @@ export async function runChild(json: string | undefined): Promise<void> {
   await import("../../index.ts");
   const fatal = await importClassModules(conf);
   if (fatal) return reportFatal(fatal);
+  for (const [hostPort, token] of Object.entries(conf.tokens ?? {})) setToken(hostPort, token);
   if (conf.modelConfigs !== undefined) {
     const { init } = await import("../../models/init.ts");
     init({ modelConfigs: conf.modelConfigs as never });

@@ -29,6 +29,7 @@ import type { Address } from "../../core/transport.ts";
 import type { GrpcBinding } from "../bindings/grpc/binding.ts";
 import { advertisedHost, aliasesOf, bindHostOf, isLoopback, resolveOptions, type LauncherOptions, type ResolvedLauncherOptions } from "./options.ts";
 import { launchSubprocess, type ServerSubprocess } from "./subprocess.ts";
+import { isolateOptions } from "./isolate.ts";
 import type { Servicer } from "../servicer.ts";
 import type { CallStats, MetricsServer } from "../metrics.ts";
 import type { Registration } from "../registry.ts";
@@ -192,6 +193,7 @@ export class RpcAgentServerLauncher implements AsyncDisposable {
       ...(o.hideStacks ? { hideStacks: true } : {}),
       ...(o.fileDir ? { fileDir: o.fileDir } : {}),
       observer: observers([stats, eventLog(this.serverId)]),
+      ...(o.isolate ? { isolate: await isolateOptions(o, this.serverId, stats, () => this.#selfTokens(address)) } : {}),
       // After the answer to `stop` went out.
       onStop: () => void setTimeout(() => void this.shutdown(), 0),
       setModelConfigs: (c) => {
@@ -271,6 +273,13 @@ export class RpcAgentServerLauncher implements AsyncDisposable {
     }
   }
 
+  /** This server's token under each name it answers to, for its isolated agents to dial it back with. */
+  #selfTokens(address: Address): Record<string, string> | undefined {
+    const token = this.#token;
+    if (!token) return undefined;
+    return Object.fromEntries([address.host, ...aliasesOf(this.#opts.host, this.bindHost)].map((h) => [`${h}:${this.#port}`, token]));
+  }
+
   /** Name → class: this launcher's own table; a client can never add to it. */
   async #classTable(): Promise<Map<string, AnyClass>> {
     const table = new Map<string, AnyClass>();
@@ -315,6 +324,8 @@ export class RpcAgentServerLauncher implements AsyncDisposable {
         ...(o.modelConfigs === undefined ? {} : { modelConfigs: o.modelConfigs }),
         ...(o.registry === undefined ? {} : { registry: o.registry }),
         ...(o.metricsPort === undefined ? {} : { metricsPort: o.metricsPort }),
+        ...(o.isolate ? { isolate: true } : {}),
+        ...(o.restart === undefined ? {} : { restart: o.restart }),
         customAgentClasses: o.customAgentClasses ?? [],
       },
       // The token and TLS material go through the environment, never the command line.

@@ -7,6 +7,7 @@ import { hostname } from "node:os";
 import type { ModelConfig } from "../../models/store.ts";
 import { DEFAULT_LIMITS } from "../../core/limits.ts";
 import type { PemSource } from "../../core/tls.ts";
+import { checkRestartPolicy, type RestartPolicy } from "../../client/supervisor.ts";
 
 /** Options of `RpcAgentServerLauncher` (AgentScope's, camelCased, plus a few extras). */
 export interface LauncherOptions {
@@ -88,6 +89,16 @@ export interface LauncherOptions {
    * has no authentication: it binds the same address as the server (loopback in local mode).
    */
   metricsPort?: number;
+  /**
+   * Run every agent this server creates in a child process of its own, spawned and supervised
+   * by the server: an agent's `process.exit`, uncaught exception or `kill -9` ends only that
+   * child, the other agents go on, and the agent is re-created with the same oid (from its
+   * last snapshot when its class defines `snapshot()`/`restore()`), within `restart`. Costs one
+   * process per agent. Default false. (`as-server start --isolate`.)
+   */
+  isolate?: boolean;
+  /** Restart budget of each isolated agent. Default `{ maxRestarts: 3 }` (within 60 s). */
+  restart?: RestartPolicy;
 }
 
 /** Options with every default filled in. */
@@ -127,6 +138,11 @@ export function resolveOptions(opts: LauncherOptions): ResolvedLauncherOptions {
   if (o.poolType !== "local" && o.poolType !== "redis") throw new TypeError(`poolType must be "local" or "redis", not ${String(o.poolType)}`);
   if (o.serverId !== undefined && (typeof o.serverId !== "string" || !o.serverId)) throw new TypeError("serverId must be a non-empty string");
   if (o.registry !== undefined && (typeof o.registry !== "string" || !/^rediss?:\/\/./.test(o.registry))) throw new TypeError("registry must be a redis:// or rediss:// URL");
+  if (o.isolate !== undefined && typeof o.isolate !== "boolean") throw new TypeError("isolate must be a boolean");
+  if (o.restart !== undefined) {
+    checkRestartPolicy(o.restart);
+    if (!o.isolate) throw new TypeError("restart is the budget of isolated agents: it needs isolate: true");
+  }
   if (o.metricsPort !== undefined && (!Number.isInteger(o.metricsPort) || o.metricsPort < 0 || o.metricsPort > 65535)) throw new TypeError(`metricsPort must be an integer in 0..65535, not ${o.metricsPort}`);
   return o;
 }

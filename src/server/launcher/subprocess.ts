@@ -16,6 +16,7 @@ import type { ModelConfig } from "../../models/store.ts";
 import { AgentServerNotAliveError } from "../../core/errors.ts";
 import { entryOf } from "../../core/registry.ts";
 import type { ServerTls } from "../../core/tls.ts";
+import type { RestartPolicy } from "../../client/supervisor.ts";
 
 /**
  * What the subprocess is told, as the first line of its stdin (JSON): the launcher's resolved
@@ -45,6 +46,8 @@ export interface ServerProcessConfig {
   modelConfigs?: string | ModelConfig | ModelConfig[];
   registry?: string;
   metricsPort?: number;
+  isolate?: boolean;
+  restart?: RestartPolicy;
   /** `@dist` classes to serve: the subprocess imports `module` and looks `name` up. */
   classes: Array<{ name: string; module: string }>;
   /** Shut down when stdin ends (the parent went away). */
