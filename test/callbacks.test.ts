@@ -222,3 +222,21 @@ describe("callbacks to objects a ServerGroup places", () => {
     expect(seen).toEqual([1, 2]);
   });
 });
+
+describe("callbacks to isolated agents", () => {
+  test("an agent in its own child under an --isolate server calls the caller back through that server", async () => {
+    const iso = new RpcAgentServerLauncher({ port: 0, customAgentClasses: [Crawler], isolate: true, shutdownGraceMs: 1000 });
+    await iso.launch({ inSubprocess: true });
+    try {
+      const c = new Crawler().toDist({ host: iso.host, port: iso.port });
+      const seen: number[] = [];
+      using progress = callback((i: number) => void seen.push(i));
+      expect(await c.crawl(3, progress).result()).toBe("crawled 3");
+      expect(seen).toEqual([1, 2, 3]);
+      using user = callback({ answer: (q: string) => `isolated ${q}` });
+      expect(await c.ask("ok?", user).result()).toBe("the user said isolated ok?");
+    } finally {
+      await iso.shutdown();
+    }
+  });
+});

@@ -99,15 +99,43 @@ async function invoke(rec: StubRecord, m: string | undefined, args: unknown[], d
 async function send(rec: StubRecord, req: CallbackCallRequest | CallbackDropRequest): Promise<Response> {
   const r = rec.route;
   if ("via" in r) {
-    if (!callbacks.links.has(r.via)) await callbacks.whenLink(r.via, LINK_OPEN_WAIT_MS);
-    const link = callbacks.links.get(r.via);
-    if (!link) throw (rec.dead ??= gone());
-    return link.call(req);
+    // An isolated agent's child got the reference through its server (the parent), whose
+    // inbound link it is: the parent forwards the call down that link.
+    const parent = runtime.parent;
+    if (parent && !callbacks.links.has(r.via) && !callbacks.closedLinks.has(r.via)) return parent.callParent({ ...req, via: r.via });
+    return overLink(r.via, req, rec);
   }
   if ("at" in r) return connectionFor(r.at).send(req);
   const parent = runtime.parent;
   if (!parent) throw new AgentServerNotAliveError("this callback's owner cannot be reached from this process", WHERE);
   return parent.callParent(req);
+}
+
+/** Send over this process's inbound link `via`, waiting a moment for it to open (the call carrying the reference may come first). */
+async function overLink(via: string, req: CallbackCallRequest | CallbackDropRequest, rec?: StubRecord): Promise<Response> {
+  if (!callbacks.links.has(via)) await callbacks.whenLink(via, LINK_OPEN_WAIT_MS);
+  const link = callbacks.links.get(via);
+  if (!link) {
+    const e = gone();
+    if (rec) rec.dead ??= e;
+    throw e;
+  }
+  return link.call(req);
+}
+
+/**
+ * A child's callback request naming `via`: forward it down this process's inbound link of that
+ * id (the child is an isolated agent of this server). Never rejects.
+ */
+export async function forwardToLink(req: CallbackCallRequest | CallbackDropRequest): Promise<Response> {
+  const via = req.via;
+  if (!isId(via)) return { t: "error", error: { code: "INVALID_ARGUMENT", message: "bad callback link" } };
+  const { via: _v, ...rest } = req;
+  try {
+    return await overLink(via, rest as CallbackCallRequest | CallbackDropRequest);
+  } catch (e) {
+    return { t: "error", error: { code: "UNAVAILABLE", message: (e as Error).message } };
+  }
 }
 
 function gone(): Error {

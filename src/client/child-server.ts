@@ -11,13 +11,14 @@ import { CHILD_CONFIG_ENV, CHILD_CONFIG_ENV_MAX, type ChildConfig, type ChildFat
 import { ServerConnection } from "./connection.ts";
 import { connectionFor, forgetConnection, registerConnection } from "./connections.ts";
 import { AgentCreationError, AgentServerNotAliveError, errorToWire, GRPC_STATUS } from "../core/errors.ts";
-import type { Request, Response } from "../core/protocol.ts";
+import type { CallbackCallRequest, CallbackDropRequest, Request, Response } from "../core/protocol.ts";
 import { decodeValue } from "../core/codec-decode.ts";
 import { runtime } from "./runtime.ts";
 import type { Address } from "../core/transport.ts";
 import { randomId } from "../core/ids.ts";
 import { IpcTransport, type IpcFrame } from "./transports/ipc.ts";
 import { answerCallback } from "./callback-answer.ts";
+import { forwardToLink } from "./callback-stubs.ts";
 import { callbacks } from "./callback-table.ts";
 
 /** Options of a child server. */
@@ -296,8 +297,10 @@ export class ChildServer {
     };
     const t = (f.r as { t?: unknown } | undefined)?.t;
     if (!f.to && (t === "cbcall" || t === "cbdrop")) {
-      // A callback this process handed to the child (or relays to it), called back.
-      void answerCallback(f.r, `child:${this.id}`).then(answer);
+      // A callback this process handed to the child (or relays to it), called back; or, with
+      // `via`, one a caller handed this server for an isolated agent: forwarded to that caller.
+      const r = f.r as CallbackCallRequest | CallbackDropRequest;
+      void (r.via === undefined ? answerCallback(r, `child:${this.id}`) : forwardToLink(r)).then(answer);
       return;
     }
     if (!f.to || typeof f.to !== "object") {

@@ -159,6 +159,8 @@ export interface CallbackCallRequest {
   m?: string;
   /** Codec frame of the argument array. */
   args: Uint8Array;
+  /** Child → parent only: forward down the parent's inbound callback link of this id (an isolated agent's reference). */
+  via?: string;
 }
 
 /**
@@ -169,6 +171,8 @@ export interface CallbackDropRequest {
   t: "cbdrop";
   id: string;
   n: number;
+  /** As in `CallbackCallRequest`. */
+  via?: string;
 }
 
 /** Management requests without arguments. */
