@@ -10,9 +10,9 @@ import { context, trace, type Span } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { RpcAgentServerLauncher, type Remote } from "../../src/index.ts";
-import { closeAllConnections } from "../../src/client/connections.ts";
+import { closeAllConnections, connectionFor } from "../../src/client/connections.ts";
 import { parseTrace, withTrace } from "../../src/core/trace-context.ts";
-import type { CallRequest } from "../../src/core/protocol.ts";
+import type { CallRequest, Request } from "../../src/core/protocol.ts";
 import { openTaskSpans } from "../../src/server/tracing.ts";
 import { Back, Front, traceAgentClasses } from "../fixtures/trace-agents.ts";
 
@@ -145,11 +145,41 @@ describe("traces over gRPC (both servers in this process)", () => {
     expect(boom!.attributes["actorscope.error_code"]).toBe("UNKNOWN");
   });
 
-  test("without an active span nothing is sent and the servers record no span", async () => {
-    const back = Back.toDist({ host: b.host, port: b.port }) as Remote<Back>;
-    exporter.reset();
-    expect(await back.work(2)).toBe(4);
-    expect(exporter.getFinishedSpans()).toHaveLength(0);
+  test("without an active span no request carries a trace field, and the servers record no span", async () => {
+    // Every request this process sends to B, as handed to the gRPC transport.
+    const conn = connectionFor({ host: b.host, port: b.port });
+    const send = conn.transport.request.bind(conn.transport);
+    const sent: Request[] = [];
+    conn.transport.request = (req, opts) => {
+      sent.push({ ...req });
+      return send(req, opts);
+    };
+    try {
+      exporter.reset();
+      const back = Back.toDist({ host: b.host, port: b.port }) as Remote<Back>;
+      expect(await back.work(2)).toBe(4);
+      expect(await back.slowWork(2)).toBe(3);
+      for await (const _ of back.count(2));
+      await back.delete();
+      expect(new Set(sent.map((r) => r.t))).toEqual(new Set(["create", "call", "wait", "next", "delete"]));
+      for (const r of sent) expect(Object.keys(r)).not.toContain("trace");
+      expect(exporter.getFinishedSpans()).toHaveLength(0);
+      // The same with a span active: the kinds that carry trace context carry it, the others not.
+      sent.length = 0;
+      const back2 = await tracer.startActiveSpan("s", async (s: Span) => {
+        const p = Back.toDist({ host: b.host, port: b.port }) as Remote<Back>;
+        expect(await p.slowWork(1)).toBe(2);
+        await p.delete();
+        s.end();
+        return p;
+      });
+      // Only this object's requests (another test's waits may still be on their way).
+      const tasks = new Set(sent.flatMap((r) => (r.t === "call" && r.oid === back2.oid && r.task ? [r.task] : [])));
+      const mine = sent.filter((r) => ("oid" in r && r.oid === back2.oid) || (r.t === "wait" && tasks.has(r.task)));
+      expect(mine.map((r) => `${r.t} ${"trace" in r}`).sort()).toEqual(["call true", "create true", "delete false", "wait true"]);
+    } finally {
+      conn.transport.request = send;
+    }
     const req: CallRequest = { t: "call", oid: "o1", name: "m", args: new Uint8Array() };
     expect("trace" in withTrace(req)).toBe(false);
   });
