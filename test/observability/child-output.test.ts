@@ -5,6 +5,7 @@
  * each crash and restart, as text and, with AS_LOG_FORMAT=json, as JSON objects.
  */
 import { describe, expect, test } from "bun:test";
+import { ChildOutput, tagOf } from "../../src/client/child-output.ts";
 
 const SCRIPT = new URL("../fixtures/chatty-script.ts", import.meta.url).pathname;
 
@@ -59,5 +60,34 @@ describe("child output", () => {
     expect(err).toContain("[server chatty01] hello from a server subprocess (on stderr)");
     expect(out.some((l) => l.includes("AS-SERVER READY"))).toBe(false);
     expect(err).toContain(`actorscope: agent server subprocess chatty01 (pid ${pid}) exited (signal SIGKILL)`);
+  });
+});
+
+describe("ChildOutput", () => {
+  test("assembles lines across chunks, writes a last line without newline, splits a runaway line, keeps the stderr tail", async () => {
+    const written: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((s: string) => (written.push(s), true)) as typeof process.stderr.write;
+    try {
+      const out = new ChildOutput({ cls: "W", oid: "alice" });
+      const enc = new TextEncoder();
+      const chunks = ["one\ntw", "o\r\n", "x".repeat(70 * 1024), "\nlast"];
+      const stream = new ReadableStream<Uint8Array>({
+        start(c) {
+          for (const x of chunks) c.enqueue(enc.encode(x));
+          c.close();
+        },
+      });
+      await out.pump(stream, "stderr");
+      expect(written.slice(0, 2)).toEqual(["[W alice] one\n", "[W alice] two\n"]);
+      expect(written[2]).toBe(`[W alice] ${"x".repeat(64 * 1024)}\n`);
+      expect(written[3]).toBe(`[W alice] ${"x".repeat(6 * 1024)}\n`);
+      expect(written[4]).toBe("[W alice] last\n");
+      expect(out.lastLines(1)).toBe("last");
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(tagOf({ cls: "Worker", oid: "3f2a9c1e5b7d4f608a1b2c3d4e5f6a7b" })).toBe("Worker 3f2a9c1e…");
+    expect(tagOf({ serverId: "abc" })).toBe("server abc");
   });
 });
