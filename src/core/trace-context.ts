@@ -12,7 +12,7 @@
  * and the `tracestate` header (a traceparent never holds a space, so the split is exact).
  */
 import { AsyncLocalStorage } from "node:async_hooks";
-import { REQUEST_TABLE, type Request } from "./protocol.ts";
+import { REQUEST_TABLE, type Request, type Traced } from "./protocol.ts";
 
 /** The span context fields actorscope reads and builds (structural: no types from the optional package). */
 export interface SpanContextLike {
@@ -98,7 +98,7 @@ export function markTraceServed(): void {
  */
 export function withTrace<R extends Request>(req: R): R {
   if ((globalThis as Record<symbol, unknown>)[OTEL_GLOBAL] === undefined && !served) return req;
-  const r = req as R & { trace?: string };
+  const r = req as R & Traced;
   if (r.trace !== undefined || !TRACED[req.t]) return req;
   const t = outgoingTrace();
   if (t !== undefined) r.trace = t;
