@@ -8,6 +8,7 @@
  */
 import { consola, createConsola, LogLevels, type ConsolaInstance, type ConsolaReporter, type LogObject, type LogType } from "consola";
 import { formatWithOptions } from "node:util";
+import { setChildLogFormat } from "../src/client/child-output.ts";
 
 /** Resolve a log level from `AS_LOG_LEVEL` / `CONSOLA_LEVEL`; info when unset or unreadable. */
 export function logLevelFromEnv(env: Record<string, string | undefined> = process.env): number {
@@ -74,6 +75,8 @@ export function logFormatFromEnv(env: Record<string, string | undefined> = proce
 export function configureLog(opts: { level?: number; format?: LogFormat }): void {
   if (opts.level !== undefined) root.level = consola.level = log.level = opts.level;
   if (opts.format === "json") for (const c of [root, consola, log]) c.setReporters([jsonReporter]);
+  // Lines of child servers and server subprocesses this process spawns follow the same format.
+  if (opts.format !== undefined) setChildLogFormat(opts.format);
 }
 
 configureLog({ format: logFormatFromEnv() });

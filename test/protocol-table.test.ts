@@ -27,6 +27,16 @@ describe("the protocol table", () => {
     expect(fields.sort()).toEqual([...BATCH_KINDS].sort());
   });
 
+  test("every kind that carries trace context has `optional string trace` in its proto message, and no other", () => {
+    const messageOf = (rpc: string) => new RegExp(`rpc ${rpc}\\((\\w+)\\)`).exec(proto)![1]!;
+    for (const [t, k] of Object.entries(REQUEST_TABLE)) {
+      if (k.rpc === null) continue;
+      const msg = messageOf(k.rpc);
+      const body = msg === "Empty" ? "" : new RegExp(`message ${msg} \\{([\\s\\S]*?)\\n\\}`).exec(proto)![1]!;
+      expect(`${t}: ${/^\s+optional string trace = \d+;/m.test(body)}`).toBe(`${t}: ${k.trace}`);
+    }
+  });
+
   test("the gRPC mapping and the kinds a server accepts come from the table; IPC-only kinds are refused from peers", () => {
     for (const [t, k] of Object.entries(REQUEST_TABLE)) {
       expect(RPC_OF[t as keyof typeof REQUEST_TABLE]).toBe(k.rpc ?? undefined);

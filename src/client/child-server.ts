@@ -6,7 +6,8 @@
 import { DEFAULTS } from "../core/defaults.ts";
 import type { Subprocess } from "bun";
 import { fileURLToPath } from "node:url";
-import { StderrTail, selfCommand, stopProcess } from "./spawn.ts";
+import { selfCommand, stopProcess } from "./spawn.ts";
+import { ChildOutput, logChildEvent, type ChildLabel } from "./child-output.ts";
 import { CHILD_CONFIG_ENV, CHILD_CONFIG_ENV_MAX, type ChildConfig, type ChildFatalFrame } from "../core/child-config.ts";
 import { ServerConnection } from "./connection.ts";
 import { connectionFor, forgetConnection, registerConnection } from "./connections.ts";
@@ -40,6 +41,8 @@ export interface ChildServerOptions {
   modelConfigs?: unknown;
   /** Tokens the child presents to servers, by `host:port` (see `ChildConfig.tokens`). */
   tokens?: Record<string, string>;
+  /** The agent the child is spawned for: tags its output lines and its crash line. */
+  agent?: ChildLabel;
   /** Called once when the process has exited: why (as pending calls are told), and whether `stop()` ended it. */
   onExit?: (why: string, stopped: boolean) => void;
 }
@@ -107,7 +110,7 @@ export class ChildServer {
   readonly ready: Promise<void>;
   readonly #proc: Subprocess;
   readonly #transport: IpcTransport;
-  readonly #tail = new StderrTail();
+  readonly #out: ChildOutput;
   #stopping: Promise<void> | undefined;
   #listening: Promise<Address> | undefined;
   #exited = false;
@@ -121,6 +124,7 @@ export class ChildServer {
     const refusal = spawnRefusal(opts.classes ?? []);
     if (refusal) throw refusal;
     this.id = randomId();
+    this.#out = new ChildOutput(opts.agent ?? {});
     const conf: ChildConfig = {
       id: this.id,
       key: randomId(),
@@ -190,7 +194,7 @@ export class ChildServer {
     const small = json.length <= CHILD_CONFIG_ENV_MAX;
     proc = Bun.spawn(selfCommand("child"), {
       env: { ...process.env, [CHILD_CONFIG_ENV]: small ? json : "-" },
-      stdio: [small ? "ignore" : "pipe", "inherit", "pipe"],
+      stdio: [small ? "ignore" : "pipe", "pipe", "pipe"],
       serialization: "advanced",
       ipc: (msg: IpcFrame) => {
         if (msg?.k === "ready") {
@@ -209,24 +213,29 @@ export class ChildServer {
         } else if (msg?.k === "q") this.#relay(msg);
         else this.#transport.deliver(msg);
       },
-      onExit: (_p, code, signal) => {
+      onExit: (p, code, signal) => {
         this.#exited = true;
         callbacks.dropLink(`child:${this.id}`);
         runtime.spawned.delete(this.id);
         clearTimeout(timer);
         forgetConnection(this.conn);
         const how = signal ? `signal ${signal}` : `code ${code}`;
-        const tail = this.#tail.text;
+        const tail = this.#out.text;
         const err = new AgentServerNotAliveError(
           started
             ? this.#stopping
               ? `child server ${this.id} was stopped`
-              : `child server ${this.id} exited (${how})${tail ? `: ${this.#tail.lastLines()}` : ""}`
+              : `child server ${this.id} exited (${how})${tail ? `: ${this.#out.lastLines()}` : ""}`
             : `child server failed to start (${how})${tail ? `: ${tail}` : ""}`,
           { host: `child:${this.id}` },
         );
         readyReject(err);
         this.#transport.abort(err);
+        if (started && !this.#stopping) {
+          const a = opts.agent ?? {};
+          const reason = `exited (${how})`;
+          logChildEvent("child.crashed", `child server of ${a.cls ?? "?"} ${a.oid ?? "?"} (pid ${p.pid}) ${reason}`, a, p.pid, { reason });
+        }
         if (started) opts.onExit?.(err.message, !!this.#stopping);
       },
     });
@@ -237,11 +246,13 @@ export class ChildServer {
       void Promise.resolve(stdin.end()).catch(() => {});
     }
     proc.unref();
-    void this.#tail.pump(proc.stderr as ReadableStream<Uint8Array>);
+    this.#out.pid = proc.pid;
+    void this.#out.pump(proc.stdout as ReadableStream<Uint8Array>, "stdout");
+    void this.#out.pump(proc.stderr as ReadableStream<Uint8Array>, "stderr");
 
     const readyMs = opts.readyTimeoutMs ?? DEFAULTS.readyTimeoutMs;
     const timer = setTimeout(() => {
-      readyReject(new AgentServerNotAliveError(`child server did not start within ${readyMs} ms${this.#tail.text ? `: ${this.#tail.text}` : ""}`, { host: `child:${this.id}` }));
+      readyReject(new AgentServerNotAliveError(`child server did not start within ${readyMs} ms${this.#out.text ? `: ${this.#out.text}` : ""}`, { host: `child:${this.id}` }));
       proc!.kill("SIGKILL");
     }, readyMs);
     // The handshake must not keep the parent alive on its own, but calls waiting on it do.

@@ -6,6 +6,7 @@
 import { AgentCreationError, AgentServerError, CodecError, errorFromWire } from "../core/errors.ts";
 import type { Request, Response } from "../core/protocol.ts";
 import type { Address, RequestOptions, Transport } from "../core/transport.ts";
+import { withTrace } from "../core/trace-context.ts";
 
 /** One server as seen from this process. */
 export class ServerConnection {
@@ -56,14 +57,17 @@ export class ServerConnection {
     return this.#broken;
   }
 
-  /** Send a request and return the raw answer; transport failures reject. */
+  /**
+   * Send a request and return the raw answer; transport failures reject. Every request leaves
+   * through here, `expect` or `create`: they add the caller's trace context when a span is active.
+   */
   send(req: Request, opts?: RequestOptions): Promise<Response> {
-    return this.transport.request(req, opts);
+    return this.transport.request(withTrace(req), opts);
   }
 
   /** Send a request whose answer must be `ok`/`value`/`task`/`pending`; `error` rejects typed. */
   async expect(req: Request, opts?: RequestOptions): Promise<Response> {
-    const res = await this.transport.request(req, opts);
+    const res = await this.transport.request(withTrace(req), opts);
     if (res.t === "error") throw errorFromWire(res.error, this.where);
     return res;
   }
@@ -78,7 +82,7 @@ export class ServerConnection {
 
   /** Create an object; creation failures become AgentCreationError (with the server's code). */
   async create(oid: string, cls: string, args: Uint8Array, opts?: RequestOptions): Promise<void> {
-    const res = await this.transport.request({ t: "create", oid, cls, args }, opts);
+    const res = await this.transport.request(withTrace({ t: "create", oid, cls, args }), opts);
     if (res.t === "error") {
       const e = errorFromWire(res.error, this.where);
       if (e.code === "UNAVAILABLE" || e.code === "UNAUTHENTICATED" || e.code === "DEADLINE_EXCEEDED") throw e;

@@ -167,6 +167,7 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, t
   const childOpts = {
     modules: entry.module ? [entry.module] : [],
     classes: entry.module ? [entry.name] : [],
+    agent: { cls: entry.name, oid },
     capacity: conf.capacity ?? DEFAULTS.capacity,
     maxQueue: conf.maxQueue ?? DEFAULTS.maxQueue,
     maxMessageBytes: processLimits().maxMessageBytes,

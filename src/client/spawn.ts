@@ -2,8 +2,8 @@
  * Spawning this program again, for the two kinds of server process it starts: child servers
  * (`toDist()` without host/port) and `launch({ inSubprocess: true })` servers. One place says
  * how to run ourselves (the compiled binary re-enters through a hidden subcommand; from
- * source, bun runs the entry file), keeps the tail of a child's stderr for error messages,
- * and stops a process (SIGTERM, then SIGKILL). Configuration never goes on argv (any local
+ * source, bun runs the entry file) and stops a process (SIGTERM, then SIGKILL); what the
+ * process prints is copied, tagged, by child-output.ts. Configuration never goes on argv (any local
  * user can read a command line): child servers get it in their environment, server
  * subprocesses on their stdin.
  */
@@ -26,39 +26,6 @@ export function selfCommand(role: keyof typeof ENTRIES): string[] {
   const e = ENTRIES[role];
   if (isCompiled()) return [process.execPath, e.sub];
   return [process.execPath, fileURLToPath(new URL(e.file, import.meta.url))];
-}
-
-/** Bytes of a child's stderr kept for the error message when it fails. */
-export const TAIL_BYTES = 4096;
-
-/** Copies a child's stderr to ours and keeps its last `TAIL_BYTES` for error messages. */
-export class StderrTail {
-  #text = "";
-
-  /** Start copying `stream` (resolves when it ends). */
-  pump(stream: ReadableStream<Uint8Array>): Promise<void> {
-    const dec = new TextDecoder();
-    return (async () => {
-      try {
-        for await (const chunk of stream) {
-          process.stderr.write(chunk);
-          this.#text = (this.#text + dec.decode(chunk, { stream: true })).slice(-TAIL_BYTES);
-        }
-      } catch {
-        // The child is gone; its exit is reported elsewhere.
-      }
-    })();
-  }
-
-  /** What was kept, trimmed. */
-  get text(): string {
-    return this.#text.trim();
-  }
-
-  /** The last `n` lines of what was kept. */
-  lastLines(n = 5): string {
-    return this.text.split("\n").slice(-n).join("\n");
-  }
 }
 
 /** SIGTERM `proc` (it drains and exits), SIGKILL it after `killAfterMs`; resolves once it exited. */

@@ -20,6 +20,7 @@ import type { Request, Response } from "../core/protocol.ts";
 import type { RequestOptions, Transport, CallbackGrant } from "../core/transport.ts";
 import { ServerConnection } from "./connection.ts";
 import { remoteState } from "./proxy-state.ts";
+import { logChildEvent } from "./child-output.ts";
 
 /** When and how often a crashed object is re-created. */
 export interface RestartPolicy {
@@ -257,19 +258,20 @@ export class Supervisor implements Transport {
     const what = `${this.#spec.cls} ${this.#spec.oid}`;
     if (this.#recent.length >= maxRestarts) {
       const msg = `${what} is not restarted: its restart budget is spent (${maxRestarts} restart${maxRestarts === 1 ? "" : "s"} within ${withinMs} ms); last failure: ${why}`;
-      console.warn(`actorscope: ${msg}`);
+      logChildEvent("agent.dead", msg, this.#label(), this.#current?.pid, { reason: why });
       this.#spec.events?.gaveUp(msg);
       this.#die(new AgentServerNotAliveError(msg));
       return;
     }
     const pause = Math.min(MAX_BACKOFF_MS, backoffMs * 2 ** this.#recent.length);
     this.#recent.push(now);
-    console.warn(`actorscope: restarting ${what} (restart ${this.#info.restarts + 1}, in ${Math.round(pause)} ms${this.#last ? ", from its last snapshot" : ", from its constructor arguments"}): ${why}`);
+    logChildEvent("agent.restarting", `restarting ${what} (restart ${this.#info.restarts + 1}, in ${Math.round(pause)} ms${this.#last ? ", from its last snapshot" : ", from its constructor arguments"}): ${why}`, this.#label(), undefined, { reason: why });
     const go = () =>
       this.#spec.respawn(this.#last, why).then(
         (inc) => {
           if (this.#dead) return void inc.stop?.().catch(() => {});
           this.#info = { restarts: this.#info.restarts + 1, lastRestartReason: why, lastRestartAt: Date.now() };
+          logChildEvent("agent.restarted", `restarted ${what} on ${inc.conn.where.host}${inc.conn.where.port === undefined ? "" : `:${inc.conn.where.port}`}${inc.pid === undefined ? "" : ` (pid ${inc.pid})`}`, this.#label(), inc.pid, { restarts: this.#info.restarts }, "info");
           this.#attach(inc);
           this.#spec.events?.restarted(this.info());
         },
@@ -279,6 +281,10 @@ export class Supervisor implements Transport {
       );
     if (pause > 0) setTimeout(go, pause);
     else void go();
+  }
+
+  #label(): { cls: string; oid: string } {
+    return { cls: this.#spec.cls, oid: this.#spec.oid };
   }
 
   #attach(inc: Incarnation): void {

@@ -21,6 +21,8 @@ export interface CreateRequest {
    * then calls its `restore(state)` before answering; a throwing `restore` fails the create.
    */
   state?: Uint8Array;
+  /** W3C trace context of the caller's active span (see `Traced`). */
+  trace?: string;
 }
 
 /**
@@ -46,6 +48,8 @@ export interface CallRequest {
    * and remember an async call's object so the `wait` that delivers its result can (`WaitRequest.snap`).
    */
   snap?: boolean;
+  /** W3C trace context of the caller's active span (see `Traced`). */
+  trace?: string;
 }
 
 /** Wait for the result of an async task (server-side, event-driven long poll). */
@@ -66,6 +70,8 @@ export interface WaitRequest {
   keep?: boolean;
   /** Supervision: a result answer also carries the task's object's `snapshot()` (`ValueResponse.snap`). */
   snap?: boolean;
+  /** W3C trace context of the caller's active span (see `Traced`). */
+  trace?: string;
 }
 
 /**
@@ -121,6 +127,8 @@ export interface NextRequest {
   max: number;
   /** How long the server may hold the pull when no item is ready (capped by `maxTimeoutSeconds`). */
   timeoutMs: number;
+  /** W3C trace context of the caller's active span (see `Traced`). */
+  trace?: string;
 }
 
 /** What a `next` answer's value frame holds: the items, in order, and whether the stream ended. */
@@ -198,12 +206,22 @@ export type Request =
   | CallbackDropRequest
   | SimpleRequest;
 
+/**
+ * The optional `trace` field of the kinds marked `trace` in REQUEST_TABLE: sent only when an
+ * OpenTelemetry span is active at the call site (no bytes otherwise). It holds the W3C
+ * `traceparent` header, then, if the span has one, a space and the `tracestate` header. The
+ * server's span for the request is a child of it (see core/trace-context.ts).
+ */
+export type Traced = { trace?: string };
+
 /** How one request kind travels. */
 export interface RequestKind {
   /** Its gRPC method (`proto/agent_server.proto`), or null for a kind that exists on IPC only. */
   readonly rpc: string | null;
   /** May ride a `Batch` call (and a wait `Session`) with other requests. */
   readonly batch: boolean;
+  /** Carries the caller's trace context (`trace`, see `Traced`) when a span is active. */
+  readonly trace: boolean;
 }
 
 /**
@@ -212,25 +230,25 @@ export interface RequestKind {
  * table of `docs/protocol.md` all match this (a test checks the doc and the proto).
  */
 export const REQUEST_TABLE = {
-  create: { rpc: "Create", batch: true },
-  call: { rpc: "Call", batch: true },
-  wait: { rpc: "Wait", batch: true },
-  delete: { rpc: "Delete", batch: true },
-  describe: { rpc: "Describe", batch: true },
-  cancel: { rpc: "Cancel", batch: true },
-  release: { rpc: "Release", batch: true },
-  next: { rpc: "Next", batch: true },
-  deleteAll: { rpc: "DeleteAll", batch: false },
-  list: { rpc: "List", batch: false },
-  info: { rpc: "Info", batch: false },
-  alive: { rpc: "Alive", batch: false },
-  stop: { rpc: "Stop", batch: false },
-  memory: { rpc: "Memory", batch: false },
-  setModelConfigs: { rpc: "SetModelConfigs", batch: false },
-  download: { rpc: "Download", batch: false },
-  listen: { rpc: null, batch: false },
-  cbcall: { rpc: null, batch: false },
-  cbdrop: { rpc: null, batch: false },
+  create: { rpc: "Create", batch: true, trace: true },
+  call: { rpc: "Call", batch: true, trace: true },
+  wait: { rpc: "Wait", batch: true, trace: true },
+  delete: { rpc: "Delete", batch: true, trace: false },
+  describe: { rpc: "Describe", batch: true, trace: false },
+  cancel: { rpc: "Cancel", batch: true, trace: false },
+  release: { rpc: "Release", batch: true, trace: false },
+  next: { rpc: "Next", batch: true, trace: true },
+  deleteAll: { rpc: "DeleteAll", batch: false, trace: false },
+  list: { rpc: "List", batch: false, trace: false },
+  info: { rpc: "Info", batch: false, trace: false },
+  alive: { rpc: "Alive", batch: false, trace: false },
+  stop: { rpc: "Stop", batch: false, trace: false },
+  memory: { rpc: "Memory", batch: false, trace: false },
+  setModelConfigs: { rpc: "SetModelConfigs", batch: false, trace: false },
+  download: { rpc: "Download", batch: false, trace: false },
+  listen: { rpc: null, batch: false, trace: false },
+  cbcall: { rpc: null, batch: false, trace: false },
+  cbdrop: { rpc: null, batch: false, trace: false },
 } as const satisfies Record<Request["t"], RequestKind>;
 
 /** Request kinds a server accepts from any peer (all but the IPC-only ones). */

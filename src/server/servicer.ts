@@ -26,7 +26,7 @@ import { type LocalHooks } from "../client/runtime.ts";
 import { classInfo, isReachableName, type AnyClass } from "../core/registry.ts";
 import type { Address } from "../core/transport.ts";
 import { withPresetOid } from "../core/oid.ts";
-import { Capacity } from "./capacity.ts";
+import { Capacity, type Slot } from "./capacity.ts";
 import { validateRequest } from "./validate.ts";
 import { Arrivals } from "./arrivals.ts";
 import { CpuMeter, describeAgents, serverInfoOf } from "./agent-info.ts";
@@ -39,6 +39,7 @@ import { callContext, type CallContext } from "../core/call-context.ts";
 import { Snapshots } from "./snapshots.ts";
 import { Isolation } from "./isolation.ts";
 import { ThrownByMethod, userError } from "./method-errors.ts";
+import { bindTraced, serveTraced, traceTaskDone } from "./tracing.ts";
 
 interface Held {
   obj: object;
@@ -84,17 +85,13 @@ export class Servicer {
   }
 
   /** Waits parked for tasks not known here yet (for leak checks and metrics). */
-  get parkedWaits(): number {
-    return this.#arrivals.parked;
-  }
+  get parkedWaits(): number { return this.#arrivals.parked; }
 
   /** Streams running or holding unread items (for leak checks). */
   get openStreams(): number { return this.#streams.size; }
 
   /** Objects held. */
-  get size(): number {
-    return this.#objects.size + (this.#iso?.size ?? 0);
-  }
+  get size(): number { return this.#objects.size + (this.#iso?.size ?? 0); }
 
   /** Is `a` this server? */
   isSelf(a: Address): boolean {
@@ -147,6 +144,8 @@ export class Servicer {
    * keep the server busy for minutes). Calls already running go on.
    */
   async handle(raw: unknown, signal?: AbortSignal, gone?: AbortSignal): Promise<Response> {
+    // Traced requests (a span was active at the caller) are served inside a span of their own.
+    if ((raw as { trace?: unknown } | null)?.trace !== undefined) return serveTraced(raw as Record<string, unknown>, (oid) => this.#objects.get(oid)?.obj, (r) => this.handle(r, signal, gone));
     const obs = this.opts.observer;
     if (obs !== undefined) return this.#observed(obs, raw, signal, gone);
     try {
@@ -183,9 +182,7 @@ export class Servicer {
     return Snapshots.wanted(req) ? this.#snaps.answer(req, await this.#dispatch(req, signal, gone)) : this.#dispatch(req, signal, gone);
   }
 
-  #wireError(e: unknown): WireError {
-    return errorToWire(e, { hideStacks: this.opts.hideStacks });
-  }
+  #wireError(e: unknown): WireError { return errorToWire(e, { hideStacks: this.opts.hideStacks }); }
 
   /** An error a method threw (method-errors.ts). */
   #userError(e: unknown): WireError {
@@ -363,14 +360,14 @@ export class Servicer {
     this.#running.set(id, ctl);
     this.capacity
       .run(
-        (slot) =>
+        bindTraced((slot: Slot) =>
           callContext.run({ signal: ctl.signal, task: id, suspend: () => slot.suspend(), agent: { cls: h.cls, oid, method: name } }, async () => {
             try {
               return await fn.apply(obj, args);
             } catch (e) {
               throw new ThrownByMethod(e);
             }
-          }),
+          })),
         deadlineAt,
         gone,
       )
@@ -390,6 +387,7 @@ export class Servicer {
       o = { ok: false, error: this.#wireError(e) };
     }
     this.opts.observer?.taskDone(task, o);
+    traceTaskDone(task, o);
     this.opts.pool.set(task, o).catch(() => {
       // Redis is away: the Redis pool keeps the outcome for waiters on this server and writes it
       // when the connection returns; nothing else can be done here.

@@ -12,7 +12,8 @@
  *   2..5    u32  request number, low 32 bits
  *   6..9    u32  request number, high 21 bits (numbers stay below 2^53)
  *   10..13  u32  header length H
- *   14..    H bytes of UTF-8 JSON: the message's other fields (`t`, `oid`, `name`, …)
+ *   14..    H bytes of UTF-8 JSON: the message's other fields (`t`, `oid`, `name`, …, and
+ *           `trace` when the caller had a span active: no byte otherwise)
  *   14+H..  the bytes of that field (a call's `args`, an answer's `value`, …)
  *
  * Only frames without a relay target and with at most `MAX_BINARY_PAYLOAD` bytes are binary;

@@ -9,7 +9,8 @@
  * password, the token and TLS keys, so all of it goes through the stdin pipe (no size limit
  * either, unlike one argv or environment string: 128 KiB on Linux).
  */
-import { StderrTail, selfCommand, stopProcess } from "../../client/spawn.ts";
+import { selfCommand, stopProcess } from "../../client/spawn.ts";
+import { ChildOutput, logChildEvent } from "../../client/child-output.ts";
 import { DEFAULTS } from "../../core/defaults.ts";
 import type { Subprocess } from "bun";
 import type { ModelConfig } from "../../models/store.ts";
@@ -92,24 +93,36 @@ export async function launchSubprocess(opts: SubprocessOptions, token: string | 
   // One line; stdin then stays open (its end tells the subprocess that we are gone).
   proc.stdin.write(`${JSON.stringify(conf)}\n`);
   void Promise.resolve(proc.stdin.flush()).catch(() => {});
-  const tail = new StderrTail();
-  void tail.pump(proc.stderr);
-  const exited = proc.exited.then(() => {});
+  // Its lines are tagged with its server id; its stderr tail explains a failed start.
+  const label = { serverId: opts.serverId };
+  const out = new ChildOutput(label);
+  out.pid = proc.pid;
+  void out.pump(proc.stderr, "stderr");
+  let stopping = false;
+  let ready = false;
+  // A remote `stop` ends it with code 0: only a failure or a signal we did not send is a crash.
+  const exited = proc.exited.then(() => {
+    if (!stopping && ready && proc.exitCode !== 0) logChildEvent("child.crashed", `agent server subprocess ${opts.serverId} (pid ${proc.pid}) exited (${proc.signalCode ? `signal ${proc.signalCode}` : `code ${proc.exitCode}`})`, label, proc.pid);
+  });
   let port: number;
   let metricsPort: number | undefined;
   try {
-    [port, metricsPort] = await readyPort(proc, readyTimeoutMs);
+    [port, metricsPort] = await readyPort(proc, out, readyTimeoutMs);
+    ready = true;
   } catch (e) {
     proc.kill("SIGKILL");
     await exited;
-    const why = tail.text ? `: ${tail.lastLines()}` : "";
+    const why = out.text ? `: ${out.lastLines()}` : "";
     throw new AgentServerNotAliveError(`agent server subprocess failed to start (${(e as Error).message})${why}`, { host: opts.host, port: opts.port });
   }
   return {
     port,
     metricsPort,
     exited,
-    stop: (killAfterMs) => stopProcess(proc, killAfterMs),
+    stop: (killAfterMs) => {
+      stopping = true;
+      return stopProcess(proc, killAfterMs);
+    },
   };
 }
 
@@ -121,10 +134,9 @@ function classRef(c: Function): { name: string; module: string } {
   return { name: e.name, module: e.module };
 }
 
-/** Read stdout until the ready line (then forward the rest), the process ends, or time runs out. */
-function readyPort(proc: Subprocess<"pipe", "pipe", "pipe">, timeoutMs: number): Promise<[number, number | undefined]> {
+/** Watch stdout for the ready line (kept back; every other line is passed on tagged) until the process ends or time runs out. */
+function readyPort(proc: Subprocess<"pipe", "pipe", "pipe">, out: ChildOutput, timeoutMs: number): Promise<[number, number | undefined]> {
   return new Promise<[number, number | undefined]>((resolve, reject) => {
-    let seen = "";
     let done = false;
     const timer = setTimeout(() => finish(new Error(`no ready line within ${Math.round(timeoutMs)} ms`)), timeoutMs);
     const finish = (r: [number, number | undefined] | Error) => {
@@ -134,29 +146,15 @@ function readyPort(proc: Subprocess<"pipe", "pipe", "pipe">, timeoutMs: number):
       if (r instanceof Error) reject(r);
       else resolve(r);
     };
-    // Output before the ready line is held back and shown without that line; after it, passed through.
-    void pump(proc.stdout, process.stdout, (s) => {
-      if (done) return true;
-      seen += s;
-      const m = READY.exec(seen);
-      if (!m) return false;
-      const rest = seen.slice(0, m.index) + seen.slice(m.index + m[0].length).replace(/^\r?\n/, "");
-      if (rest) process.stdout.write(rest);
-      finish([Number(m[2]), m[4] === undefined ? undefined : Number(m[4])]);
-      return false;
-    }).then(() => finish(new Error(`exited with code ${proc.exitCode ?? proc.signalCode}`)));
+    void out
+      .pump(proc.stdout, "stdout", (line) => {
+        if (done) return false;
+        const m = READY.exec(line);
+        if (!m) return false;
+        finish([Number(m[2]), m[4] === undefined ? undefined : Number(m[4])]);
+        return true;
+      })
+      .then(() => finish(new Error(`exited with code ${proc.exitCode ?? proc.signalCode}`)));
     proc.exited.then(() => finish(new Error(`exited with code ${proc.exitCode ?? proc.signalCode}`)));
   });
-}
-
-/** Copy a child's stream to ours; `seen` gets each piece of text and says whether to pass it on. */
-async function pump(from: ReadableStream<Uint8Array>, to: NodeJS.WriteStream, seen: (s: string) => boolean): Promise<void> {
-  const dec = new TextDecoder();
-  try {
-    for await (const chunk of from) {
-      if (seen(dec.decode(chunk, { stream: true }))) to.write(chunk);
-    }
-  } catch {
-    // The child is gone; its exit is reported elsewhere.
-  }
 }
