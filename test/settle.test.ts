@@ -18,6 +18,7 @@ import {
   type Remote,
 } from "../src/index.ts";
 import { Worker } from "./fixtures/settle-agents.ts";
+import { remoteState } from "../src/client/proxy-state.ts";
 
 const fixture = new URL("./fixtures/settle-agents.ts", import.meta.url).pathname;
 
@@ -87,7 +88,8 @@ describe("under load, with a small result pool", () => {
   }, 120_000);
 
   test("gRPC, backpressure off: the excess is refused RESOURCE_EXHAUSTED at once, never NOT_FOUND, and what was accepted arrives", async () => {
-    const w = withOptions(Worker.toDist({ host: small.host, port: small.port }), { backpressure: false });
+    // Not inline: every result stays unread on the server until its wait reads it, so the pool fills.
+    const w = withOptions(Worker.toDist({ host: small.host, port: small.port }), { backpressure: false, inline: false });
     const { values, errors } = await flood(8192, 4096, () => w.inc());
     const seen = codes(errors);
     expect(Object.keys(seen).filter((k) => k !== "RESOURCE_EXHAUSTED")).toEqual([]);
@@ -98,6 +100,14 @@ describe("under load, with a small result pool", () => {
     expect(refusal.retryAfterMs).toBeGreaterThan(0);
     expect(values.length + errors.length).toBe(8192);
     expect(new Set(values).size).toBe(values.length);
+  }, 60_000);
+
+  test("gRPC, inline results (the default): 8,192 calls with 4,096 in flight into a 512-result pool, backpressure off, are never refused: each result is read with its call's answer", async () => {
+    const w = withOptions(Worker.toDist({ host: small.host, port: small.port }), { backpressure: false });
+    const { values, errors } = await flood(8192, 4096, () => w.inc());
+    expect(codes(errors)).toEqual({});
+    expect(values.length).toBe(8192);
+    expect(new Set(values).size).toBe(8192);
   }, 60_000);
 
   test("child mode: 20,000 async calls with 4,096 in flight into a 512-result pool all arrive, each exactly once and right", async () => {
@@ -247,7 +257,8 @@ describe("results dropped unread", () => {
     const server = new RpcAgentServerLauncher({ port: 0, customAgentClasses: [Worker], shutdownGraceMs: 500 });
     await server.launch({ inSubprocess: true });
     try {
-      const w = Worker.toDist({ host: server.host, port: server.port });
+      // Not inline: fire-and-forget results stay unread until released (inline ones are read with the call's answer).
+      const w = withOptions(Worker.toDist({ host: server.host, port: server.port }), { inline: false });
       const client = new RpcClient(server.host, server.port);
       await w.inc();
       // Held (unread) until every call is accepted, so none can be collected early; then dropped.
@@ -278,5 +289,58 @@ describe("results dropped unread", () => {
     // Only `sum` is held from here on: `r` may be collected, but y still reads it.
     Bun.gc(true);
     expect(await sum).toBe(101);
+  });
+});
+
+describe("inline results: a fast task answers with its call", () => {
+  let shared: RpcAgentServerLauncher;
+  beforeAll(async () => {
+    shared = new RpcAgentServerLauncher({ port: 0, customAgentClasses: [Worker], shutdownGraceMs: 500 });
+    await shared.launch({ inSubprocess: true });
+  });
+  afterAll(() => shared.shutdown());
+  const kinds = (w: unknown): { sent: string[]; restore(): void } => {
+    const t = remoteState(w)!.conn.transport;
+    const orig = t.request.bind(t);
+    const sent: string[] = [];
+    t.request = (req, opts) => {
+      sent.push(req.t);
+      return orig(req, opts);
+    };
+    return { sent, restore: () => void (t.request = orig) };
+  };
+
+  for (const [mode, make] of [
+    ["child mode", () => new Worker().toDist()],
+    ["gRPC", () => Worker.toDist({ host: shared.host, port: shared.port })],
+  ] as const) {
+    test(`${mode}: an async call whose task succeeds within the hold costs one request, no wait; a longer one is read with a wait`, async () => {
+      const w = make();
+      try {
+        expect(await w.inc()).toBe(1);
+        const spy = kinds(w);
+        expect(await w.echo("fast")).toBe("fast");
+        expect(spy.sent).toEqual(["call"]);
+        expect(await w.slow(120)).toBe(120);
+        expect(spy.sent).toEqual(["call", "call", "wait"]);
+        // A failure is never inline: the call is accepted, its error read with a wait.
+        // (Read with catch: bun's expect().rejects stalls gRPC I/O while it waits.)
+        const e = await w.failAfter(0).result().catch((x: unknown) => x);
+        expect(String((e as Error).message)).toMatch(/failed at/);
+        expect(spy.sent.slice(3)).toEqual(["call", "wait"]);
+        spy.restore();
+      } finally {
+        await w.stop();
+      }
+    });
+  }
+
+  test("a result answered inline can still be handed on, before and after it arrives", async () => {
+    await using x = new Worker().toDist();
+    await using y = new Worker().toDist();
+    const r = x.echo(41);
+    expect(await y.add(r, 1)).toBe(42);
+    expect(await r).toBe(41);
+    expect(await y.add(r, 2)).toBe(43);
   });
 });

@@ -7,7 +7,7 @@
 import { callContext } from "../core/call-context.ts";
 import type { ServerConnection } from "./connection.ts";
 import { AgentServerError, AgentServerNotAliveError, CancelledError, CodecError, DeadlineExceededError, errorFromWire } from "../core/errors.ts";
-import type { WaitRequest } from "../core/protocol.ts";
+import type { Response, ValueResponse, WaitRequest } from "../core/protocol.ts";
 import type { RetryStrategy } from "./retry.ts";
 
 /** Where a task's result lives and how to fetch it. Internal. */
@@ -37,6 +37,11 @@ export interface TaskSource {
    * unread and no reference to it was handed on, the server is told to release the result.
    */
   owned?: boolean;
+  /**
+   * The call asked for a hold (`CallRequest.holdMs`): `accepted` may resolve with a `value`
+   * answer — the result itself, already read on the server — instead of `task`.
+   */
+  inline?: boolean;
 }
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
@@ -94,8 +99,16 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
     if (source !== null && typeof source === "object" && TASK in (source as object)) {
       const src = (this.#task = (source as { [TASK]: TaskSource })[TASK]);
       this.#accepted = src.acceptedNow === true;
-      src.accepted.then(() => {
+      src.accepted.then((res) => {
         this.#accepted = true;
+        // The value came with the call's answer: settled here, nothing to wait for or release.
+        if (src.inline && (res as Response | undefined)?.t === "value" && !this.#settled) {
+          try {
+            this.#settled = { ok: true, value: src.decode((res as ValueResponse).value) as T };
+          } catch (error) {
+            this.#settled = { ok: false, error };
+          }
+        }
       }, noop);
       if (src.owned) {
         // Watched only if nobody started reading it by the time the call is accepted: a result
@@ -157,6 +170,8 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
    */
   result(timeoutMs?: number): Promise<T> {
     if (this.#final) return this.#final;
+    const s = this.#settled;
+    if (s) return (this.#final = s.ok ? Promise.resolve(s.value) : Promise.reject(s.error));
     const src = this.#task!;
     if (timeoutMs !== undefined) return this.#fetch(src, timeoutMs);
     if (src.deadlineAt !== undefined || src.signal) return this.#track(this.#bounded(src));
@@ -179,7 +194,11 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
   #cancel(src: TaskSource): CancelledError {
     // Sent once the call is settled either way: a call aborted here may still have reached its
     // server and become a task there (its answer was just never read).
-    const send = () => src.conn.send({ t: "cancel", task: src.task }).catch(noop);
+    const send = () => {
+      src.conn.send({ t: "cancel", task: src.task }).catch(noop);
+      // Its owner will not read it now: free the result (unless a reference to it went out).
+      if (src.owned && !this.#shared) src.conn.send({ t: "release", task: src.task }).catch(noop);
+    };
     src.accepted.then(send, send);
     return new CancelledError(`call cancelled (task ${src.task})`, src.conn.where);
   }
@@ -245,6 +264,16 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
       refusal = e;
     });
     let shortDone = false;
+    if (src.inline && !this.#accepted) {
+      // The call's answer may be the value itself; only a task answer needs waits.
+      await (deadline === undefined ? src.accepted : Promise.race([src.accepted, Bun.sleep(deadline - performance.now())]));
+      const s = this.#settled;
+      if (s) {
+        if (s.ok) return s.value;
+        throw s.error;
+      }
+      shortDone = this.#accepted;
+    }
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) {
         const delay = src.retry.nextDelayMs(attempt);

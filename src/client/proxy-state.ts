@@ -109,6 +109,14 @@ export interface CallOptions {
    * deadline passes, or `BACKPRESSURE_MAX_MS` runs out; off, the refusal is the call's error.
    */
   backpressure?: boolean;
+  /**
+   * Async calls: the server answers a task that succeeds within a short hold (50 ms) with its
+   * value right away — one round trip, no wait, and the result is read at once so it never
+   * fills the server's pool (the default, like Ray's small results returned with the task's
+   * reply). `false`: the call is answered with its task id at once, whatever the task takes,
+   * and the result stays unread on the server until it is read (a wait) or released.
+   */
+  inline?: boolean;
 }
 
 

@@ -3,7 +3,7 @@
  * returns an AsyncResult, every other public name is a remote attribute read, and a small
  * handle (`oid`, `host`, `port`, `delete`, `stop`, `await using`) manages the object.
  */
-import { AsyncResult, FRESH_GRACE_MS, UNKNOWN_ACCEPTANCE, type TaskSource } from "./async-result.ts";
+import { AsyncResult, FIRST_WAIT_HOLD_MS, FRESH_GRACE_MS, UNKNOWN_ACCEPTANCE, type TaskSource } from "./async-result.ts";
 import type { ServerConnection } from "./connection.ts";
 import { AgentServerError, CodecError, DeadlineExceededError, NotFoundError, ResourceExhaustedError, errorFromWire } from "../core/errors.ts";
 import type { CallRequest, ErrorResponse } from "../core/protocol.ts";
@@ -154,11 +154,17 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
   }
   const conn = st.conn;
   const deadlineAt = opts?.timeoutMs === undefined ? undefined : performance.now() + opts.timeoutMs;
+  const inline = opts?.inline !== false;
   const reqOpts: RequestOptions = {};
   if (opts?.signal) reqOpts.signal = opts.signal;
   const send = (payload: Uint8Array) => {
     const req: CallRequest = { t: "call", oid: st.oid, name, args: payload };
-    if (task) req.task = task;
+    if (task) {
+      req.task = task;
+      // A fast task answers its value right away: one round trip, no wait (within the deadline).
+      const hold = !inline ? 0 : deadlineAt === undefined ? FIRST_WAIT_HOLD_MS : Math.min(FIRST_WAIT_HOLD_MS, Math.floor((deadlineAt - performance.now()) / 2));
+      if (hold > 0) req.holdMs = hold;
+    }
     if (deadlineAt !== undefined) {
       const left = Math.max(1, Math.round(deadlineAt - performance.now()));
       req.timeoutMs = left;
@@ -203,7 +209,7 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
     const again = await send(payload!);
     return again.t === "error" ? refused(again) : again;
   }
-  const src: TaskSource = { conn, task, accepted, decode: decodeFrom, maxWaitMs: st.maxWaitMs, retry: st.retry, freshUntil: Infinity, owned: true };
+  const src: TaskSource = { conn, task, accepted, decode: decodeFrom, maxWaitMs: st.maxWaitMs, retry: st.retry, freshUntil: Infinity, owned: true, inline };
   if (deadlineAt !== undefined) src.deadlineAt = deadlineAt;
   if (opts?.signal) src.signal = opts.signal;
   return AsyncResult.fromTask(src);

@@ -215,6 +215,7 @@ export class Supervisor implements Transport {
           delete res.snap;
         }
         if (req.t === "wait" && res.t !== "pending") this.#tasks.delete(req.task);
+        else if (req.t === "call" && req.task !== undefined && res.t === "value") this.#tasks.delete(req.task);
         return res;
       },
       (e) => this.#failed(inc, req, opts, e),

@@ -50,6 +50,13 @@ export interface CallRequest {
   snap?: boolean;
   /** W3C trace context of the caller's active span (see `Traced`). */
   trace?: string;
+  /**
+   * Async methods: if the task succeeds within this many ms, answer `value` (its result, now
+   * read) instead of `task`, so a fast task costs one round trip and no `wait`. The answer
+   * then comes when the task is done or the hold ends. Ignored with `snap` and by pools that
+   * cannot mark a result read at once (Redis).
+   */
+  holdMs?: number;
 }
 
 /** Wait for the result of an async task (server-side, event-driven long poll). */

@@ -172,7 +172,9 @@ export class Isolation {
   }
 
   async #call(a: Isolated, req: CallRequest, signal?: AbortSignal): Promise<Response> {
-    const res = await this.#send(a, req, signal);
+    // No hold on the child: this server's pool must learn every task, for references to it.
+    const { holdMs: _hold, ...forwarded } = req;
+    const res = await this.#send(a, forwarded, signal);
     const isAsync = a.surface.asyncSet.has(req.name);
     if (res.t === "error" && req.task !== undefined && (isAsync || a.surface.streamSet.has(req.name))) {
       // Thrown, so the servicer remembers the refusal for waits and references of this task.

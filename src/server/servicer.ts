@@ -40,6 +40,8 @@ import { Snapshots } from "./snapshots.ts";
 import { Isolation } from "./isolation.ts";
 import { ThrownByMethod, userError } from "./method-errors.ts";
 import { bindTraced, serveTraced, traceTaskDone } from "./tracing.ts";
+import { answerWithin } from "./inline-result.ts";
+import { LazyAbort } from "./lazy-abort.ts";
 
 interface Held {
   obj: object;
@@ -54,7 +56,7 @@ export class Servicer {
   /** Refs codec for values this server decodes: references to itself resolve locally. */
   readonly refs: RefCodec;
   readonly #objects = new Map<string, Held>();
-  readonly #running = new Map<string, AbortController>();
+  readonly #running = new Map<string, LazyAbort>();
   /** Fresh waits parked for tasks not prepared yet; refusals remembered by task id. */
   readonly #arrivals: Arrivals;
   readonly #hooks: LocalHooks;
@@ -202,7 +204,7 @@ export class Servicer {
       case "call":
         if (req.task === undefined) return this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal);
         try {
-          return await this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal, gone);
+          return await this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal, gone, req.snap ? undefined : req.holdMs);
         } catch (e) {
           this.#refuse(req.task, e);
           throw e;
@@ -326,7 +328,7 @@ export class Servicer {
     return { t: "ok" };
   }
 
-  async #call(oid: string, name: string, argsFrame: Uint8Array, task: string | undefined, timeoutMs: number | undefined, signal?: AbortSignal, gone?: AbortSignal): Promise<Response> {
+  async #call(oid: string, name: string, argsFrame: Uint8Array, task: string | undefined, timeoutMs: number | undefined, signal?: AbortSignal, gone?: AbortSignal, holdMs?: number): Promise<Response> {
     const h = this.#held(oid);
     const obj = h.obj as Record<string, unknown>;
     if (!isReachableName(name)) throw new UnimplementedError(`'${name}' is not reachable remotely on ${h.cls}`);
@@ -356,12 +358,12 @@ export class Servicer {
     this.capacity.admit();
     await this.opts.pool.prepare(id);
     this.#arrivals.prepared(id);
-    const ctl = new AbortController();
+    const ctl = new LazyAbort();
     this.#running.set(id, ctl);
-    this.capacity
+    const outcome = this.capacity
       .run(
         bindTraced((slot: Slot) =>
-          callContext.run({ signal: ctl.signal, task: id, suspend: () => slot.suspend(), agent: { cls: h.cls, oid, method: name } }, async () => {
+          callContext.run({ get signal() { return ctl.signal; }, task: id, suspend: () => slot.suspend(), agent: { cls: h.cls, oid, method: name } }, async () => {
             try {
               return await fn.apply(obj, args);
             } catch (e) {
@@ -375,10 +377,10 @@ export class Servicer {
         (v) => this.#finish(id, () => ({ ok: true, value: this.#encodeResult(v, `${h.cls}.${name}`) })),
         (e) => this.#finish(id, () => ({ ok: false, error: e instanceof ThrownByMethod ? this.#userError(e.error) : this.#wireError(e) })),
       );
-    return { t: "task", task: id };
+    return holdMs ? answerWithin(id, outcome, holdMs, this.opts.pool) : { t: "task", task: id };
   }
 
-  #finish(task: string, outcome: () => Outcome): void {
+  #finish(task: string, outcome: () => Outcome): Outcome {
     this.#running.delete(task);
     let o: Outcome;
     try {
@@ -392,6 +394,7 @@ export class Servicer {
       // Redis is away: the Redis pool keeps the outcome for waiters on this server and writes it
       // when the connection returns; nothing else can be done here.
     });
+    return o;
   }
 
   /** Encode what `method` (`Class.name`) returned; what cannot travel is INTERNAL, naming it. */

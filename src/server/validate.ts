@@ -27,6 +27,7 @@ export function validateRequest(raw: unknown): Request {
       if (r.task !== undefined) id(r.task, "task");
       if (r.timeoutMs !== undefined) num(r.timeoutMs, "timeoutMs");
       if (r.snap !== undefined && typeof r.snap !== "boolean") throw new CodecError("snap must be a boolean");
+      if (r.holdMs !== undefined) num(r.holdMs, "holdMs");
       break;
     case "wait":
       id(r.task, "task");

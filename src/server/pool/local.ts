@@ -67,11 +67,15 @@ export class LocalPool implements ResultPool {
         { retryAfterMs: POOL_FULL_RETRY_AFTER_MS },
       );
     }
-    // Room for one more: the least recently read results go first.
-    while (this.#entries.size - this.#pending >= this.#max) {
-      const oldest = this.#read.keys().next();
-      if (oldest.done) break;
-      this.#drop(oldest.value);
+    // Room for one more: the least recently read results go first — a sixteenth of the pool
+    // at a time, so a full pool does not walk the deleted front of its read list for every
+    // new task (a Map iterates past the entries deleted at its front until it is rehashed).
+    if (this.#entries.size - this.#pending >= this.#max) {
+      let n = Math.max(1, this.#entries.size - this.#pending - this.#max + 1 + (this.#max >> 4));
+      for (const oldest of this.#read.keys()) {
+        this.#drop(oldest);
+        if (--n <= 0) break;
+      }
     }
     this.#entries.set(task, { expiresAt: Infinity });
     this.#pending++;
@@ -129,6 +133,12 @@ export class LocalPool implements ResultPool {
     if (!e) return;
     if (e.outcome) this.#drop(task);
     else e.released = true;
+  }
+
+  readNow(task: string): boolean {
+    if (!this.#entries.get(task)?.outcome) return false;
+    this.#markRead(task);
+    return true;
   }
 
   size(): number {

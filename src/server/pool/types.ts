@@ -35,6 +35,12 @@ export interface ResultPool {
    * or as soon as it finishes. Unknown tasks are ignored.
    */
   release(task: string): Promise<void>;
+  /**
+   * The owner got the outcome of finished `task` in its call's answer: count it as read now.
+   * False if the task is not finished here. Pools that cannot do this at once omit it (the
+   * call is then answered with its task id, and the result read with a `wait`).
+   */
+  readNow?(task: string): boolean;
   /** Entries held (pending and finished). */
   size(): number;
   /** Release timers and connections. */
