@@ -92,7 +92,7 @@ async function observerNs(prom: boolean): Promise<number> {
   const n = 200_000;
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
-    obs.started(req);
+    obs.started(req, "Echo");
     obs.answered(req, ok, 0.0003, "Echo");
   }
   stats.close();

@@ -2,7 +2,7 @@
  * The agent of the progress example: a crawler that reports progress through a callback and
  * asks its caller a question through another one. Both run in the caller's process.
  */
-import { Distributable, dist } from "../../src/index.ts";
+import { Distributable, dist } from "actorscope";
 
 /** What the caller lends the crawler to ask a human. */
 export interface Human {

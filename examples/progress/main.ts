@@ -8,7 +8,7 @@
  *   echo y | bun examples/progress/main.ts        # answer without a terminal
  */
 import { parseArgs } from "node:util";
-import { callback } from "../../src/index.ts";
+import { callback } from "actorscope";
 import { Crawler } from "./agents.ts";
 
 const { values } = parseArgs({ options: { host: { type: "string" }, port: { type: "string" } } });

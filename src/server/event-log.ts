@@ -41,7 +41,10 @@ const log = {
 export function eventLog(serverId: string): ServicerObserver {
   const tasks = new Map<string, { cls: string; method: string }>();
   return {
-    started() {},
+    started(req: Request, cls: string | undefined) {
+      // Its task may finish before the call is answered (a call held for an inline result).
+      if (req.t === "call" && req.task !== undefined) tasks.set(req.task, { cls: cls ?? "?", method: req.name });
+    },
     answered(req: Request, res: Response, seconds: number, cls: string | undefined) {
       const code = res.t === "error" ? res.error.code : "OK";
       if (consola.level >= LogLevels.debug) {
@@ -53,8 +56,8 @@ export function eventLog(serverId: string): ServicerObserver {
       else if (req.t === "delete" && code === "OK" && cls !== undefined) log.debug({ message: `agent deleted: ${cls} ${req.oid}`, fields: { event: "agent.deleted", serverId, cls, oid: req.oid } });
       else if (req.t === "deleteAll" && code === "OK") log.info({ message: "all agents deleted", fields: { event: "agent.deletedAll", serverId } });
       else if (req.t === "call") {
-        if (res.t === "task") tasks.set(res.task, { cls: cls ?? "?", method: req.name });
-        else if (res.t === "error" && res.error.retryAfterMs === undefined) callFailed(serverId, cls ?? "?", req.name, req.oid, res.error.code, res.error.message);
+        if (res.t === "error" && req.task !== undefined) tasks.delete(req.task);
+        if (res.t === "error" && res.error.retryAfterMs === undefined) callFailed(serverId, cls ?? "?", req.name, req.oid, res.error.code, res.error.message);
         // A momentary refusal (full result pool) is flow control the client absorbs, not a failure.
         else if (res.t === "error") log.debug({ message: `call refused for now: ${cls ?? "?"}.${req.name} ${res.error.code}`, fields: { event: "call.backpressure", serverId, cls, method: req.name, code: res.error.code } });
       } else if (res.t === "error" && req.t === "create") {

@@ -149,19 +149,22 @@ export class CallStats implements ServicerObserver {
     return registry;
   }
 
-  started(req: Request): void {
-    if (req.t === "call" && req.task === undefined) this.syncInFlight++;
+  started(req: Request, cls: string | undefined): void {
+    if (req.t !== "call") return;
+    if (req.task === undefined) this.syncInFlight++;
+    // Async: counted when its result is in (taskDone), which may come before the call's answer.
+    else this.#tasks.set(req.task, { cls: cls ?? "unknown", method: req.name, t0: performance.now() });
   }
 
   answered(req: Request, res: Response, seconds: number, cls: string | undefined): void {
     if (req.t !== "call") return;
-    if (req.task === undefined) this.syncInFlight--;
-    if (res.t === "task") {
-      // Async: counted when its result is in (taskDone).
-      this.#tasks.set(res.task, { cls: cls ?? "unknown", method: req.name, t0: performance.now() - seconds * 1000 });
-      return;
+    if (req.task === undefined) {
+      this.syncInFlight--;
+      this.#count(cls ?? "unknown", req.name, res.t === "error" ? res.error.code : "OK", seconds);
+    } else if (res.t === "error" && this.#tasks.delete(req.task)) {
+      // Refused: no task will finish.
+      this.#count(cls ?? "unknown", req.name, res.error.code, seconds);
     }
-    this.#count(cls ?? "unknown", req.name, res.t === "error" ? res.error.code : "OK", seconds);
   }
 
   taskDone(task: string, outcome: Outcome): void {

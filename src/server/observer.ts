@@ -8,12 +8,15 @@ import type { Outcome } from "./pool/types.ts";
 
 /** Hooks the servicer calls; each must be cheap and must never throw. */
 export interface ServicerObserver {
-  /** A valid request is about to be handled. */
-  started(req: Request): void;
+  /**
+   * A valid request is about to be handled; `cls` as for `answered`. An async call (a `call`
+   * with `task`) starts its task here and ends in `taskDone` — which may come before its
+   * answer (a call held for an inline result) — unless its answer is a refusal (`error`).
+   */
+  started(req: Request, cls: string | undefined): void;
   /**
    * A request was answered: `seconds` since `started`; `cls` is the class of the object it
-   * named (for `create`, the class asked for), when known. An async call answers `task` here
-   * and ends in `taskDone`.
+   * named (for `create`, the class asked for), when known.
    */
   answered(req: Request, res: Response, seconds: number, cls: string | undefined): void;
   /** An async call's task finished with `outcome`. */
@@ -27,8 +30,8 @@ export function observers(list: ReadonlyArray<ServicerObserver | undefined>): Se
   const all = list.filter((o): o is ServicerObserver => o !== undefined);
   if (all.length <= 1) return all[0];
   return {
-    started: (req) => {
-      for (const o of all) o.started(req);
+    started: (req, cls) => {
+      for (const o of all) o.started(req, cls);
     },
     answered: (req, res, s, cls) => {
       for (const o of all) o.answered(req, res, s, cls);

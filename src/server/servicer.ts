@@ -167,7 +167,7 @@ export class Servicer {
     try {
       req = validateRequest(raw);
       cls = req.t === "create" ? req.cls : "oid" in req ? this.#objects.get(req.oid)?.cls ?? this.#iso?.cls(req.oid) : undefined;
-      obs.started(req);
+      obs.started(req, cls);
       res = await this.#answer(req, signal, gone);
     } catch (e) {
       res = { t: "error", error: this.#wireError(e) };

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { context, trace, type Span } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
-import { RpcAgentServerLauncher, type Remote } from "../../src/index.ts";
+import { RpcAgentServerLauncher, withOptions, type Remote } from "../../src/index.ts";
 import { closeAllConnections, connectionFor } from "../../src/client/connections.ts";
 import { parseTrace, withTrace } from "../../src/core/trace-context.ts";
 import type { CallRequest, Request } from "../../src/core/protocol.ts";
@@ -67,7 +67,8 @@ describe("traces over gRPC (both servers in this process)", () => {
     const { root, spans } = await traced(async () => {
       const back = Back.toDist({ host: b.host, port: b.port }) as Remote<Back>;
       const front = Front.toDist({ host: a.host, port: a.port }) as Remote<Front>;
-      expect(await front.hop(back, 20)).toBe(41);
+      // Not inline: hop's result is read with a wait, whose span is checked below.
+      expect(await withOptions(front, { inline: false }).hop(back, 20)).toBe(41);
     });
     const creates = [...named(spans, "actorscope.create Back"), ...named(spans, "actorscope.create Front")];
     expect(creates).toHaveLength(2);
@@ -158,7 +159,8 @@ describe("traces over gRPC (both servers in this process)", () => {
       exporter.reset();
       const back = Back.toDist({ host: b.host, port: b.port }) as Remote<Back>;
       expect(await back.work(2)).toBe(4);
-      expect(await back.slowWork(2)).toBe(3);
+      // Not inline: its result is read with a wait (a fast task's would come with the call).
+      expect(await withOptions(back, { inline: false }).slowWork(2)).toBe(3);
       for await (const _ of back.count(2));
       await back.delete();
       expect(new Set(sent.map((r) => r.t))).toEqual(new Set(["create", "call", "wait", "next", "delete"]));
@@ -168,7 +170,7 @@ describe("traces over gRPC (both servers in this process)", () => {
       sent.length = 0;
       const back2 = await tracer.startActiveSpan("s", async (s: Span) => {
         const p = Back.toDist({ host: b.host, port: b.port }) as Remote<Back>;
-        expect(await p.slowWork(1)).toBe(2);
+        expect(await withOptions(p, { inline: false }).slowWork(1)).toBe(2);
         await p.delete();
         s.end();
         return p;
