@@ -5,7 +5,6 @@
  */
 import { DEFAULTS } from "../core/defaults.ts";
 import type { Subprocess } from "bun";
-import { fileURLToPath } from "node:url";
 import { StderrTail, selfCommand, stopProcess } from "./spawn.ts";
 import { CHILD_CONFIG_ENV, CHILD_CONFIG_ENV_MAX, type ChildConfig, type ChildFatalFrame } from "../core/child-config.ts";
 import { ServerConnection } from "./connection.ts";
@@ -72,7 +71,7 @@ export function refusedDuringImport(): AgentCreationError | undefined {
 function spawnRefusal(classes: readonly string[]): AgentCreationError | undefined {
   const what = classes.length ? `toDist() of ${classes.join(", ")}` : "toDist()";
   if (importing) {
-    const file = importing.module.startsWith("file://") ? fileURLToPath(importing.module) : importing.module;
+    const file = importing.module.startsWith("file://") ? Bun.fileURLToPath(importing.module) : importing.module;
     const err = new AgentCreationError(
       `${what} was called while a child server was importing ${file} to load ${importing.classes.join(", ") || "its class"}: ` +
         "the module's top level runs again in every child server, so each would spawn another one. " +

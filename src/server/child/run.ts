@@ -20,7 +20,6 @@ import { LocalPool } from "../pool/local.ts";
 import { Servicer } from "../servicer.ts";
 import { bindIpc } from "../bindings/ipc.ts";
 import type { ChildConfig, ChildFatalFrame } from "../../core/child-config.ts";
-import { fileURLToPath } from "node:url";
 
 /**
  * Import the modules of the child's classes. Undefined when they loaded and define the
@@ -62,7 +61,7 @@ async function importClassModules(conf: ChildConfig): Promise<ChildFatalFrame | 
   if (module === undefined) return undefined;
   const missing = classes.filter((c) => !isRegisteredIn(c, module));
   if (missing.length === 0) return undefined;
-  const file = module.startsWith("file://") ? fileURLToPath(module) : module;
+  const file = module.startsWith("file://") ? Bun.fileURLToPath(module) : module;
   const name = missing[0]!;
   return {
     k: "fatal",
