@@ -16,6 +16,7 @@ import { runtime } from "./runtime.ts";
 import type { Address } from "../core/transport.ts";
 import { randomId } from "../core/ids.ts";
 import { IpcTransport, type IpcFrame } from "./transports/ipc.ts";
+import { warmPool } from "./warm-pool.ts";
 
 /** Options of a child server. */
 export interface ChildServerOptions {
@@ -59,6 +60,7 @@ let refusedWhileImporting: AgentCreationError | undefined;
  */
 export function setChildImport(depth: number, now?: { module: string; classes: readonly string[] }): void {
   ownDepth = depth;
+  warmPool.depth = depth + 1;
   importing = now;
 }
 
@@ -101,7 +103,7 @@ export class ChildServer {
   readonly ready: Promise<void>;
   readonly #proc: Subprocess;
   readonly #transport: IpcTransport;
-  readonly #tail = new StderrTail();
+  readonly #tail: StderrTail;
   #stopping: Promise<void> | undefined;
   #listening: Promise<Address> | undefined;
   #exited = false;
@@ -176,60 +178,74 @@ export class ChildServer {
     });
     this.ready.catch(() => {});
 
-    // The config travels in the environment (or on stdin when too large for one environment
-    // string), not argv: it may hold API keys and the listener token, and any local user can
-    // read a command line.
-    const json = JSON.stringify(conf);
-    const small = json.length <= CHILD_CONFIG_ENV_MAX;
-    proc = Bun.spawn(selfCommand("child"), {
-      env: { ...process.env, [CHILD_CONFIG_ENV]: small ? json : "-" },
-      stdio: [small ? "ignore" : "pipe", "inherit", "pipe"],
-      serialization: "advanced",
-      ipc: (msg: IpcFrame) => {
-        if (msg?.k === "ready") {
-          started = true;
-          clearTimeout(timer);
-          for (const f of early.splice(0)) proc!.send(f);
-          readyResolve();
-        } else if (msg?.k === "fatal" && !started) {
-          // The child explains why it cannot serve (a mistake in the class's module); its
-          // message beats the exit code and stderr tail the exit would report.
-          const f = msg as ChildFatalFrame;
-          clearTimeout(timer);
-          const code = typeof f.code === "string" && Object.hasOwn(GRPC_STATUS, f.code) ? f.code : "FAILED_PRECONDITION";
-          readyReject(new AgentCreationError(String(f.message).slice(0, 4096), { code, host: `child:${this.id}` }));
-          proc!.kill("SIGKILL");
-        } else if (msg?.k === "q") this.#relay(msg);
-        else this.#transport.deliver(msg);
-      },
-      onExit: (_p, code, signal) => {
-        this.#exited = true;
-        runtime.spawned.delete(this.id);
+    const ipc = (msg: IpcFrame): void => {
+      if (msg?.k === "ready") {
+        started = true;
         clearTimeout(timer);
-        forgetConnection(this.conn);
-        const how = signal ? `signal ${signal}` : `code ${code}`;
-        const tail = this.#tail.text;
-        const err = new AgentServerNotAliveError(
-          started
-            ? this.#stopping
-              ? `child server ${this.id} was stopped`
-              : `child server ${this.id} exited (${how})${tail ? `: ${this.#tail.lastLines()}` : ""}`
-            : `child server failed to start (${how})${tail ? `: ${tail}` : ""}`,
-          { host: `child:${this.id}` },
-        );
-        readyReject(err);
-        this.#transport.abort(err);
-        if (started) opts.onExit?.(err.message, !!this.#stopping);
-      },
-    });
-    this.#proc = proc;
-    if (!small) {
-      const stdin = proc.stdin as import("bun").FileSink;
-      stdin.write(`${json}\n`);
-      void Promise.resolve(stdin.end()).catch(() => {});
+        for (const f of early.splice(0)) proc!.send(f);
+        readyResolve();
+        if (conf.modules?.length) warmPool.learn(conf.modules);
+      } else if (msg?.k === "fatal" && !started) {
+        // The child explains why it cannot serve (a mistake in the class's module); its
+        // message beats the exit code and stderr tail the exit would report.
+        const f = msg as ChildFatalFrame;
+        clearTimeout(timer);
+        const code = typeof f.code === "string" && Object.hasOwn(GRPC_STATUS, f.code) ? f.code : "FAILED_PRECONDITION";
+        readyReject(new AgentCreationError(String(f.message).slice(0, 4096), { code, host: `child:${this.id}` }));
+        proc!.kill("SIGKILL");
+      } else if (msg?.k === "q") this.#relay(msg);
+      else this.#transport.deliver(msg);
+    };
+    const onExit = (code: number | null, signal: unknown): void => {
+      this.#exited = true;
+      runtime.spawned.delete(this.id);
+      clearTimeout(timer);
+      forgetConnection(this.conn);
+      const how = signal ? `signal ${signal}` : `code ${code}`;
+      const tail = this.#tail.text;
+      const err = new AgentServerNotAliveError(
+        started
+          ? this.#stopping
+            ? `child server ${this.id} was stopped`
+            : `child server ${this.id} exited (${how})${tail ? `: ${this.#tail.lastLines()}` : ""}`
+          : `child server failed to start (${how})${tail ? `: ${tail}` : ""}`,
+        { host: `child:${this.id}` },
+      );
+      readyReject(err);
+      this.#transport.abort(err);
+      if (started) opts.onExit?.(err.message, !!this.#stopping);
+    };
+
+    const json = JSON.stringify(conf);
+    // A warm pool's spare (already started, runtime loaded) becomes this child: its config
+    // goes over IPC. Otherwise spawn one.
+    const spare = warmPool.take(conf.modules?.[0]);
+    if (spare) {
+      this.#tail = spare.tail;
+      proc = spare.adopt({ ipc: (m) => ipc(m as IpcFrame), exit: onExit });
+      proc.send({ k: "conf", json });
+    } else {
+      this.#tail = new StderrTail();
+      // The config travels in the environment (or on stdin when too large for one environment
+      // string), not argv: it may hold API keys and the listener token, and any local user can
+      // read a command line.
+      const small = json.length <= CHILD_CONFIG_ENV_MAX;
+      proc = Bun.spawn(selfCommand("child"), {
+        env: { ...process.env, [CHILD_CONFIG_ENV]: small ? json : "-" },
+        stdio: [small ? "ignore" : "pipe", "inherit", "pipe"],
+        serialization: "advanced",
+        ipc,
+        onExit: (_p, code, signal) => onExit(code, signal),
+      });
+      if (!small) {
+        const stdin = proc.stdin as import("bun").FileSink;
+        stdin.write(`${json}\n`);
+        void Promise.resolve(stdin.end()).catch(() => {});
+      }
+      proc.unref();
+      void this.#tail.pump(proc.stderr as ReadableStream<Uint8Array>);
     }
-    proc.unref();
-    void this.#tail.pump(proc.stderr as ReadableStream<Uint8Array>);
+    this.#proc = proc;
 
     const readyMs = opts.readyTimeoutMs ?? DEFAULTS.readyTimeoutMs;
     const timer = setTimeout(() => {
