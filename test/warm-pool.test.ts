@@ -79,7 +79,7 @@ describe("warm pool", () => {
     expect(isAlive(next)).toBe(true);
     // …which the next toDist() takes, its class module already imported by then.
     await configureChildren({ warm: 1 });
-    await until(() => warmPool.pids().length === 1, "a loaded spare");
+    await until(() => warmPool.ready() === 1, "a loaded spare that imported the class module");
     const before = warmPool.pids();
     before.forEach((p) => seen.add(p));
     const d = new Counter(10).toDist();

@@ -155,6 +155,13 @@ class WarmPool {
     if (added && this.#spares.size > 0) this.#refillSoon(true);
   }
 
+  /** Spares loaded and holding every class module learned so far (for tests and benchmarks). */
+  ready(): number {
+    let n = 0;
+    for (const s of this.#spares) if (s.loaded && s.alive && this.#modules.every((m) => s.modules.includes(m))) n++;
+    return n;
+  }
+
   /** Process ids of the spares (for tests and tools). */
   pids(): number[] {
     return [...this.#spares].map((s) => s.proc.pid);
