@@ -11,6 +11,7 @@
  */
 import type { Subprocess } from "bun";
 import { CHILD_CONFIG_ENV, CHILD_SPARE, type ChildSpareFrame, type SpareConfig } from "../core/child-config.ts";
+import { DEFAULTS } from "../core/defaults.ts";
 import { StderrTail, selfCommand } from "./spawn.ts";
 
 /** Options of `configureChildren`. */
@@ -55,6 +56,7 @@ export class Spare {
         if (this.#handlers) this.#handlers.ipc(msg);
         else if ((msg as ChildSpareFrame | null)?.k === "spare") {
           this.loaded = true;
+          clearTimeout(timer);
           this.#settle(true);
         }
       },
@@ -66,6 +68,9 @@ export class Spare {
         }
       },
     });
+    // A spare that never loads (a hung import) is ended like a child that never gets ready.
+    const timer = setTimeout(() => this.proc.kill("SIGKILL"), DEFAULTS.readyTimeoutMs);
+    timer.unref();
     this.proc.unref();
     void this.tail.pump(this.proc.stderr as ReadableStream<Uint8Array>);
   }
