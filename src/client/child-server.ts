@@ -6,7 +6,7 @@
 import { DEFAULTS } from "../core/defaults.ts";
 import type { Subprocess } from "bun";
 import { StderrTail, selfCommand, stopProcess } from "./spawn.ts";
-import { CHILD_CONFIG_ENV, CHILD_CONFIG_ENV_MAX, type ChildConfig, type ChildFatalFrame } from "../core/child-config.ts";
+import { CHILD_CONFIG_ENV, CHILD_CONFIG_ENV_MAX, type ChildConfFrame, type ChildConfig, type ChildFatalFrame } from "../core/child-config.ts";
 import { ServerConnection } from "./connection.ts";
 import { connectionFor, forgetConnection, registerConnection } from "./connections.ts";
 import { AgentCreationError, AgentServerNotAliveError, errorToWire, GRPC_STATUS } from "../core/errors.ts";
@@ -223,7 +223,7 @@ export class ChildServer {
     if (spare) {
       this.#tail = spare.tail;
       proc = spare.adopt({ ipc: (m) => ipc(m as IpcFrame), exit: onExit });
-      proc.send({ k: "conf", json });
+      proc.send({ k: "conf", json, probe: new Uint8Array(64) } satisfies ChildConfFrame as never);
     } else {
       this.#tail = new StderrTail();
       // The config travels in the environment (or on stdin when too large for one environment

@@ -112,6 +112,8 @@ export async function childMain(json: string | undefined): Promise<void> {
       process.exit(0);
     }
   }
+  // Collect the garbage of loading now, not during the first requests.
+  Bun.gc(true);
   const conf = await new Promise<string>((resolve) => {
     const onConf = (m: unknown): void => {
       const f = m as ChildConfFrame | null;
@@ -120,7 +122,7 @@ export async function childMain(json: string | undefined): Promise<void> {
       resolve(f.json);
     };
     process.on("message", onConf);
-    process.send!({ k: "spare", pid: process.pid, modules: spare.modules } satisfies ChildSpareFrame);
+    process.send!({ k: "spare", pid: process.pid, modules: spare.modules, probe: new Uint8Array(64) } satisfies ChildSpareFrame);
   });
   return runChild(conf);
 }
