@@ -51,6 +51,35 @@ async function lifecycleRows(l: RpcAgentServerLauncher): Promise<Row[]> {
   ];
 }
 
+/**
+ * The first init of 5 agents from a fresh client process (bench/fixtures/first-init.ts): from
+ * its first `toDist()` (the library imported, as by any script) until all 5 answer, loading
+ * grpc-js and the service and connecting on the way. Median of several fresh processes.
+ */
+async function freshFirstRow(l: RpcAgentServerLauncher): Promise<Row[]> {
+  const ms: number[] = [];
+  const total: number[] = [];
+  const raw: number[] = [];
+  const srv = await spawnReady<{ port: number }>([process.execPath, here("./fixtures/grpc-echo-server.ts")]);
+  for (let r = 0; r < (quick ? 5 : 9); r++) {
+    // The floor in alternating rounds: a fresh process importing grpc-js and making one raw call.
+    const f = Bun.spawn([process.execPath, here("./fixtures/grpc-raw-first.ts"), String(srv.ready.port)], { stdout: "pipe", stderr: "inherit" });
+    raw.push((JSON.parse(await new Response(f.stdout).text()) as { ms: number }).ms);
+    await f.exited;
+    const p = Bun.spawn([process.execPath, here("./fixtures/first-init.ts"), l.host, String(l.port)], { stdout: "pipe", stderr: "inherit" });
+    const out = JSON.parse(await new Response(p.stdout).text()) as { ms: number; total: number };
+    await p.exited;
+    ms.push(out.ms);
+    total.push(out.total);
+  }
+  srv.proc.kill();
+  await srv.proc.exited;
+  return [
+    { id: "grpc.first.floor", name: "raw grpc-js from a fresh process: import + first unary echo (floor)", value: stats(raw).median, unit: "ms", rounds: raw },
+    { id: "grpc.init5.fresh", name: "independent: first init of 5 agents from a fresh client process", value: stats(ms).median, unit: "ms", rounds: ms, floor: stats(raw).median, budget: { text: "≤ 60 ms", max: 60 }, note: `from the first toDist() (library imported) to 5 answers, grpc-js loaded and connected on the way; from process start ${stats(total).median.toFixed(0)} ms; floor = a fresh process importing grpc-js and making one raw unary echo, in alternating rounds` },
+  ];
+}
+
 /** The seed with blocking work: one agent on each of 5 servers (one event loop each). */
 async function seedBlockingRow(): Promise<Row> {
   const servers = await Promise.all(Array.from({ length: 5 }, () => serverProcess()));
@@ -114,7 +143,7 @@ if (import.meta.main) {
   await runSection("independent mode (gRPC)", async () => {
     const l = await serverProcess();
     try {
-      return [...(await lifecycleRows(l)), await seedBlockingRow(), ...(await callRows(l)), await nnRow(l)];
+      return [...(await lifecycleRows(l)), ...(await freshFirstRow(l)), await seedBlockingRow(), ...(await callRows(l)), await nnRow(l)];
     } finally {
       await l.shutdown();
     }

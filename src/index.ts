@@ -30,6 +30,7 @@ export {
 } from "./core/errors.ts";
 export { DEFAULT_LIMITS, type Limits } from "./core/limits.ts";
 export { configureLimits } from "./client/refs.ts";
+export { configureChildren, type ChildrenOptions } from "./client/warm-pool.ts";
 export type { AgentInfo, ServerInfo, ClassInfo } from "./core/protocol.ts";
 export { currentCall, type CallContext } from "./core/call-context.ts";
 export { init, type InitOptions } from "./models/init.ts";

@@ -20,6 +20,6 @@ export async function runChildCommand(argv: readonly string[]): Promise<void> {
   }
   // The child imports the module defining the class, which imports "actorscope".
   if (isCompiled()) await installRuntimeModule();
-  const { runChild } = await import("../../src/server/child/run.ts");
-  await runChild(json);
+  const { childMain } = await import("../../src/server/child/run.ts");
+  await childMain(json);
 }

@@ -64,11 +64,16 @@ export function logChildEvent(event: string, message: string, label: ChildLabel,
 
 /** Copies a child's stdout and stderr to ours, line by line and tagged; keeps the tail of its stderr for error messages. */
 export class ChildOutput {
-  readonly #label: ChildLabel;
+  #label: ChildLabel;
   #pid: number | undefined;
   #tail = "";
 
   constructor(label: ChildLabel) {
+    this.#label = label;
+  }
+
+  /** Tag the lines from now on with `label` (a warm pool's spare, taken for an agent). */
+  relabel(label: ChildLabel): void {
     this.#label = label;
   }
 

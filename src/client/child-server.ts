@@ -5,10 +5,9 @@
  */
 import { DEFAULTS } from "../core/defaults.ts";
 import type { Subprocess } from "bun";
-import { fileURLToPath } from "node:url";
 import { selfCommand, stopProcess } from "./spawn.ts";
 import { ChildOutput, logChildEvent, type ChildLabel } from "./child-output.ts";
-import { CHILD_CONFIG_ENV, CHILD_CONFIG_ENV_MAX, type ChildConfig, type ChildFatalFrame } from "../core/child-config.ts";
+import { CHILD_CONFIG_ENV, CHILD_CONFIG_ENV_MAX, type ChildConfFrame, type ChildConfig, type ChildFatalFrame } from "../core/child-config.ts";
 import { ServerConnection } from "./connection.ts";
 import { connectionFor, forgetConnection, registerConnection } from "./connections.ts";
 import { AgentCreationError, AgentServerNotAliveError, errorToWire, GRPC_STATUS } from "../core/errors.ts";
@@ -21,6 +20,7 @@ import { IpcTransport, type IpcFrame } from "./transports/ipc.ts";
 import { answerCallback } from "./callback-answer.ts";
 import { forwardToLink } from "./callback-stubs.ts";
 import { callbacks } from "./callback-table.ts";
+import { warmPool } from "./warm-pool.ts";
 
 /** Options of a child server. */
 export interface ChildServerOptions {
@@ -68,6 +68,7 @@ let refusedWhileImporting: AgentCreationError | undefined;
  */
 export function setChildImport(depth: number, now?: { module: string; classes: readonly string[] }): void {
   ownDepth = depth;
+  warmPool.depth = depth + 1;
   importing = now;
 }
 
@@ -80,7 +81,7 @@ export function refusedDuringImport(): AgentCreationError | undefined {
 function spawnRefusal(classes: readonly string[]): AgentCreationError | undefined {
   const what = classes.length ? `toDist() of ${classes.join(", ")}` : "toDist()";
   if (importing) {
-    const file = importing.module.startsWith("file://") ? fileURLToPath(importing.module) : importing.module;
+    const file = importing.module.startsWith("file://") ? Bun.fileURLToPath(importing.module) : importing.module;
     const err = new AgentCreationError(
       `${what} was called while a child server was importing ${file} to load ${importing.classes.join(", ") || "its class"}: ` +
         "the module's top level runs again in every child server, so each would spawn another one. " +
@@ -110,7 +111,7 @@ export class ChildServer {
   readonly ready: Promise<void>;
   readonly #proc: Subprocess;
   readonly #transport: IpcTransport;
-  readonly #out: ChildOutput;
+  #out: ChildOutput;
   #stopping: Promise<void> | undefined;
   #listening: Promise<Address> | undefined;
   #exited = false;
@@ -187,68 +188,82 @@ export class ChildServer {
     });
     this.ready.catch(() => {});
 
-    // The config travels in the environment (or on stdin when too large for one environment
-    // string), not argv: it may hold API keys and the listener token, and any local user can
-    // read a command line.
-    const json = JSON.stringify(conf);
-    const small = json.length <= CHILD_CONFIG_ENV_MAX;
-    proc = Bun.spawn(selfCommand("child"), {
-      env: { ...process.env, [CHILD_CONFIG_ENV]: small ? json : "-" },
-      stdio: [small ? "ignore" : "pipe", "pipe", "pipe"],
-      serialization: "advanced",
-      ipc: (msg: IpcFrame) => {
-        if (msg?.k === "ready") {
-          started = true;
-          clearTimeout(timer);
-          for (const f of early.splice(0)) proc!.send(f);
-          readyResolve();
-        } else if (msg?.k === "fatal" && !started) {
-          // The child explains why it cannot serve (a mistake in the class's module); its
-          // message beats the exit code and stderr tail the exit would report.
-          const f = msg as ChildFatalFrame;
-          clearTimeout(timer);
-          const code = typeof f.code === "string" && Object.hasOwn(GRPC_STATUS, f.code) ? f.code : "FAILED_PRECONDITION";
-          readyReject(new AgentCreationError(String(f.message).slice(0, 4096), { code, host: `child:${this.id}` }));
-          proc!.kill("SIGKILL");
-        } else if (msg?.k === "q") this.#relay(msg);
-        else this.#transport.deliver(msg);
-      },
-      onExit: (p, code, signal) => {
-        this.#exited = true;
-        callbacks.dropLink(`child:${this.id}`);
-        runtime.spawned.delete(this.id);
+    const ipc = (msg: IpcFrame): void => {
+      if (msg?.k === "ready") {
+        started = true;
         clearTimeout(timer);
-        forgetConnection(this.conn);
-        const how = signal ? `signal ${signal}` : `code ${code}`;
-        const tail = this.#out.text;
-        const err = new AgentServerNotAliveError(
-          started
-            ? this.#stopping
-              ? `child server ${this.id} was stopped`
-              : `child server ${this.id} exited (${how})${tail ? `: ${this.#out.lastLines()}` : ""}`
-            : `child server failed to start (${how})${tail ? `: ${tail}` : ""}`,
-          { host: `child:${this.id}` },
-        );
-        readyReject(err);
-        this.#transport.abort(err);
-        if (started && !this.#stopping) {
-          const a = opts.agent ?? {};
-          const reason = `exited (${how})`;
-          logChildEvent("child.crashed", `child server of ${a.cls ?? "?"} ${a.oid ?? "?"} (pid ${p.pid}) ${reason}`, a, p.pid, { reason });
-        }
-        if (started) opts.onExit?.(err.message, !!this.#stopping);
-      },
-    });
-    this.#proc = proc;
-    if (!small) {
-      const stdin = proc.stdin as import("bun").FileSink;
-      stdin.write(`${json}\n`);
-      void Promise.resolve(stdin.end()).catch(() => {});
+        for (const f of early.splice(0)) proc!.send(f);
+        readyResolve();
+        if (conf.modules?.length) warmPool.learn(conf.modules);
+      } else if (msg?.k === "fatal" && !started) {
+        // The child explains why it cannot serve (a mistake in the class's module); its
+        // message beats the exit code and stderr tail the exit would report.
+        const f = msg as ChildFatalFrame;
+        clearTimeout(timer);
+        const code = typeof f.code === "string" && Object.hasOwn(GRPC_STATUS, f.code) ? f.code : "FAILED_PRECONDITION";
+        readyReject(new AgentCreationError(String(f.message).slice(0, 4096), { code, host: `child:${this.id}` }));
+        proc!.kill("SIGKILL");
+      } else if (msg?.k === "q") this.#relay(msg);
+      else this.#transport.deliver(msg);
+    };
+    const onExit = (pid: number, code: number | null, signal: unknown): void => {
+      this.#exited = true;
+      callbacks.dropLink(`child:${this.id}`);
+      runtime.spawned.delete(this.id);
+      clearTimeout(timer);
+      forgetConnection(this.conn);
+      const how = signal ? `signal ${signal}` : `code ${code}`;
+      const tail = this.#out.text;
+      const err = new AgentServerNotAliveError(
+        started
+          ? this.#stopping
+            ? `child server ${this.id} was stopped`
+            : `child server ${this.id} exited (${how})${tail ? `: ${this.#out.lastLines()}` : ""}`
+          : `child server failed to start (${how})${tail ? `: ${tail}` : ""}`,
+        { host: `child:${this.id}` },
+      );
+      readyReject(err);
+      this.#transport.abort(err);
+      if (started && !this.#stopping) {
+        const a = opts.agent ?? {};
+        const reason = `exited (${how})`;
+        logChildEvent("child.crashed", `child server of ${a.cls ?? "?"} ${a.oid ?? "?"} (pid ${pid}) ${reason}`, a, pid, { reason });
+      }
+      if (started) opts.onExit?.(err.message, !!this.#stopping);
+    };
+
+    const json = JSON.stringify(conf);
+    // A warm pool's spare (already started, runtime loaded) becomes this child: its config
+    // goes over IPC, and its output is tagged with this child's agent from now on. Otherwise spawn one.
+    const spare = warmPool.take(conf.modules?.[0]);
+    if (spare) {
+      this.#out = spare.out;
+      this.#out.relabel(opts.agent ?? {});
+      proc = spare.adopt({ ipc: (m) => ipc(m as IpcFrame), exit: (code, signal) => onExit(spare.proc.pid, code, signal) });
+      proc.send({ k: "conf", json, probe: new Uint8Array(64) } satisfies ChildConfFrame as never);
+    } else {
+      // The config travels in the environment (or on stdin when too large for one environment
+      // string), not argv: it may hold API keys and the listener token, and any local user can
+      // read a command line.
+      const small = json.length <= CHILD_CONFIG_ENV_MAX;
+      proc = Bun.spawn(selfCommand("child"), {
+        env: { ...process.env, [CHILD_CONFIG_ENV]: small ? json : "-" },
+        stdio: [small ? "ignore" : "pipe", "pipe", "pipe"],
+        serialization: "advanced",
+        ipc,
+        onExit: (p, code, signal) => onExit(p.pid, code, signal),
+      });
+      if (!small) {
+        const stdin = proc.stdin as import("bun").FileSink;
+        stdin.write(`${json}\n`);
+        void Promise.resolve(stdin.end()).catch(() => {});
+      }
+      proc.unref();
+      this.#out.pid = proc.pid;
+      void this.#out.pump(proc.stdout as ReadableStream<Uint8Array>, "stdout");
+      void this.#out.pump(proc.stderr as ReadableStream<Uint8Array>, "stderr");
     }
-    proc.unref();
-    this.#out.pid = proc.pid;
-    void this.#out.pump(proc.stdout as ReadableStream<Uint8Array>, "stdout");
-    void this.#out.pump(proc.stderr as ReadableStream<Uint8Array>, "stderr");
+    this.#proc = proc;
 
     const readyMs = opts.readyTimeoutMs ?? DEFAULTS.readyTimeoutMs;
     const timer = setTimeout(() => {

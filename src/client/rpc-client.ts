@@ -3,10 +3,6 @@
  * It shares the process's one connection (gRPC channel) to that server with every proxy.
  * Every answer is checked: one of the wrong kind or shape is a protocol error (INTERNAL).
  */
-import { createHash } from "node:crypto";
-import { mkdir } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
 import type { ServerConnection } from "./connection.ts";
 import { connectionFor } from "./connections.ts";
 import { agentListOf, answerOf, protocolError, serverInfoOf } from "./answers.ts";
@@ -54,7 +50,7 @@ export class RpcClient implements AsyncDisposable {
   readonly host: string;
   readonly port: number;
   readonly #connOpts: { token?: string; maxMessageBytes?: number; tls?: ClientTlsOption } = {};
-  readonly #downloadDir: string;
+  #downloadDir: string | undefined;
   #closed = false;
 
   constructor(host: string, port: number, opts: RpcClientOptions = {}) {
@@ -66,7 +62,8 @@ export class RpcClient implements AsyncDisposable {
     if (opts.maxMessageBytes !== undefined) this.#connOpts.maxMessageBytes = opts.maxMessageBytes;
     // Read (files included) once, here: a bad certificate path fails the constructor.
     if (opts.tls !== undefined) this.#connOpts.tls = clientTls(opts.tls) ?? false;
-    this.#downloadDir = opts.downloadDir ?? join(tmpdir(), "actorscope-downloads");
+    // Resolved on first download: node:os / node:path stay out of the package root's import cost.
+    this.#downloadDir = opts.downloadDir;
   }
 
   /**
@@ -162,11 +159,13 @@ export class RpcClient implements AsyncDisposable {
    */
   async downloadFile(path: string): Promise<string> {
     const bytes = await this.#value({ t: "download", path });
-    await mkdir(this.#downloadDir, { recursive: true });
+    const [{ mkdir }, { tmpdir }, { basename, join }] = await Promise.all([import("node:fs/promises"), import("node:os"), import("node:path")]);
+    const dir = (this.#downloadDir ??= join(tmpdir(), "actorscope-downloads"));
+    await mkdir(dir, { recursive: true });
     // Same server and path → same local name: a repeated download replaces the earlier copy.
-    const tag = createHash("sha256").update(`${this.host}:${this.port}:${path}`).digest("hex").slice(0, 8);
+    const tag = new Bun.CryptoHasher("sha256").update(`${this.host}:${this.port}:${path}`).digest("hex").slice(0, 8);
     const name = basename(path).replace(/[^\w.-]/g, "_") || "download";
-    const local = join(this.#downloadDir, `${tag}_${name}`);
+    const local = join(dir, `${tag}_${name}`);
     await Bun.write(local, bytes);
     return local;
   }

@@ -8,7 +8,6 @@
  * subprocesses on their stdin.
  */
 import type { Subprocess } from "bun";
-import { fileURLToPath } from "node:url";
 
 /** True inside a `bun build --compile` binary (its modules live under /$bunfs/). */
 export function isCompiled(): boolean {
@@ -25,7 +24,7 @@ const ENTRIES = {
 export function selfCommand(role: keyof typeof ENTRIES): string[] {
   const e = ENTRIES[role];
   if (isCompiled()) return [process.execPath, e.sub];
-  return [process.execPath, fileURLToPath(new URL(e.file, import.meta.url))];
+  return [process.execPath, Bun.fileURLToPath(new URL(e.file, import.meta.url))];
 }
 
 /** SIGTERM `proc` (it drains and exits), SIGKILL it after `killAfterMs`; resolves once it exited. */

@@ -6,9 +6,6 @@
  * Only point it at code you trust. (What a *client* can never do is make a server load
  * code: servers create only classes registered here or passed to the launcher.)
  */
-import { readdir, realpath } from "node:fs/promises";
-import { join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { allEntries, classTable, entryOf } from "../core/registry.ts";
 
 const LOADABLE = /\.(ts|js|mts|mjs)$/;
@@ -33,7 +30,8 @@ export async function loadCustomClassFromFile(file: string): Promise<Function[]>
 /** Import `file`; the `@dist` classes it exports or defines. */
 async function importClasses(file: string): Promise<Set<Function>> {
   // The real path: `@dist` records the module by the path Bun resolved, symlinks followed.
-  const url = pathToFileURL(await realpath(resolve(file))).href;
+  const [{ realpath }, { resolve }] = await Promise.all([import("node:fs/promises"), import("node:path")]);
+  const url = Bun.pathToFileURL(await realpath(resolve(file))).href;
   const mod = (await import(url)) as Record<string, unknown>;
   const found = new Set<Function>();
   for (const v of Object.values(mod)) if (typeof v === "function" && entryOf(v)) found.add(v);
@@ -52,6 +50,7 @@ async function importClasses(file: string): Promise<Set<Function>> {
  */
 export async function loadAgentsFromDir(dir: string): Promise<Function[]> {
   const found = new Set<Function>();
+  const { resolve } = await import("node:path");
   for (const file of await listFiles(resolve(dir))) {
     try {
       for (const c of await importClasses(file)) found.add(c);
@@ -67,6 +66,7 @@ export async function loadAgentsFromDir(dir: string): Promise<Function[]> {
 
 async function listFiles(dir: string): Promise<string[]> {
   const out: string[] = [];
+  const [{ readdir }, { join }] = await Promise.all([import("node:fs/promises"), import("node:path")]);
   const entries = await readdir(dir, { withFileTypes: true });
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const e of entries) {

@@ -7,17 +7,27 @@
  * message carries it and the message limit bounds it), `openConfined` opens it for a
  * transport that streams it in chunks (gRPC), so a download costs a chunk, not the file.
  */
-import { constants } from "node:fs";
-import { open, realpath, type FileHandle } from "node:fs/promises";
-import { isAbsolute, relative, resolve, sep } from "node:path";
+import type { FileHandle } from "node:fs/promises";
 import { NotFoundError, PermissionDeniedError, ResourceExhaustedError } from "../core/errors.ts";
 
 /** Largest file served when the caller names no bound. */
 export const DEFAULT_MAX_FILE_BYTES = 32 * 1024 * 1024;
 
+/**
+ * node:fs, node:fs/promises and node:path, loaded on the first download: every server
+ * (child servers included) imports this module, and loading them costs ~10 ms at start.
+ */
+let nodeMods: Promise<[typeof import("node:fs"), typeof import("node:fs/promises"), typeof import("node:path")]> | undefined;
+const node = () => (nodeMods ??= Promise.all([import("node:fs"), import("node:fs/promises"), import("node:path")]));
+
 /** Resolve `path` under `dir`, refusing anything that leaves it. */
 export async function confinedPath(dir: string, path: string): Promise<string> {
   if (typeof path !== "string" || path.length === 0 || path.includes("\0")) throw new PermissionDeniedError("bad file path");
+  const [, { realpath }, { isAbsolute, relative, resolve, sep }] = await node();
+  const inside = (root: string, p: string): boolean => {
+    const r = relative(root, p);
+    return r === "" || (!r.startsWith(`..${sep}`) && r !== ".." && !isAbsolute(r));
+  };
   const root = await realpath(dir);
   const target = resolve(root, path);
   if (!inside(root, target)) throw new PermissionDeniedError(`${path} is outside the server's file dir`);
@@ -49,6 +59,7 @@ export interface ConfinedFile {
 export async function openConfined(dir: string | undefined, path: string, maxBytes = DEFAULT_MAX_FILE_BYTES): Promise<ConfinedFile> {
   if (!dir) throw new PermissionDeniedError("this server has no file dir to download from");
   const real = await confinedPath(dir, path);
+  const [{ constants }, { open }] = await node();
   let handle: FileHandle;
   try {
     handle = await open(real, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
@@ -82,9 +93,4 @@ export async function readConfined(dir: string | undefined, path: string, maxByt
   } finally {
     await handle.close();
   }
-}
-
-function inside(root: string, p: string): boolean {
-  const r = relative(root, p);
-  return r === "" || (!r.startsWith(`..${sep}`) && r !== ".." && !isAbsolute(r));
 }

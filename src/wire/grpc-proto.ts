@@ -1,13 +1,12 @@
-/// <reference path="./proto-file.d.ts" />
 /**
- * The gRPC service of `proto/agent_server.proto`, loaded once per process, and the mapping
- * between protocol.ts messages and the protobuf ones. Shared by the gRPC transport (client)
- * and the gRPC binding (server), so both sides agree by construction. Only ever loaded
- * lazily: importing it loads grpc-js.
+ * The gRPC service of `proto/agent_server.proto`, built once per process from the message
+ * table of proto-codec.ts (no .proto parsing at run time), and the mapping between
+ * protocol.ts messages and the protobuf ones. Shared by the gRPC transport (client) and the
+ * gRPC binding (server), so both sides agree by construction. Only ever loaded lazily by
+ * those, which load grpc-js.
  */
-import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
-import protoPath from "../../proto/agent_server.proto" with { type: "file" };
+import type * as grpc from "@grpc/grpc-js";
+import { RPCS, decodeMessage, encodeMessage } from "./proto-codec.ts";
 import { GRPC_STATUS, type ErrorCode, type WireError } from "../core/errors.ts";
 import { REQUEST_TABLE, type Request, type Response } from "../core/protocol.ts";
 
@@ -52,17 +51,22 @@ let service: grpc.ServiceDefinition | undefined;
 /** The AgentServer service definition (paths `/actorscope.AgentServer/<Rpc>`). */
 export function agentServerService(): grpc.ServiceDefinition {
   if (service) return service;
-  const def = protoLoader.loadSync(protoPath, {
-    // camelCase fields (timeout_ms → timeoutMs) match protocol.ts; absent fields stay absent,
-    // so an optional field's presence survives and nothing is defaulted behind our back.
-    keepCase: false,
-    defaults: false,
-    oneofs: false,
-    longs: String,
-    enums: String,
-  });
-  service = def["actorscope.AgentServer"] as grpc.ServiceDefinition;
-  if (!service) throw new Error(`service actorscope.AgentServer missing from ${protoPath}`);
+  // camelCase fields (timeout_ms → timeoutMs) match protocol.ts; absent fields stay absent,
+  // so an optional field's presence survives and nothing is defaulted behind our back.
+  const def: Record<string, grpc.MethodDefinition<object, object> & { originalName: string }> = {};
+  for (const [name, req, res, requestStream, responseStream] of RPCS) {
+    def[name] = {
+      path: `/actorscope.AgentServer/${name}`,
+      requestStream,
+      responseStream,
+      requestSerialize: (m: object) => encodeMessage(req, m),
+      requestDeserialize: (b: Buffer) => decodeMessage(req, b),
+      responseSerialize: (m: object) => encodeMessage(res, m),
+      responseDeserialize: (b: Buffer) => decodeMessage(res, b),
+      originalName: name[0]!.toLowerCase() + name.slice(1),
+    };
+  }
+  service = def as grpc.ServiceDefinition;
   return service;
 }
 

@@ -4,6 +4,6 @@
  * here — serves the parent over IPC, and exits when the parent goes away.
  */
 import { takeChildConfig } from "../../core/child-config.ts";
-import { runChild } from "./run.ts";
+import { childMain } from "./run.ts";
 
-await runChild(await takeChildConfig());
+await childMain(await takeChildConfig());

@@ -20,8 +20,7 @@ import { LocalPool } from "../pool/local.ts";
 import { Servicer } from "../servicer.ts";
 import { bindIpc } from "../bindings/ipc.ts";
 import { answerCallback } from "../../client/callback-answer.ts";
-import type { ChildConfig, ChildFatalFrame } from "../../core/child-config.ts";
-import { fileURLToPath } from "node:url";
+import { CHILD_SPARE, type ChildConfFrame, type ChildConfig, type ChildFatalFrame, type ChildSpareFrame, type SpareConfig } from "../../core/child-config.ts";
 
 /**
  * Import the modules of the child's classes. Undefined when they loaded and define the
@@ -63,7 +62,7 @@ async function importClassModules(conf: ChildConfig): Promise<ChildFatalFrame | 
   if (module === undefined) return undefined;
   const missing = classes.filter((c) => !isRegisteredIn(c, module));
   if (missing.length === 0) return undefined;
-  const file = module.startsWith("file://") ? fileURLToPath(module) : module;
+  const file = module.startsWith("file://") ? Bun.fileURLToPath(module) : module;
   const name = missing[0]!;
   return {
     k: "fatal",
@@ -86,6 +85,47 @@ function reportFatal(frame: ChildFatalFrame): Promise<void> {
     exit();
   }
   return new Promise<void>(() => {});
+}
+
+/**
+ * The entry of every child process: `json` is its config, or `CHILD_SPARE` for a warm pool's
+ * spare, which loads the runtime first (the library, what `runChild` uses), tells the parent,
+ * and becomes the child server whose config the parent sends later. A spare exits with its
+ * parent like any child (IPC disconnect, SIGTERM, SIGINT).
+ */
+export async function childMain(json: string | undefined): Promise<void> {
+  if (!json?.startsWith(CHILD_SPARE)) return runChild(json);
+  if (!process.send) return runChild(undefined);
+  const spare = JSON.parse(json.slice(CHILD_SPARE.length)) as SpareConfig;
+  process.on("disconnect", () => process.exit(0));
+  process.on("SIGTERM", () => process.exit(0));
+  process.on("SIGINT", () => process.exit(0));
+  await import("../../index.ts");
+  const { rehearse } = await import("./rehearse.ts");
+  await rehearse();
+  // The class modules children of this parent used before: imported now, like a child would,
+  // so the next one costs nothing. A module that fails (or calls toDist() at its top level)
+  // ends the spare quietly; the parent then stops preloading.
+  if (spare.modules.length) {
+    try {
+      if (await importClassModules({ id: "", key: "", capacity: 0, maxQueue: 0, maxPoolSize: 0, maxExpireTime: 0, maxTimeoutSeconds: 0, modules: spare.modules, depth: spare.depth })) process.exit(0);
+    } catch {
+      process.exit(0);
+    }
+  }
+  // Collect the garbage of loading now, not during the first requests.
+  Bun.gc(true);
+  const conf = await new Promise<string>((resolve) => {
+    const onConf = (m: unknown): void => {
+      const f = m as ChildConfFrame | null;
+      if (f?.k !== "conf" || typeof f.json !== "string") return;
+      process.off("message", onConf);
+      resolve(f.json);
+    };
+    process.on("message", onConf);
+    process.send!({ k: "spare", pid: process.pid, modules: spare.modules, probe: new Uint8Array(64) } satisfies ChildSpareFrame);
+  });
+  return runChild(conf);
 }
 
 /** Start a child server from its JSON config and serve until the parent disconnects. */

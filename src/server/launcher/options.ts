@@ -3,7 +3,6 @@
  * for the addresses the server binds, advertises and answers to.
  */
 import { DEFAULTS } from "../../core/defaults.ts";
-import { hostname } from "node:os";
 import type { ModelConfig } from "../../models/store.ts";
 import { DEFAULT_LIMITS } from "../../core/limits.ts";
 import type { PemSource } from "../../core/tls.ts";
@@ -168,7 +167,7 @@ export function bindHostOf(host: string, localMode: boolean): string {
 /** A wildcard bind is not an address anyone can dial: hand out this machine's name instead. */
 export function advertisedHost(host: string, localMode: boolean): string {
   if (!WILDCARDS.has(host)) return host;
-  return localMode ? "localhost" : hostname();
+  return localMode ? "localhost" : (require("node:os") as typeof import("node:os")).hostname();
 }
 
 /** Names that reach this server from this machine, so its own references resolve locally. */
@@ -177,6 +176,6 @@ export function aliasesOf(host: string, bindHost: string): string[] {
   // Only when 127.0.0.1 (or every address) is what is bound: a server on 127.0.0.2 is not the
   // one at 127.0.0.1 with the same port.
   if (bindHost === "127.0.0.1" || bindHost === "localhost" || WILDCARDS.has(bindHost)) for (const h of ["localhost", "127.0.0.1", "::1"]) out.add(h);
-  if (WILDCARDS.has(bindHost)) out.add(hostname());
+  if (WILDCARDS.has(bindHost)) out.add((require("node:os") as typeof import("node:os")).hostname());
   return [...out];
 }

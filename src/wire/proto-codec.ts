@@ -1,0 +1,303 @@
+/**
+ * The messages of `proto/agent_server.proto` as a table, and a protobuf codec for them — what
+ * @grpc/proto-loader + protobufjs used to build at run time by parsing the .proto (~70 ms of
+ * every client's first connection, measured on the 2-core VM; most of the 60 ms budget).
+ * The .proto stays the contract: test/proto-codec.test.ts checks this table against it field
+ * by field, and the bytes both ways against proto-loader's own serializers.
+ *
+ * Objects look like proto-loader's with `keepCase: false, defaults: false, oneofs: false`:
+ * camelCase fields, a field is present only when it was on the wire, `bytes` decode to a
+ * view of the received buffer (no copy), `uint32` to numbers. Unknown fields are skipped;
+ * truncated or malformed input throws.
+ */
+
+/** A field: number, camelCase name, type (a scalar or a message name), repeated? */
+export type FieldSpec = readonly [no: number, name: string, type: string, repeated?: true];
+
+/** Every message of the service, by name (the `.proto`'s, camelCased). */
+export const MESSAGES: Readonly<Record<string, readonly FieldSpec[]>> = {
+  Empty: [],
+  CreateRequest: [[1, "oid", "string"], [2, "cls", "string"], [3, "args", "bytes"], [4, "state", "bytes"], [5, "trace", "string"]],
+  CallRequest: [[1, "oid", "string"], [2, "name", "string"], [3, "args", "bytes"], [4, "task", "string"], [5, "timeoutMs", "uint32"], [6, "snap", "bool"], [7, "trace", "string"], [8, "holdMs", "uint32"]],
+  WaitRequest: [[1, "task", "string"], [2, "timeoutMs", "uint32"], [3, "fresh", "bool"], [4, "keep", "bool"], [5, "snap", "bool"], [6, "trace", "string"]],
+  ReleaseRequest: [[1, "task", "string"]],
+  NextRequest: [[1, "stream", "string"], [2, "max", "uint32"], [3, "timeoutMs", "uint32"], [4, "trace", "string"]],
+  SessionRequest: [[1, "items", "BatchItem", true], [2, "firstId", "uint32"]],
+  ObjectRequest: [[1, "oid", "string"]],
+  SetModelConfigsRequest: [[1, "configs", "bytes"]],
+  DownloadRequest: [[1, "path", "string"]],
+  CancelRequest: [[1, "task", "string"]],
+  BatchRequest: [[1, "items", "BatchItem", true]],
+  BatchItem: [
+    [1, "call", "CallRequest"],
+    [2, "wait", "WaitRequest"],
+    [3, "create", "CreateRequest"],
+    [4, "delete", "ObjectRequest"],
+    [5, "describe", "ObjectRequest"],
+    [6, "cancel", "CancelRequest"],
+    [7, "release", "ReleaseRequest"],
+    [8, "next", "NextRequest"],
+  ],
+  BatchReply: [[1, "answers", "BatchAnswer", true]],
+  BatchAnswer: [[1, "index", "uint32"], [2, "reply", "Reply"]],
+  Reply: [[1, "value", "bytes"], [2, "task", "string"], [3, "pending", "Empty"], [4, "ok", "Empty"], [5, "error", "Error"], [6, "snap", "bytes"]],
+  Error: [[1, "code", "string"], [2, "message", "string"], [3, "remote", "RemoteError"], [4, "retryAfterMs", "uint32"]],
+  RemoteError: [[1, "name", "string"], [2, "message", "string"], [3, "stack", "string"]],
+  CallbackAsk: [[1, "n", "uint32"], [2, "call", "CallbackCallRequest"], [3, "drop", "CallbackDropRequest"]],
+  CallbackCallRequest: [[1, "id", "string"], [2, "m", "string"], [3, "args", "bytes"]],
+  CallbackDropRequest: [[1, "id", "string"], [2, "n", "uint32"]],
+  CallbackAnswer: [[1, "link", "string"], [2, "n", "uint32"], [3, "reply", "Reply"]],
+};
+
+/** The RPCs: name, request message, response message, client streaming, server streaming. */
+export const RPCS: ReadonlyArray<readonly [name: string, req: string, res: string, reqStream: boolean, resStream: boolean]> = [
+  ["Create", "CreateRequest", "Reply", false, false],
+  ["Call", "CallRequest", "Reply", false, false],
+  ["Wait", "WaitRequest", "Reply", false, false],
+  ["Delete", "ObjectRequest", "Reply", false, false],
+  ["DeleteAll", "Empty", "Reply", false, false],
+  ["Describe", "ObjectRequest", "Reply", false, false],
+  ["List", "Empty", "Reply", false, false],
+  ["Info", "Empty", "Reply", false, false],
+  ["Alive", "Empty", "Reply", false, false],
+  ["Stop", "Empty", "Reply", false, false],
+  ["Memory", "ObjectRequest", "Reply", false, false],
+  ["SetModelConfigs", "SetModelConfigsRequest", "Reply", false, false],
+  ["Download", "DownloadRequest", "Reply", false, true],
+  ["Cancel", "CancelRequest", "Reply", false, false],
+  ["Batch", "BatchRequest", "BatchReply", false, true],
+  ["Release", "ReleaseRequest", "Reply", false, false],
+  ["Session", "SessionRequest", "BatchReply", true, true],
+  ["Callbacks", "CallbackAnswer", "CallbackAsk", true, true],
+  ["Next", "NextRequest", "Reply", false, false],
+];
+
+const SCALARS = new Set(["string", "bytes", "bool", "uint32"]);
+
+/** A compiled field: its tag, wire type and what it holds. */
+interface Field {
+  no: number;
+  name: string;
+  type: string;
+  repeated: boolean;
+  /** The key bytes' value: (no << 3) | wire type. */
+  tag: number;
+  msg: Field[] | undefined;
+}
+
+const compiled = new Map<string, Field[]>();
+function fieldsOf(name: string): Field[] {
+  let fs = compiled.get(name);
+  if (fs) return fs;
+  const spec = MESSAGES[name];
+  if (!spec) throw new Error(`unknown message ${name}`);
+  fs = [];
+  compiled.set(name, fs);
+  for (const [no, fname, type, rep] of spec) {
+    const scalar = SCALARS.has(type);
+    const wire = type === "bool" || type === "uint32" ? 0 : 2;
+    fs.push({ no, name: fname, type, repeated: rep === true, tag: (no << 3) | wire, msg: scalar ? undefined : fieldsOf(type) });
+  }
+  return fs;
+}
+
+function varintSize(v: number): number {
+  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
+}
+
+/** Bytes of `m` as message `fs` (the size of its fields, no length prefix). */
+function sizeOf(fs: Field[], m: Record<string, unknown>): number {
+  let n = 0;
+  for (const f of fs) {
+    const v = m[f.name];
+    if (v === undefined || v === null) continue;
+    if (f.repeated) {
+      for (const x of v as unknown[]) {
+        const s = sizeOf(f.msg!, x as Record<string, unknown>);
+        n += varintSize(f.tag) + varintSize(s) + s;
+      }
+      continue;
+    }
+    n += varintSize(f.tag);
+    switch (f.type) {
+      case "string": {
+        const s = Buffer.byteLength(v as string, "utf8");
+        n += varintSize(s) + s;
+        break;
+      }
+      case "bytes": {
+        const s = (v as Uint8Array).byteLength;
+        n += varintSize(s) + s;
+        break;
+      }
+      case "bool":
+        n += 1;
+        break;
+      case "uint32":
+        n += varintSize((v as number) >>> 0);
+        break;
+      default: {
+        const s = sizeOf(f.msg!, v as Record<string, unknown>);
+        n += varintSize(s) + s;
+      }
+    }
+  }
+  return n;
+}
+
+function putVarint(b: Buffer, at: number, v: number): number {
+  while (v >= 0x80) {
+    b[at++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  b[at++] = v;
+  return at;
+}
+
+function write(b: Buffer, at: number, fs: Field[], m: Record<string, unknown>): number {
+  for (const f of fs) {
+    const v = m[f.name];
+    if (v === undefined || v === null) continue;
+    if (f.repeated) {
+      for (const x of v as Array<Record<string, unknown>>) {
+        at = putVarint(b, at, f.tag);
+        at = putVarint(b, at, sizeOf(f.msg!, x));
+        at = write(b, at, f.msg!, x);
+      }
+      continue;
+    }
+    at = putVarint(b, at, f.tag);
+    switch (f.type) {
+      case "string": {
+        const s = v as string;
+        const len = Buffer.byteLength(s, "utf8");
+        at = putVarint(b, at, len);
+        at += b.write(s, at, len, "utf8");
+        break;
+      }
+      case "bytes": {
+        const u = v as Uint8Array;
+        at = putVarint(b, at, u.byteLength);
+        b.set(u, at);
+        at += u.byteLength;
+        break;
+      }
+      case "bool":
+        b[at++] = v ? 1 : 0;
+        break;
+      case "uint32":
+        at = putVarint(b, at, (v as number) >>> 0);
+        break;
+      default: {
+        const x = v as Record<string, unknown>;
+        at = putVarint(b, at, sizeOf(f.msg!, x));
+        at = write(b, at, f.msg!, x);
+      }
+    }
+  }
+  return at;
+}
+
+/** Encode `m` as message `name`. */
+export function encodeMessage(name: string, m: object): Buffer {
+  const fs = fieldsOf(name);
+  const obj = m as Record<string, unknown>;
+  const b = Buffer.allocUnsafe(sizeOf(fs, obj));
+  const end = write(b, 0, fs, obj);
+  if (end !== b.length) throw new Error(`protobuf encoder wrote ${end} of ${b.length} bytes of ${name}`);
+  return b;
+}
+
+const utf8 = new TextDecoder();
+
+/** Reading position over one buffer. */
+class Reader {
+  at: number;
+  constructor(
+    readonly b: Uint8Array,
+    at: number,
+  ) {
+    this.at = at;
+  }
+  varint(end: number): number {
+    let v = 0;
+    let shift = 0;
+    for (;;) {
+      if (this.at >= end) throw new Error("protobuf: truncated varint");
+      const x = this.b[this.at++]!;
+      // Bits past 32 are dropped (uint32 semantics); a varint is at most 10 bytes.
+      if (shift < 32) v |= (x & 0x7f) << shift;
+      if (x < 0x80) return v >>> 0;
+      shift += 7;
+      if (shift >= 70) throw new Error("protobuf: varint too long");
+    }
+  }
+  /** Skip a field of wire type `wire` (an unknown field). */
+  skip(wire: number, end: number): void {
+    switch (wire) {
+      case 0:
+        this.varint(end);
+        return;
+      case 1:
+        this.at += 8;
+        break;
+      case 2: {
+        const len = this.varint(end);
+        this.at += len;
+        break;
+      }
+      case 5:
+        this.at += 4;
+        break;
+      default:
+        throw new Error(`protobuf: invalid wire type ${wire}`);
+    }
+    if (this.at > end) throw new Error("protobuf: truncated field");
+  }
+}
+
+function read(r: Reader, end: number, fs: Field[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  while (r.at < end) {
+    const key = r.varint(end);
+    const no = key >>> 3;
+    const wire = key & 7;
+    const f = fs.find((x) => x.no === no);
+    if (!f || (f.tag & 7) !== wire) {
+      if (no === 0) throw new Error("protobuf: field number 0");
+      r.skip(wire, end);
+      continue;
+    }
+    if (wire === 0) {
+      const v = r.varint(end);
+      out[f.name] = f.type === "bool" ? v !== 0 : v;
+      continue;
+    }
+    const len = r.varint(end);
+    const stop = r.at + len;
+    if (stop > end) throw new Error(`protobuf: truncated ${f.name}`);
+    switch (f.type) {
+      case "string":
+        out[f.name] = utf8.decode(r.b.subarray(r.at, stop));
+        r.at = stop;
+        break;
+      case "bytes":
+        out[f.name] = r.b.subarray(r.at, stop);
+        r.at = stop;
+        break;
+      default: {
+        const v = read(r, stop, f.msg!);
+        if (f.repeated) ((out[f.name] ??= []) as unknown[]).push(v);
+        // A message field repeated on the wire merges; last one wins is close enough for ours.
+        else out[f.name] = v;
+      }
+    }
+  }
+  if (r.at !== end) throw new Error("protobuf: field overruns its message");
+  return out;
+}
+
+/** Decode message `name` from `b`. */
+export function decodeMessage(name: string, b: Uint8Array): Record<string, unknown> {
+  return read(new Reader(b, 0), b.byteLength, fieldsOf(name));
+}
