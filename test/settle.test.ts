@@ -335,6 +335,22 @@ describe("inline results: a fast task answers with its call", () => {
     });
   }
 
+  test("more calls in flight than the server's capacity: fast tasks queued for a slot still answer inline", async () => {
+    const narrow = new RpcAgentServerLauncher({ port: 0, customAgentClasses: [Worker], capacity: 2, shutdownGraceMs: 500 });
+    await narrow.launch({ inSubprocess: true });
+    try {
+      const w = Worker.toDist({ host: narrow.host, port: narrow.port });
+      await w.inc();
+      const spy = kinds(w);
+      const got = await Promise.all(Array.from({ length: 200 }, (_, i) => w.echo(i)));
+      expect(got).toEqual(Array.from({ length: 200 }, (_, i) => i));
+      expect(spy.sent.filter((k) => k !== "call")).toEqual([]);
+      spy.restore();
+    } finally {
+      await narrow.shutdown();
+    }
+  });
+
   test("a result answered inline can still be handed on, before and after it arrives", async () => {
     await using x = new Worker().toDist();
     await using y = new Worker().toDist();

@@ -51,10 +51,11 @@ export interface CallRequest {
   /** W3C trace context of the caller's active span (see `Traced`). */
   trace?: string;
   /**
-   * Async methods: if the task succeeds within this many ms, answer `value` (its result, now
-   * read) instead of `task`, so a fast task costs one round trip and no `wait`. The answer
-   * then comes when the task is done or the hold ends. Ignored with `snap` and by pools that
-   * cannot mark a result read at once (Redis).
+   * Async methods: if the task succeeds within this many ms of starting, answer `value` (its
+   * result, now read) instead of `task`, so a fast task costs one round trip and no `wait`.
+   * The answer comes when the task is done or the hold ends; a task queued for a capacity slot
+   * is held for at most 5× this from its arrival. Ignored with `snap` and by pools that cannot
+   * mark a result read at once (Redis).
    */
   holdMs?: number;
 }

@@ -1,18 +1,35 @@
 /**
  * The answer of an async call that asked for a hold (`CallRequest.holdMs`): the task's value
- * when it succeeds within the hold — one round trip, no `wait` — else its task id once the
- * hold ends. A failure is always answered with the task id (its error is read with a `wait`,
- * like any task's), so an `error` answer to a call keeps meaning "refused".
+ * when it succeeds within `holdMs` of starting — one round trip, no `wait` — else its task id.
+ * A task still queued for a capacity slot is waited for too, but never longer than
+ * `QUEUED_HOLD_FACTOR × holdMs` from its arrival: under load (more calls in flight than the
+ * server's capacity) fast tasks still answer inline, and a held answer stays bounded. A
+ * failure is always answered with the task id (its error is read with a `wait`, like any
+ * task's), so an `error` answer to a call keeps meaning "refused".
  */
 import type { Response } from "../core/protocol.ts";
 import type { Outcome, ResultPool } from "./pool/types.ts";
 
-/** Answer `task` per its hold: `value` if it succeeded in time (marked read), else `task`. */
-export async function answerWithin(task: string, outcome: Promise<Outcome>, holdMs: number, pool: ResultPool): Promise<Response> {
+/** How many holds a queued task may wait from its arrival, in all. */
+export const QUEUED_HOLD_FACTOR = 5;
+
+/**
+ * Answer `task` per its hold: `value` if it succeeded in time (marked read), else `task`.
+ * `startedAt` tells when the task got its capacity slot (undefined while queued).
+ */
+export async function answerWithin(task: string, outcome: Promise<Outcome>, holdMs: number, pool: ResultPool, startedAt: () => number | undefined): Promise<Response> {
   if (!pool.readNow || holdMs <= 0) return { t: "task", task };
-  let timer: Timer | undefined;
-  const o = await Promise.race([outcome, new Promise<undefined>((r) => (timer = setTimeout(r, holdMs)))]);
-  clearTimeout(timer);
+  const cap = performance.now() + holdMs * QUEUED_HOLD_FACTOR;
+  let o: Outcome | undefined;
+  for (;;) {
+    const until = Math.min(cap, (startedAt() ?? performance.now()) + holdMs);
+    const left = until - performance.now();
+    if (left <= 0) break;
+    let timer: Timer | undefined;
+    o = await Promise.race([outcome, new Promise<undefined>((r) => (timer = setTimeout(r, left)))]);
+    clearTimeout(timer);
+    if (o) break;
+  }
   if (o?.ok && pool.readNow(task)) return { t: "value", value: o.value };
   return { t: "task", task };
 }

@@ -265,11 +265,7 @@ export class Servicer {
     }
   }
 
-  /**
-   * Remember why the async call for `task` was refused, so waits and references for it fail
-   * at once with that reason. A momentary refusal (full pool: the caller resubmits the same
-   * task) is not remembered.
-   */
+  /** Remember why `task`'s call was refused (waits and references fail at once); not a momentary refusal (full pool: resubmitted). */
   #refuse(task: string, e: unknown): void {
     if (!isId(task) || (e instanceof ResourceExhaustedError && e.retryAfterMs !== undefined)) return;
     this.#arrivals.refuse(task, this.#wireError(e));
@@ -360,16 +356,19 @@ export class Servicer {
     this.#arrivals.prepared(id);
     const ctl = new LazyAbort();
     this.#running.set(id, ctl);
+    let startedAt: number | undefined;
     const outcome = this.capacity
       .run(
-        bindTraced((slot: Slot) =>
-          callContext.run({ get signal() { return ctl.signal; }, task: id, suspend: () => slot.suspend(), agent: { cls: h.cls, oid, method: name } }, async () => {
+        bindTraced((slot: Slot) => {
+          startedAt = performance.now();
+          return callContext.run({ get signal() { return ctl.signal; }, task: id, suspend: () => slot.suspend(), agent: { cls: h.cls, oid, method: name } }, async () => {
             try {
               return await fn.apply(obj, args);
             } catch (e) {
               throw new ThrownByMethod(e);
             }
-          })),
+          });
+        }),
         deadlineAt,
         gone,
       )
@@ -377,7 +376,7 @@ export class Servicer {
         (v) => this.#finish(id, () => ({ ok: true, value: this.#encodeResult(v, `${h.cls}.${name}`) })),
         (e) => this.#finish(id, () => ({ ok: false, error: e instanceof ThrownByMethod ? this.#userError(e.error) : this.#wireError(e) })),
       );
-    return holdMs ? answerWithin(id, outcome, holdMs, this.opts.pool) : { t: "task", task: id };
+    return holdMs ? answerWithin(id, outcome, holdMs, this.opts.pool, () => startedAt) : { t: "task", task: id };
   }
 
   #finish(task: string, outcome: () => Outcome): Outcome {
