@@ -109,16 +109,12 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
             this.#settled = { ok: false, error };
           }
         }
-      }, noop);
-      if (src.owned) {
         // Watched only if nobody started reading it by the time the call is accepted: a result
         // awaited at once never pays for the registry (register + unregister cost tens of µs).
-        src.accepted.then(() => {
-          if (this.#final || this.#shared || this.#settled) return;
-          this.#watched = true;
-          dropped.register(this, { conn: src.conn, task: src.task, accepted: src.accepted }, this);
-        }, noop);
-      }
+        if (!src.owned || this.#final || this.#shared || this.#settled) return;
+        this.#watched = true;
+        dropped.register(this, { conn: src.conn, task: src.task, accepted: src.accepted }, this);
+      }, noop);
     } else {
       this.#track(Promise.resolve(source as T | PromiseLike<T>));
     }
@@ -174,6 +170,17 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
     if (s) return (this.#final = s.ok ? Promise.resolve(s.value) : Promise.reject(s.error));
     const src = this.#task!;
     if (timeoutMs !== undefined) return this.#fetch(src, timeoutMs);
+    if (src.inline && !this.#accepted && src.deadlineAt === undefined && !src.signal) {
+      // The common case: read at once, the value usually comes with the call's answer.
+      return this.#track(
+        src.accepted.then(() => {
+          const st = this.#settled;
+          if (!st) return this.#fetch(src, undefined);
+          if (st.ok) return st.value;
+          throw st.error;
+        }),
+      );
+    }
     if (src.deadlineAt !== undefined || src.signal) return this.#track(this.#bounded(src));
     return this.#track(this.#fetch(src, undefined));
   }

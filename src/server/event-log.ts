@@ -7,7 +7,7 @@
  */
 import { consola, LogLevels } from "consola";
 import type { Request, Response } from "../core/protocol.ts";
-import type { ServicerObserver } from "./observer.ts";
+import type { ServicerObserver, TaskInfo } from "./observer.ts";
 import type { IsolationEvents } from "./isolation.ts";
 import type { Outcome } from "./pool/types.ts";
 
@@ -39,12 +39,8 @@ const log = {
 
 /** An observer that logs what the servicer of `serverId` does. */
 export function eventLog(serverId: string): ServicerObserver {
-  const tasks = new Map<string, { cls: string; method: string }>();
   return {
-    started(req: Request, cls: string | undefined) {
-      // Its task may finish before the call is answered (a call held for an inline result).
-      if (req.t === "call" && req.task !== undefined) tasks.set(req.task, { cls: cls ?? "?", method: req.name });
-    },
+    started() {},
     answered(req: Request, res: Response, seconds: number, cls: string | undefined) {
       const code = res.t === "error" ? res.error.code : "OK";
       if (consola.level >= LogLevels.debug) {
@@ -56,7 +52,6 @@ export function eventLog(serverId: string): ServicerObserver {
       else if (req.t === "delete" && code === "OK" && cls !== undefined) log.debug({ message: `agent deleted: ${cls} ${req.oid}`, fields: { event: "agent.deleted", serverId, cls, oid: req.oid } });
       else if (req.t === "deleteAll" && code === "OK") log.info({ message: "all agents deleted", fields: { event: "agent.deletedAll", serverId } });
       else if (req.t === "call") {
-        if (res.t === "error" && req.task !== undefined) tasks.delete(req.task);
         if (res.t === "error" && res.error.retryAfterMs === undefined) callFailed(serverId, cls ?? "?", req.name, req.oid, res.error.code, res.error.message);
         // A momentary refusal (full result pool) is flow control the client absorbs, not a failure.
         else if (res.t === "error") log.debug({ message: `call refused for now: ${cls ?? "?"}.${req.name} ${res.error.code}`, fields: { event: "call.backpressure", serverId, cls, method: req.name, code: res.error.code } });
@@ -64,11 +59,8 @@ export function eventLog(serverId: string): ServicerObserver {
         log.warn({ message: `agent creation failed: ${req.cls} ${req.oid}: ${res.error.code} ${res.error.message}`, fields: { event: "agent.createFailed", serverId, cls: req.cls, oid: req.oid, code: res.error.code } });
       }
     },
-    taskDone(task: string, o: Outcome) {
-      const t = tasks.get(task);
-      if (!t) return;
-      tasks.delete(task);
-      if (!o.ok) callFailed(serverId, t.cls, t.method, undefined, o.error.code, o.error.message);
+    taskDone(_task: string, o: Outcome, call: TaskInfo) {
+      if (!o.ok) callFailed(serverId, call.cls, call.method, undefined, o.error.code, o.error.message);
     },
   };
 }

@@ -12,6 +12,7 @@
  * own result pool (a drain waits on the child), so waits, references to futures, pipelining
  * and `release` work unchanged; a task lost with a crashed child settles UNAVAILABLE.
  */
+import type { TaskInfo } from "./observer.ts";
 import type { ChildServerOptions } from "../client/child-server.ts";
 import { superviseChild, type SupervisedChild } from "../client/supervised-child.ts";
 import type { RestartInfo, RestartPolicy } from "../client/supervisor.ts";
@@ -51,7 +52,7 @@ export interface IsolationHost {
   /** Register `task` in the server's pool, so waits for it park until `settle`. */
   prepare(task: string): Promise<void>;
   /** The outcome of `task`, into the server's pool. */
-  settle(task: string, outcome: Outcome): void;
+  settle(task: string, outcome: Outcome, call: TaskInfo): void;
 }
 
 interface Isolated {
@@ -189,13 +190,13 @@ export class Isolation {
     this.#tasks.set(res.task, a);
     if (isAsync) {
       await this.#host.prepare(res.task);
-      void this.#drain(a, res.task);
+      void this.#drain(a, res.task, { cls: a.cls, method: req.name, since: performance.now() });
     }
     return res;
   }
 
   /** Wait for `task` on the agent's child and settle its outcome here; a crash settles it UNAVAILABLE. */
-  async #drain(a: Isolated, task: string): Promise<void> {
+  async #drain(a: Isolated, task: string, call: TaskInfo): Promise<void> {
     let o: Outcome | undefined;
     try {
       while (o === undefined) {
@@ -208,7 +209,7 @@ export class Isolation {
       o = { ok: false, error: errorToWire(e) };
     }
     this.#tasks.delete(task);
-    this.#host.settle(task, o);
+    this.#host.settle(task, o, call);
   }
 
   async #next(a: Isolated, req: Extract<Request, { t: "next" }>, signal?: AbortSignal): Promise<Response> {

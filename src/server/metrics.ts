@@ -16,7 +16,7 @@
  */
 import type { Counter, Histogram, Registry } from "prom-client";
 import type { Request, Response } from "../core/protocol.ts";
-import type { ServicerObserver } from "./observer.ts";
+import type { ServicerObserver, TaskInfo } from "./observer.ts";
 import type { Outcome } from "./pool/types.ts";
 
 /** What the gauges read when scraped. */
@@ -60,7 +60,6 @@ export class CallStats implements ServicerObserver {
   /** Sync calls being run. */
   syncInFlight = 0;
   readonly startedAt = Date.now();
-  readonly #tasks = new Map<string, { cls: string; method: string; t0: number }>();
   #prom: PromSeries | undefined;
   /** Per-second samples of (calls, errors), newest last. */
   readonly #samples: Array<{ at: number; calls: number; errors: number }> = [];
@@ -149,11 +148,8 @@ export class CallStats implements ServicerObserver {
     return registry;
   }
 
-  started(req: Request, cls: string | undefined): void {
-    if (req.t !== "call") return;
-    if (req.task === undefined) this.syncInFlight++;
-    // Async: counted when its result is in (taskDone), which may come before the call's answer.
-    else this.#tasks.set(req.task, { cls: cls ?? "unknown", method: req.name, t0: performance.now() });
+  started(req: Request): void {
+    if (req.t === "call" && req.task === undefined) this.syncInFlight++;
   }
 
   answered(req: Request, res: Response, seconds: number, cls: string | undefined): void {
@@ -161,17 +157,14 @@ export class CallStats implements ServicerObserver {
     if (req.task === undefined) {
       this.syncInFlight--;
       this.#count(cls ?? "unknown", req.name, res.t === "error" ? res.error.code : "OK", seconds);
-    } else if (res.t === "error" && this.#tasks.delete(req.task)) {
-      // Refused: no task will finish.
+    } else if (res.t === "error") {
+      // Refused: no task will finish. (Accepted ones are counted when their result is in.)
       this.#count(cls ?? "unknown", req.name, res.error.code, seconds);
     }
   }
 
-  taskDone(task: string, outcome: Outcome): void {
-    const t = this.#tasks.get(task);
-    if (!t) return;
-    this.#tasks.delete(task);
-    this.#count(t.cls, t.method, outcome.ok ? "OK" : outcome.error.code, (performance.now() - t.t0) / 1000);
+  taskDone(_task: string, outcome: Outcome, call: TaskInfo): void {
+    this.#count(call.cls, call.method, outcome.ok ? "OK" : outcome.error.code, (performance.now() - call.since) / 1000);
   }
 
   #count(cls: string, method: string, code: string, seconds: number): void {

@@ -6,12 +6,20 @@
 import type { Request, Response, ServerInfo } from "../core/protocol.ts";
 import type { Outcome } from "./pool/types.ts";
 
+/** The call an async task came from. */
+export interface TaskInfo {
+  cls: string;
+  method: string;
+  /** `performance.now()` when the call arrived. */
+  since: number;
+}
+
 /** Hooks the servicer calls; each must be cheap and must never throw. */
 export interface ServicerObserver {
   /**
    * A valid request is about to be handled; `cls` as for `answered`. An async call (a `call`
-   * with `task`) starts its task here and ends in `taskDone` — which may come before its
-   * answer (a call held for an inline result) — unless its answer is a refusal (`error`).
+   * with `task`) ends in `taskDone` — which may come before its answer (a call held for an
+   * inline result) — unless its answer is a refusal (`error`).
    */
   started(req: Request, cls: string | undefined): void;
   /**
@@ -19,8 +27,8 @@ export interface ServicerObserver {
    * named (for `create`, the class asked for), when known.
    */
   answered(req: Request, res: Response, seconds: number, cls: string | undefined): void;
-  /** An async call's task finished with `outcome`. */
-  taskDone(task: string, outcome: Outcome): void;
+  /** An async call's task finished with `outcome`; `call` says whose it was and since when (`performance.now()`). */
+  taskDone(task: string, outcome: Outcome, call: TaskInfo): void;
   /** Figures added to the `info` answer (uptime, call counts). */
   info?(): Partial<ServerInfo>;
 }
@@ -36,8 +44,8 @@ export function observers(list: ReadonlyArray<ServicerObserver | undefined>): Se
     answered: (req, res, s, cls) => {
       for (const o of all) o.answered(req, res, s, cls);
     },
-    taskDone: (task, outcome) => {
-      for (const o of all) o.taskDone(task, outcome);
+    taskDone: (task, outcome, call) => {
+      for (const o of all) o.taskDone(task, outcome, call);
     },
     info: () => Object.assign({}, ...all.map((o) => o.info?.() ?? {})),
   };

@@ -32,7 +32,7 @@ import { Arrivals } from "./arrivals.ts";
 import { CpuMeter, describeAgents, serverInfoOf } from "./agent-info.ts";
 import { StreamTable } from "./streams.ts";
 import type { ServicerOptions } from "./servicer-options.ts";
-import type { ServicerObserver } from "./observer.ts";
+import type { ServicerObserver, TaskInfo } from "./observer.ts";
 import type { Outcome, ResultPool } from "./pool/types.ts";
 import { readConfined } from "./files.ts";
 import { callContext, type CallContext } from "../core/call-context.ts";
@@ -83,7 +83,7 @@ export class Servicer {
     this.refs = makeRefCodec(this.#hooks);
     registerLocalServer(this.#hooks);
     const prepare = async (id: string) => void (await opts.pool.prepare(id), this.#arrivals.prepared(id));
-    this.#iso = opts.isolate && new Isolation(opts.isolate, { ...opts, prepare, settle: (id, o) => this.#finish(id, () => o) });
+    this.#iso = opts.isolate && new Isolation(opts.isolate, { ...opts, prepare, settle: (id, o, call) => this.#finish(id, () => o, call) });
   }
 
   /** Waits parked for tasks not known here yet (for leak checks and metrics). */
@@ -355,6 +355,7 @@ export class Servicer {
     await this.opts.pool.prepare(id);
     this.#arrivals.prepared(id);
     const ctl = new LazyAbort();
+    const call: TaskInfo = { cls: h.cls, method: name, since: performance.now() };
     this.#running.set(id, ctl);
     let startedAt: number | undefined;
     const outcome = this.capacity
@@ -373,13 +374,13 @@ export class Servicer {
         gone,
       )
       .then(
-        (v) => this.#finish(id, () => ({ ok: true, value: this.#encodeResult(v, `${h.cls}.${name}`) })),
-        (e) => this.#finish(id, () => ({ ok: false, error: e instanceof ThrownByMethod ? this.#userError(e.error) : this.#wireError(e) })),
+        (v) => this.#finish(id, () => ({ ok: true, value: this.#encodeResult(v, `${h.cls}.${name}`) }), call),
+        (e) => this.#finish(id, () => ({ ok: false, error: e instanceof ThrownByMethod ? this.#userError(e.error) : this.#wireError(e) }), call),
       );
     return holdMs ? answerWithin(id, outcome, holdMs, this.opts.pool, () => startedAt) : { t: "task", task: id };
   }
 
-  #finish(task: string, outcome: () => Outcome): Outcome {
+  #finish(task: string, outcome: () => Outcome, call: TaskInfo): Outcome {
     this.#running.delete(task);
     let o: Outcome;
     try {
@@ -387,7 +388,7 @@ export class Servicer {
     } catch (e) {
       o = { ok: false, error: this.#wireError(e) };
     }
-    this.opts.observer?.taskDone(task, o);
+    this.opts.observer?.taskDone(task, o, call);
     traceTaskDone(task, o);
     this.opts.pool.set(task, o).catch(() => {
       // Redis is away: the Redis pool keeps the outcome for waiters on this server and writes it
