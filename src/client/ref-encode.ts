@@ -138,15 +138,12 @@ const toIpc = sendCodec("ipc");
 const toNet = sendCodec("net");
 
 /**
- * Where the value being encoded goes, for callbacks in it (set only while `encodeArgs` runs:
- * encoding is synchronous). Undefined: no callback may be sent.
+ * How to get the callback grant of the link the value being encoded goes over (set only while
+ * `encodeArgs` runs: encoding is synchronous). Called only when a callback is met: a gRPC
+ * route opens the Callbacks stream, which calls without callbacks must never do.
+ * Undefined: no callback may be sent.
  */
-let sending: CallbackGrant | undefined;
-
-/** The callback grant of a connection: its transport's route back to this process. */
-function grantOf(transport: Transport | undefined): CallbackGrant | undefined {
-  return transport?.callbackRoute?.();
-}
+let sending: (() => CallbackGrant | undefined) | undefined;
 
 /**
  * Encode a call's argument array with this process's references, for `dest`. `to` is the
@@ -155,7 +152,7 @@ function grantOf(transport: Transport | undefined): CallbackGrant | undefined {
 export function encodeArgs(args: unknown[], dest: Destination = "ipc", to?: Transport): Uint8Array {
   if (!to) return encodeValue(args, dest === "net" ? toNet : toIpc, runtime.limits);
   const prev = sending;
-  sending = grantOf(to);
+  sending = () => to.callbackRoute?.();
   try {
     return encodeValue(args, dest === "net" ? toNet : toIpc, runtime.limits);
   } finally {
