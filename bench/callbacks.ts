@@ -18,40 +18,31 @@ const ROUNDS = quick ? 3 : 7;
 const N = quick ? 1000 : 5000;
 const PIPE = quick ? 5000 : 40_000;
 
-/** Rounds of `floor` (sequential µs per echo) and `row` (µs per callback round trip), alternating. */
-async function pairedUs(row: Omit<Row, "value" | "unit">, floor: () => Promise<unknown>, measure: () => Promise<number>): Promise<Row> {
-  const floorUs = async () => {
-    const t = performance.now();
-    for (let i = 0; i < N; i++) await floor();
-    return ((performance.now() - t) * 1000) / N;
-  };
-  await floorUs();
+/** Rounds of `floor` and `measure` alternating (both see the same load); medians of each, in `unit`. */
+async function paired(row: Omit<Row, "value" | "unit">, unit: string, floor: () => Promise<number>, measure: () => Promise<number>): Promise<Row> {
+  await floor();
   await measure();
   const fl: number[] = [];
   const xs: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
-    fl.push(await floorUs());
+    fl.push(await floor());
     xs.push(await measure());
   }
-  return { ...row, value: stats(xs).median, unit: "µs", floor: stats(fl).median, rounds: xs };
+  return { ...row, value: stats(xs).median, unit, floor: stats(fl).median, rounds: xs };
 }
 
-/** The same for rates (calls/s, `window` in flight). */
-async function pairedRate(row: Omit<Row, "value" | "unit">, floor: () => PromiseLike<unknown>, measure: () => Promise<number>): Promise<Row> {
-  const floorRate = async () => {
-    const t = performance.now();
-    await pumpCalls(PIPE, WINDOW, floor);
-    return PIPE / ((performance.now() - t) / 1000);
-  };
-  await floorRate();
-  await measure();
-  const fl: number[] = [];
-  const xs: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    fl.push(await floorRate());
-    xs.push(await measure());
-  }
-  return { ...row, value: stats(xs).median, unit: "calls/s", floor: stats(fl).median, rounds: xs };
+/** Sequential µs per call of `f` over N calls. */
+async function usPerCall(f: () => Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  for (let i = 0; i < N; i++) await f();
+  return ((performance.now() - t) * 1000) / N;
+}
+
+/** Calls/s of PIPE calls of `f`, WINDOW in flight. */
+async function callsPerSecond(f: () => PromiseLike<unknown>): Promise<number> {
+  const t = performance.now();
+  await pumpCalls(PIPE, WINDOW, f);
+  return PIPE / ((performance.now() - t) / 1000);
 }
 
 async function childRows(): Promise<Row[]> {
@@ -60,8 +51,8 @@ async function childRows(): Promise<Row[]> {
   const p = new Pinger().toDist();
   using cb = callback((i: number) => i);
   const rows = [
-    await pairedUs({ id: "callbacks.child.rtt", name: "child: callback round trip (server → caller → server), sequential", budget: "vs raw Bun IPC echo" }, () => ipc.send(small), () => p.pingMany(N, cb).result()),
-    await pairedRate({ id: "callbacks.child.pipe", name: `child: callback calls, ${WINDOW} in flight`, budget: "vs raw Bun IPC pipelined echo" }, () => ipc.send(small), () => p.pingPipelined(PIPE, WINDOW, cb).result()),
+    await paired({ id: "callbacks.child.rtt", name: "child: callback round trip (server → caller → server), sequential", budget: "vs raw Bun IPC echo" }, "µs", () => usPerCall(() => ipc.send(small)), () => p.pingMany(N, cb).result()),
+    await paired({ id: "callbacks.child.pipe", name: `child: callback calls, ${WINDOW} in flight`, budget: "vs raw Bun IPC pipelined echo" }, "calls/s", () => callsPerSecond(() => ipc.send(small)), () => p.pingPipelined(PIPE, WINDOW, cb).result()),
   ];
   await ipc.stop();
   await p.stop();
@@ -77,8 +68,8 @@ async function grpcRows(): Promise<Row[]> {
   const p = new Pinger().toDist({ host: l.host, port: l.port });
   using cb = callback((i: number) => i);
   const rows = [
-    await pairedUs({ id: "callbacks.grpc.rtt", name: "grpc: callback round trip (server → caller → server), sequential", budget: "vs raw grpc-js unary echo" }, () => c.echo(small), () => p.pingMany(N, cb).result()),
-    await pairedRate({ id: "callbacks.grpc.pipe", name: `grpc: callback calls, ${WINDOW} in flight`, budget: "vs raw grpc-js pipelined echo" }, () => c.echo(small), () => p.pingPipelined(PIPE, WINDOW, cb).result()),
+    await paired({ id: "callbacks.grpc.rtt", name: "grpc: callback round trip (server → caller → server), sequential", budget: "vs raw grpc-js unary echo" }, "µs", () => usPerCall(() => c.echo(small)), () => p.pingMany(N, cb).result()),
+    await paired({ id: "callbacks.grpc.pipe", name: `grpc: callback calls, ${WINDOW} in flight`, budget: "vs raw grpc-js pipelined echo" }, "calls/s", () => callsPerSecond(() => c.echo(small)), () => p.pingPipelined(PIPE, WINDOW, cb).result()),
   ];
   c.close();
   srv.proc.kill();

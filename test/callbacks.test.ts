@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { AgentCallError, CodecError, Msg, RpcAgentServerLauncher, callback, type Remote } from "../src/index.ts";
-import { callbacks, exportedCallbacks } from "../src/client/callback-table.ts";
+import { HANDLE, callbacks, exportedCallbacks, type OwnCallback } from "../src/client/callback-table.ts";
 import { CallbackTools, Crawler } from "./fixtures/callback-agents.ts";
 import { childTracker } from "./helpers/children.ts";
 
@@ -23,6 +23,11 @@ afterAll(async () => {
   await stopAll();
   await server.shutdown();
 });
+
+/** The record behind a callback handle. */
+function ownOf(h: object): OwnCallback {
+  return (h as Record<symbol, OwnCallback>)[HANDLE]!;
+}
 
 /** Poll `cond` until it holds, or fail after `ms`. */
 async function until(cond: () => boolean, ms = 5000): Promise<void> {
@@ -117,7 +122,7 @@ for (const [mode, make] of modes) {
     test("a stub the server disposes is forgotten by the caller, and fails at once on the server", async () => {
       const f = callback((x: number) => x);
       await c.keep(f).result();
-      const id = (f as unknown as Record<symbol, { id: string }>)[Object.getOwnPropertySymbols(f).find((s) => s.description === "actorscope.callback")!]!.id;
+      const id = ownOf(f).id;
       expect(callbacks.exported.has(id)).toBe(true);
       await c.disposeKept().result();
       await until(() => !callbacks.exported.has(id));
@@ -206,7 +211,7 @@ describe("what is never exposed", () => {
     const c = child(new Crawler().toDist());
     using f = callback(() => 1);
     await c.keep(f).result();
-    const id = [...callbacks.exported.keys()].find((k) => callbacks.exported.get(k)!.own?.target === (f as unknown as Record<symbol, { target: unknown }>)[Object.getOwnPropertySymbols(f).find((s) => s.description === "actorscope.callback")!]!.target)!;
+    const id = ownOf(f).id;
     expect(callbacks.target(id, "link:0123456789abcdef0123456789abcdef")).toBeUndefined();
     expect(callbacks.target(id, "child:someone-else")).toBeUndefined();
     expect([...callbacks.exported.get(id)!.grants.keys()]).toHaveLength(1);

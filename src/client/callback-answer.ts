@@ -8,7 +8,7 @@ import { isId } from "../core/ids.ts";
 import type { Response } from "../core/protocol.ts";
 import { callbacks } from "./callback-table.ts";
 import { decodeFrom } from "./proxy.ts";
-import { encodeWhenReady } from "./ref-encode.ts";
+import { encodeArgsWhenReady } from "./ref-encode.ts";
 
 /** Answer a callback request that came over link `key` (validated here: it comes from a peer). */
 export async function answerCallback(raw: unknown, key: string): Promise<Response> {
@@ -35,7 +35,7 @@ export async function answerCallback(raw: unknown, key: string): Promise<Respons
       if (!e.methods?.has(r.m)) throw new UnimplementedError(`this callback has no method ${JSON.stringify(r.m.slice(0, 64))}`, { host: "callback", port: undefined });
       out = await (e.target as Record<string, (...a: unknown[]) => unknown>)[r.m]!(...args);
     }
-    return { t: "value", value: await encodeWhenReady(out, key.startsWith("link:") ? "net" : "ipc") };
+    return { t: "value", value: await encodeArgsWhenReady(out, key.startsWith("link:") ? "net" : "ipc") };
   } catch (e) {
     return { t: "error", error: errorToWire(e) };
   }

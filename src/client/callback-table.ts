@@ -63,14 +63,14 @@ export class CallbackTable {
   readonly linkStubs = new Map<string, Set<StubRecord>>();
   readonly #linkWaiters = new Map<string, Array<() => void>>();
 
-  /** Record a handout of `v` (a handle or a stub) over the grant `grantOf` gives; its tag. */
-  exportTag(v: object, grantOf: (() => CallbackGrant | undefined) | undefined): { $as: "cb"; [k: string]: unknown } | undefined {
+  /** Record a handout of `v` (a handle or a stub) over the link `via` (a transport); its tag. */
+  exportTag(v: object, via: { callbackRoute?(): CallbackGrant | undefined } | undefined): { $as: "cb"; [k: string]: unknown } | undefined {
     const own = (v as Record<symbol, OwnCallback | undefined>)[HANDLE];
     const stub = own ? undefined : (v as Record<symbol, StubRecord | undefined>)[STUB];
     if (!own && !stub) return undefined;
     const id = own ? own.id : stub!.id;
     // Asked only now: a route may open a stream (gRPC), which values without callbacks never need.
-    const grant = grantOf?.();
+    const grant = via?.callbackRoute?.();
     if (!grant) {
       // A stub going back where it came from needs no route: its owner finds the original.
       if (stub) return { $as: "cb", id, home: true };

@@ -7,7 +7,7 @@
  * The decoding side (which builds proxies) is in proxy.ts.
  */
 import { AsyncResult } from "./async-result.ts";
-import { callbacks, type CallbackGrant } from "./callback-table.ts";
+import { callbacks } from "./callback-table.ts";
 import { encodeValue, type RefCodec, type WireRefTag } from "../core/codec.ts";
 import { CodecError } from "../core/errors.ts";
 import { IS_DISTRIBUTABLE } from "../core/registry.ts";
@@ -138,21 +138,20 @@ const toIpc = sendCodec("ipc");
 const toNet = sendCodec("net");
 
 /**
- * How to get the callback grant of the link the value being encoded goes over (set only while
- * `encodeArgs` runs: encoding is synchronous). Called only when a callback is met: a gRPC
- * route opens the Callbacks stream, which calls without callbacks must never do.
- * Undefined: no callback may be sent.
+ * The transport the value being encoded goes over (set only while `encodeArgs` runs: encoding
+ * is synchronous). Its callback route is asked for only when a callback is met: a gRPC route
+ * opens the Callbacks stream, which calls without callbacks must never do. Undefined: no
+ * callback may be sent.
  */
-let sending: (() => CallbackGrant | undefined) | undefined;
+let sending: Transport | undefined;
 
 /**
- * Encode a call's argument array with this process's references, for `dest`. `to` is the
- * transport it goes over (callbacks in the arguments are handed to that link).
+ * Encode a call's argument array (or any value) with this process's references, for `dest`.
+ * `to` is the transport it goes over (callbacks in it are handed to that link).
  */
-export function encodeArgs(args: unknown[], dest: Destination = "ipc", to?: Transport): Uint8Array {
-  if (!to) return encodeValue(args, dest === "net" ? toNet : toIpc, runtime.limits);
+export function encodeArgs(args: unknown, dest: Destination = "ipc", to?: Transport): Uint8Array {
   const prev = sending;
-  sending = () => to.callbackRoute?.();
+  sending = to;
   try {
     return encodeValue(args, dest === "net" ? toNet : toIpc, runtime.limits);
   } finally {
@@ -181,18 +180,13 @@ export async function ensureChildListener(child: string): Promise<void> {
 }
 
 /**
- * Encode `args` for a connection, waiting first for whatever the encoding needs: pending
- * sync results (awaited here) and child listeners (started here).
+ * Encode `args` (or any value) for a connection, waiting first for whatever the encoding
+ * needs: pending sync results (awaited here) and child listeners (started here).
  */
-export async function encodeArgsWhenReady(args: unknown[], dest: Destination, to?: Transport): Promise<Uint8Array> {
-  return encodeWhenReady(args, dest, to);
-}
-
-/** `encodeArgsWhenReady` for any value. */
-export async function encodeWhenReady(v: unknown, dest: Destination, to?: Transport): Promise<Uint8Array> {
+export async function encodeArgsWhenReady(args: unknown, dest: Destination, to?: Transport): Promise<Uint8Array> {
   for (let i = 0; ; i++) {
     try {
-      return encodeArgs(v as unknown[], dest, to);
+      return encodeArgs(args, dest, to);
     } catch (e) {
       if (i > 64) throw e;
       if (e instanceof NeedsAwait) await settle(e.promise);
