@@ -27,6 +27,7 @@ import { decodeCallback } from "./callback-stubs.ts";
 export const BACKPRESSURE_MAX_MS = 60_000;
 /** Longest single pause between resubmissions. */
 const BACKPRESSURE_MAX_PAUSE_MS = 500;
+const noop = (): void => {};
 
 /** Build the proxy for a remote object. */
 export function makeRemote<T>(st: RemoteState): Remote<T> {
@@ -193,10 +194,18 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
   }
   const backpressure = opts?.backpressure !== false;
   // Synchronous on the usual answer (no extra promise hop per call); a refusal may resubmit.
-  const accepted = sent.then(function answer(res): unknown {
-    if (res.t !== "error") return res;
-    return refused(res);
-  });
+  // The result learns of its acceptance here, before `accepted` resolves.
+  let result: AsyncResult | undefined;
+  const failed = (e: unknown): never => {
+    // A call nobody reads (fire and forget) fails quietly, as any unread result: no unhandled
+    // rejection. The handler goes on only now, so a call that succeeds pays nothing for it.
+    accepted.catch(noop);
+    throw e;
+  };
+  const accepted: Promise<unknown> = sent.then(function answer(res): unknown {
+    if (res.t !== "error") return (result!.accept(res), res);
+    return refused(res).then((again) => (result!.accept(again), again), failed);
+  }, failed);
   async function refused(res: ErrorResponse): Promise<unknown> {
     const e = errorFromWire(res.error, conn.where);
     if (!backpressure || !(e instanceof ResourceExhaustedError) || e.retryAfterMs === undefined) throw e;
@@ -209,10 +218,10 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
     const again = await send(payload!);
     return again.t === "error" ? refused(again) : again;
   }
-  const src: TaskSource = { conn, task, accepted, decode: decodeFrom, maxWaitMs: st.maxWaitMs, retry: st.retry, freshUntil: Infinity, owned: true, inline };
+  const src: TaskSource = { conn, task, accepted, decode: decodeFrom, maxWaitMs: st.maxWaitMs, retry: st.retry, freshUntil: Infinity, owned: true, inline, reportsAcceptance: true };
   if (deadlineAt !== undefined) src.deadlineAt = deadlineAt;
   if (opts?.signal) src.signal = opts.signal;
-  return AsyncResult.fromTask(src);
+  return (result = AsyncResult.fromTask(src));
 }
 
 /**

@@ -131,6 +131,24 @@ export class Capacity {
     return new Promise((resolve) => this.#resuming.push(resolve));
   }
 
+  /**
+   * A slot now, if one is free and no call waits for one (taking it jumps no queue); release
+   * it with `release` when the call ends. Undefined: go through `run`.
+   */
+  tryTake(): Slot | undefined {
+    if (this.#running >= this.limit || this.#resuming.length > 0 || this.#head < this.#queue.length) return undefined;
+    this.#running++;
+    return new Slot(this);
+  }
+
+  /** The call that took `slot` (`tryTake`) ended. */
+  release(slot: Slot): void {
+    if (slot.close()) {
+      this.#running--;
+      this.#next();
+    }
+  }
+
   /** Run `fn` when a slot is free. Call `admit()` first to refuse synchronously. */
   run<T>(fn: (slot: Slot) => Promise<T>, deadlineAt?: number, gone?: AbortSignal): Promise<T> {
     if (this.#running < this.limit) return this.#go(fn);
@@ -170,10 +188,7 @@ export class Capacity {
     try {
       return await fn(slot);
     } finally {
-      if (slot.close()) {
-        this.#running--;
-        this.#next();
-      }
+      this.release(slot);
     }
   }
 

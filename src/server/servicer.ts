@@ -26,7 +26,7 @@ import { type LocalHooks } from "../client/runtime.ts";
 import { classInfo, isReachableName, type AnyClass } from "../core/registry.ts";
 import type { Address } from "../core/transport.ts";
 import { withPresetOid } from "../core/oid.ts";
-import { Capacity, type Slot } from "./capacity.ts";
+import { Capacity } from "./capacity.ts";
 import { validateRequest } from "./validate.ts";
 import { Arrivals } from "./arrivals.ts";
 import { CpuMeter, describeAgents, serverInfoOf } from "./agent-info.ts";
@@ -38,10 +38,12 @@ import { readConfined } from "./files.ts";
 import { callContext, type CallContext } from "../core/call-context.ts";
 import { Snapshots } from "./snapshots.ts";
 import { Isolation } from "./isolation.ts";
-import { ThrownByMethod, userError } from "./method-errors.ts";
-import { bindTraced, serveTraced, traceTaskDone } from "./tracing.ts";
-import { answerWithin } from "./inline-result.ts";
-import { LazyAbort } from "./lazy-abort.ts";
+import { userError } from "./method-errors.ts";
+import { serveTraced, traceTaskDone } from "./tracing.ts";
+import type { LazyAbort } from "./lazy-abort.ts";
+import { runTask, type TaskHost } from "./task-run.ts";
+
+const noop = (): void => {};
 
 interface Held {
   obj: object;
@@ -60,6 +62,7 @@ export class Servicer {
   /** Fresh waits parked for tasks not prepared yet; refusals remembered by task id. */
   readonly #arrivals: Arrivals;
   readonly #hooks: LocalHooks;
+  readonly #taskHost: TaskHost;
   readonly #cpu = new CpuMeter();
   readonly #streams = new StreamTable({ servicer: () => this, encode: (b, m) => this.#encodeResult(b, m), userError: (e) => this.#userError(e) });
   readonly #snaps = new Snapshots({ object: (oid) => this.#objects.get(oid)?.obj, remove: (oid) => void this.#objects.delete(oid), encode: (v) => this.encode(v), decode: (b) => this.decode(b) });
@@ -81,6 +84,15 @@ export class Servicer {
       stream: (id) => self.#streams.local(id),
     };
     this.refs = makeRefCodec(this.#hooks);
+    this.#taskHost = {
+      capacity: this.capacity,
+      pool: opts.pool,
+      running: this.#running,
+      finish: (id, o, call) => this.#finish(id, o, call),
+      encodeResult: (v, m) => this.#encodeResult(v, m),
+      userError: (e) => this.#userError(e),
+      wireError: (e) => this.#wireError(e),
+    };
     registerLocalServer(this.#hooks);
     const prepare = async (id: string) => void (await opts.pool.prepare(id), this.#arrivals.prepared(id));
     this.#iso = opts.isolate && new Isolation(opts.isolate, { ...opts, prepare, settle: (id, o, call) => this.#finish(id, () => o, call) });
@@ -350,34 +362,12 @@ export class Servicer {
       return { t: "value", value: this.#encodeResult(v, `${h.cls}.${name}`) };
     }
     const id = task && isId(task) ? task : randomId();
-    const deadlineAt = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
     this.capacity.admit();
-    await this.opts.pool.prepare(id);
+    const prepared = this.opts.pool.prepare(id);
+    if (prepared) await prepared;
     this.#arrivals.prepared(id);
-    const ctl = new LazyAbort();
-    const call: TaskInfo = { cls: h.cls, method: name, since: performance.now() };
-    this.#running.set(id, ctl);
-    let startedAt: number | undefined;
-    const outcome = this.capacity
-      .run(
-        bindTraced((slot: Slot) => {
-          startedAt = performance.now();
-          return callContext.run({ get signal() { return ctl.signal; }, task: id, suspend: () => slot.suspend(), agent: { cls: h.cls, oid, method: name } }, async () => {
-            try {
-              return await fn.apply(obj, args);
-            } catch (e) {
-              throw new ThrownByMethod(e);
-            }
-          });
-        }),
-        deadlineAt,
-        gone,
-      )
-      .then(
-        (v) => this.#finish(id, () => ({ ok: true, value: this.#encodeResult(v, `${h.cls}.${name}`) }), call),
-        (e) => this.#finish(id, () => ({ ok: false, error: e instanceof ThrownByMethod ? this.#userError(e.error) : this.#wireError(e) }), call),
-      );
-    return holdMs ? answerWithin(id, outcome, holdMs, this.opts.pool, () => startedAt) : { t: "task", task: id };
+    const deadlineAt = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
+    return runTask(this.#taskHost, { id, obj, fn, args, cls: h.cls, oid, method: name, deadlineAt, gone, holdMs });
   }
 
   #finish(task: string, outcome: () => Outcome, call: TaskInfo): Outcome {
@@ -390,10 +380,8 @@ export class Servicer {
     }
     this.opts.observer?.taskDone(task, o, call);
     traceTaskDone(task, o);
-    this.opts.pool.set(task, o).catch(() => {
-      // Redis is away: the Redis pool keeps the outcome for waiters on this server and writes it
-      // when the connection returns; nothing else can be done here.
-    });
+    // Redis away: the Redis pool keeps the outcome for waiters here and writes it on return.
+    this.opts.pool.set(task, o)?.catch(noop);
     return o;
   }
 

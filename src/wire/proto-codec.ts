@@ -121,7 +121,7 @@ function sizeOf(fs: Field[], m: Record<string, unknown>): number {
     n += varintSize(f.tag);
     switch (f.type) {
       case "string": {
-        const s = Buffer.byteLength(v as string, "utf8");
+        const s = utf8Length(v as string);
         n += varintSize(s) + s;
         break;
       }
@@ -142,6 +142,21 @@ function sizeOf(fs: Field[], m: Record<string, unknown>): number {
       }
     }
   }
+  return n;
+}
+
+/**
+ * Strings up to this long are measured and written here, char by char: ids, method and class
+ * names — nearly every string of a request — are short ASCII, and a native call per string
+ * cost more than the loop.
+ */
+const SHORT_STRING = 64;
+
+/** Bytes of `s` in UTF-8 (its length when it is short ASCII). */
+function utf8Length(s: string): number {
+  const n = s.length;
+  if (n > SHORT_STRING) return Buffer.byteLength(s, "utf8");
+  for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 0x7f) return Buffer.byteLength(s, "utf8");
   return n;
 }
 
@@ -170,9 +185,12 @@ function write(b: Buffer, at: number, fs: Field[], m: Record<string, unknown>): 
     switch (f.type) {
       case "string": {
         const s = v as string;
-        const len = Buffer.byteLength(s, "utf8");
+        const len = utf8Length(s);
         at = putVarint(b, at, len);
-        at += b.write(s, at, len, "utf8");
+        if (len === s.length && len <= SHORT_STRING) {
+          for (let i = 0; i < len; i++) b[at + i] = s.charCodeAt(i);
+          at += len;
+        } else at += b.write(s, at, len, "utf8");
         break;
       }
       case "bytes": {
@@ -210,6 +228,9 @@ export function encodeMessage(name: string, m: object): Buffer {
 
 const utf8 = new TextDecoder();
 
+/** Buffer's own UTF-8 slicer (grpc-js hands us Buffers): no view object made per string. */
+type Sliceable = Uint8Array & { utf8Slice?(start: number, end: number): string };
+
 /** Reading position over one buffer. */
 class Reader {
   at: number;
@@ -218,6 +239,13 @@ class Reader {
     at: number,
   ) {
     this.at = at;
+  }
+  /** The UTF-8 string from here to `stop` (malformed bytes become U+FFFD, as TextDecoder does). */
+  string(stop: number): string {
+    const b = this.b as Sliceable;
+    const s = b.utf8Slice ? b.utf8Slice(this.at, stop) : utf8.decode(b.subarray(this.at, stop));
+    this.at = stop;
+    return s;
   }
   varint(end: number): number {
     let v = 0;
@@ -278,8 +306,7 @@ function read(r: Reader, end: number, fs: Field[]): Record<string, unknown> {
     if (stop > end) throw new Error(`protobuf: truncated ${f.name}`);
     switch (f.type) {
       case "string":
-        out[f.name] = utf8.decode(r.b.subarray(r.at, stop));
-        r.at = stop;
+        out[f.name] = r.string(stop);
         break;
       case "bytes":
         out[f.name] = r.b.subarray(r.at, stop);

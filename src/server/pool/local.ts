@@ -54,7 +54,7 @@ export class LocalPool implements ResultPool {
     this.#sweeper.unref();
   }
 
-  async prepare(task: string): Promise<void> {
+  prepare(task: string): void {
     if (this.#entries.has(task)) throw new AgentServerError(`task ${task} already exists`, { code: "ALREADY_EXISTS" });
     // Running tasks do not count against the pool (the server's capacity and queue bound
     // them): refusing a task because others are still running would let chains of agents
@@ -81,7 +81,7 @@ export class LocalPool implements ResultPool {
     this.#pending++;
   }
 
-  async set(task: string, outcome: Outcome): Promise<void> {
+  set(task: string, outcome: Outcome): void {
     const e = this.#entries.get(task);
     if (!e || e.outcome) return;
     this.#pending--;

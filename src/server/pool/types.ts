@@ -20,9 +20,9 @@ export interface ResultPool {
    * Reserve `task` as pending. Throws ALREADY_EXISTS for a used id; RESOURCE_EXHAUSTED (with
    * `retryAfterMs` on the error) when the pool holds `maxPoolSize` unread results.
    */
-  prepare(task: string): Promise<void>;
+  prepare(task: string): Promise<void> | void;
   /** Record the outcome of a prepared task (an unknown/expired/released task is ignored). */
-  set(task: string, outcome: Outcome): Promise<void>;
+  set(task: string, outcome: Outcome): Promise<void> | void;
   /**
    * Wait up to `timeoutMs` for the outcome. Resolves `"pending"` if it did not land in time;
    * rejects NOT_FOUND for an unknown, expired or released task. Event-driven: no polling.

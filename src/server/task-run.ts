@@ -1,0 +1,113 @@
+/**
+ * How an async call runs as a task: under the server's capacity, its outcome into the result
+ * pool, and its answer — the task id, or the value itself when the call asked for a hold and
+ * the task finished within it (`inline-result.ts`).
+ *
+ * Most calls of a busy server find a slot free and nobody queued (a task that returns at once
+ * frees its slot at once). Those run on the spot, and a method that returns a value rather
+ * than a promise is answered in the same turn with no promise, timer or queue entry on the
+ * way: under a million-agent load these hops were most of what an async call cost beyond a
+ * sync one. Everything else goes through `Capacity.run` as before.
+ */
+import { callContext, type CallContext } from "../core/call-context.ts";
+import type { WireError } from "../core/errors.ts";
+import type { Response } from "../core/protocol.ts";
+import type { Capacity, Slot } from "./capacity.ts";
+import { answerWithin } from "./inline-result.ts";
+import { LazyAbort } from "./lazy-abort.ts";
+import { ThrownByMethod } from "./method-errors.ts";
+import type { TaskInfo } from "./observer.ts";
+import type { Outcome, ResultPool } from "./pool/types.ts";
+import { bindTraced } from "./tracing.ts";
+
+/** What running a task needs from its servicer. */
+export interface TaskHost {
+  readonly capacity: Capacity;
+  readonly pool: ResultPool;
+  /** Running tasks, for `cancel`. */
+  readonly running: Map<string, LazyAbort>;
+  /** Record the outcome (pool, observers, traces) and return it. */
+  finish(task: string, outcome: () => Outcome, call: TaskInfo): Outcome;
+  encodeResult(v: unknown, method: string): Uint8Array;
+  userError(e: unknown): WireError;
+  wireError(e: unknown): WireError;
+}
+
+/** One async call, prepared in the pool as `id`. */
+export interface TaskCall {
+  id: string;
+  obj: object;
+  fn: (...a: unknown[]) => unknown;
+  args: unknown[];
+  cls: string;
+  oid: string;
+  method: string;
+  deadlineAt: number | undefined;
+  gone: AbortSignal | undefined;
+  holdMs: number | undefined;
+}
+
+/** Run prepared task `t` and answer its call (task id, or the value within its hold). */
+export function runTask(host: TaskHost, t: TaskCall): Response | Promise<Response> {
+  const { id, cls, oid, method } = t;
+  const ctl = new LazyAbort();
+  const call: TaskInfo = { cls, method, since: performance.now() };
+  const name = `${cls}.${method}`;
+  const ok = (v: unknown) => host.finish(id, () => ({ ok: true, value: host.encodeResult(v, name) }), call);
+  const failed = (e: unknown) => host.finish(id, () => ({ ok: false, error: e instanceof ThrownByMethod ? host.userError(e.error) : host.wireError(e) }), call);
+  const context = (slot: Slot): CallContext => ({
+    get signal() {
+      return ctl.signal;
+    },
+    task: id,
+    suspend: () => slot.suspend(),
+    agent: { cls, oid, method },
+  });
+  const slot = host.capacity.tryTake();
+  if (slot) {
+    const startedAt = performance.now();
+    let r: unknown;
+    try {
+      r = callContext.run(context(slot), () => t.fn.apply(t.obj, t.args));
+    } catch (e) {
+      host.capacity.release(slot);
+      failed(new ThrownByMethod(e));
+      return { t: "task", task: id };
+    }
+    if (!isThenable(r)) {
+      host.capacity.release(slot);
+      const o = ok(r);
+      return t.holdMs && o.ok && host.pool.readNow?.(id) ? { t: "value", value: o.value } : { t: "task", task: id };
+    }
+    host.running.set(id, ctl);
+    const outcome = Promise.resolve(r).then(
+      (v) => (host.capacity.release(slot), ok(v)),
+      (e) => (host.capacity.release(slot), failed(new ThrownByMethod(e))),
+    );
+    return t.holdMs ? answerWithin(id, outcome, t.holdMs, host.pool, () => startedAt) : { t: "task", task: id };
+  }
+  host.running.set(id, ctl);
+  let startedAt: number | undefined;
+  const outcome = host.capacity
+    .run(
+      bindTraced((s: Slot) => {
+        startedAt = performance.now();
+        return callContext.run(context(s), async () => {
+          try {
+            return await t.fn.apply(t.obj, t.args);
+          } catch (e) {
+            throw new ThrownByMethod(e);
+          }
+        });
+      }),
+      t.deadlineAt,
+      t.gone,
+    )
+    .then(ok, failed);
+  return t.holdMs ? answerWithin(id, outcome, t.holdMs, host.pool, () => startedAt) : { t: "task", task: id };
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  if (v instanceof Promise) return true;
+  return v !== null && (typeof v === "object" || typeof v === "function") && typeof (v as { then?: unknown }).then === "function";
+}
