@@ -29,51 +29,67 @@ export const BACKPRESSURE_MAX_MS = 60_000;
 const BACKPRESSURE_MAX_PAUSE_MS = 500;
 const noop = (): void => {};
 
+/**
+ * The management methods of every proxy. One set for all proxies (a million proxies made
+ * per-proxy closures a large part of the client's heap, and of every full collection's work):
+ * read through a proxy they come bound to it, so they also work detached (`const { stop } = p`).
+ */
+const MANAGEMENT: Record<string, (st: RemoteState, proxy: unknown) => unknown> = {
+  delete: (st) => deleteRemote(st),
+  stop: (st) => (st.owner ? st.owner.stop() : Promise.resolve()),
+  toDist: (_st, proxy) => proxy,
+};
+
+/** Disposal is best effort: a server that is already gone has nothing left to release. */
+function dispose(st: RemoteState): Promise<void> {
+  return st.owner ? st.owner.stop() : st.created ? deleteRemote(st).catch(ignoreGone) : Promise.resolve();
+}
+
+/** The target of every proxy inherits this: `await using` finds its disposer here. */
+const TARGET_PROTO = {
+  [Symbol.asyncDispose](this: unknown): Promise<void> {
+    const st = remoteState(this);
+    return st ? dispose(st) : Promise.resolve();
+  },
+};
+
+/** What a proxy's target holds: its state, and its oid as a plain property. */
+type Target = { [REMOTE]: RemoteState; oid: string };
+
+/** The one handler of all proxies (their state is on the target). */
+const HANDLER: ProxyHandler<Target> = {
+  get(target, name, receiver) {
+    const st = target[REMOTE];
+    if (typeof name === "symbol") return (target as unknown as Record<symbol, unknown>)[name];
+    if (name === "oid") return st.oid;
+    if (name === "host") return st.host;
+    if (name === "port") return st.port;
+    const m = Object.hasOwn(MANAGEMENT, name) ? MANAGEMENT[name] : undefined;
+    if (m) return () => m(st, receiver);
+    if (!isReachableName(name)) return undefined;
+    const info = st.info;
+    if (info && !info.methodSet?.has(name) && !info.methods.includes(name)) return invoke(st, name, [], "read", st.callOpts);
+    // Made per read (not cached per proxy): a proxy costs no memory for the methods it was called by.
+    if (!info) return hybrid(st, name);
+    if (info.streams?.includes(name)) return (...args: unknown[]) => openStream(st, name, args, st.callOpts);
+    return (...args: unknown[]) => invoke(st, name, args, "call", st.callOpts);
+  },
+  has(target, name) {
+    if (typeof name === "symbol") return name in target;
+    return name === "oid" || Object.hasOwn(MANAGEMENT, name) || !!target[REMOTE].info?.methods.includes(name);
+  },
+  set() {
+    throw new TypeError("remote objects cannot be assigned to; call a method instead");
+  },
+};
+
 /** Build the proxy for a remote object. */
 export function makeRemote<T>(st: RemoteState): Remote<T> {
-  st.ready.then(
-    () => {
-      st.isReady = true;
-    },
-    () => {},
-  );
-  const fns = new Map<string, unknown>();
-  const handle: Record<string | symbol, unknown> = {
-    [REMOTE]: st,
-    oid: st.oid,
-    delete: () => deleteRemote(st),
-    stop: () => (st.owner ? st.owner.stop() : Promise.resolve()),
-    // Disposal is best effort: a server that is already gone has nothing left to release.
-    [Symbol.asyncDispose]: () => (st.owner ? st.owner.stop() : st.created ? deleteRemote(st).catch(ignoreGone) : Promise.resolve()),
-    toDist: () => proxy,
-  };
-  const proxy: Remote<T> = new Proxy(handle, {
-    get(target, name) {
-      if (typeof name === "symbol") return target[name];
-      if (name === "host") return st.host;
-      if (name === "port") return st.port;
-      if (Object.hasOwn(target, name)) return target[name];
-      if (!isReachableName(name)) return undefined;
-      const hit = fns.get(name);
-      if (hit) return hit;
-      const info = st.info;
-      if (info && !info.methodSet?.has(name) && !info.methods.includes(name)) return invoke(st, name, [], "read", st.callOpts);
-      const fn = !info
-        ? hybrid(st, name)
-        : info.streams?.includes(name)
-          ? (...args: unknown[]) => openStream(st, name, args, st.callOpts)
-          : (...args: unknown[]) => invoke(st, name, args, "call", st.callOpts);
-      fns.set(name, fn);
-      return fn;
-    },
-    has(target, name) {
-      return typeof name === "symbol" ? name in target : Object.hasOwn(target, name) || !!st.info?.methods.includes(name);
-    },
-    set() {
-      throw new TypeError("remote objects cannot be assigned to; call a method instead");
-    },
-  }) as unknown as Remote<T>;
-  return proxy;
+  if (!st.isReady) st.ready.then(() => void (st.isReady = true), noop);
+  const target = Object.create(TARGET_PROTO) as Target;
+  target[REMOTE] = st;
+  target.oid = st.oid;
+  return new Proxy(target, HANDLER) as unknown as Remote<T>;
 }
 
 /** For proxies whose class is not known yet: callable (a method) and awaitable (an attribute). */
