@@ -7,7 +7,7 @@ import { DEFAULTS } from "../core/defaults.ts";
 import type { Subprocess } from "bun";
 import { selfCommand, stopProcess } from "./spawn.ts";
 import { ChildOutput, logChildEvent, type ChildLabel } from "./child-output.ts";
-import { CHILD_CONFIG_ENV, CHILD_CONFIG_ENV_MAX, type ChildConfFrame, type ChildConfig, type ChildFatalFrame } from "../core/child-config.ts";
+import { CHILD_CONFIG_ENV_MAX, childEnv, type ChildConfFrame, type ChildConfig, type ChildFatalFrame } from "../core/child-config.ts";
 import { ServerConnection } from "./connection.ts";
 import { connectionFor, forgetConnection, registerConnection } from "./connections.ts";
 import { AgentCreationError, AgentServerNotAliveError, errorToWire, GRPC_STATUS } from "../core/errors.ts";
@@ -247,7 +247,7 @@ export class ChildServer {
       // read a command line.
       const small = json.length <= CHILD_CONFIG_ENV_MAX;
       proc = Bun.spawn(selfCommand("child"), {
-        env: { ...process.env, [CHILD_CONFIG_ENV]: small ? json : "-" },
+        env: childEnv(small ? json : "-"),
         stdio: [small ? "ignore" : "pipe", "pipe", "pipe"],
         serialization: "advanced",
         ipc,
