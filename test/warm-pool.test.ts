@@ -110,7 +110,7 @@ describe("warm pool", () => {
     started.push(c as Remote<unknown>);
     // Sent before the spare says it serves: held by it, then run in order.
     const all = await Promise.all([c.inc(1), c.inc(1), c.inc(1), c.pid()]);
-    expect(all).toEqual([101, 102, 103, spares[0]]);
+    expect(all).toEqual([101, 102, 103, spares[0]!]);
   });
 
   test("the start-up settings a parent adds for its children are not in their environment", async () => {
