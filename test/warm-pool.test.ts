@@ -8,6 +8,9 @@ import { configureChildren, type Remote } from "../src/index.ts";
 import { warmPool } from "../src/client/warm-pool.ts";
 import { liveChildren } from "../src/client/child-server.ts";
 import { Counter } from "./fixtures/child-agents.ts";
+import { Present, make } from "./fixtures/mistakes/local-class.ts";
+import { remoteState } from "../src/client/proxy-state.ts";
+import { AgentCreationError } from "../src/core/errors.ts";
 
 const started: Array<Remote<unknown>> = [];
 const seen = new Set<number>();
@@ -40,6 +43,16 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await Bun.sleep(10);
   }
+}
+
+/** The error `p` rejects with. */
+async function rejection(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error("expected a rejection");
 }
 
 const FIXTURE = new URL("./fixtures/warm-parent.ts", import.meta.url).pathname;
@@ -86,6 +99,55 @@ describe("warm pool", () => {
     started.push(d as Remote<unknown>);
     expect(await d.inc(5)).toBe(15);
     expect(before).toContain(await d.pid());
+  });
+
+  test("a spare gets its first create with its config; requests right behind it are answered in order", async () => {
+    await configureChildren({ warm: 1 });
+    await until(() => warmPool.ready() === 1, "a loaded spare that imported the class module");
+    const spares = warmPool.pids();
+    spares.forEach((p) => seen.add(p));
+    const c = new Counter(100).toDist();
+    started.push(c as Remote<unknown>);
+    // Sent before the spare says it serves: held by it, then run in order.
+    const all = await Promise.all([c.inc(1), c.inc(1), c.inc(1), c.pid()]);
+    expect(all).toEqual([101, 102, 103, spares[0]!]);
+  });
+
+  test("the start-up settings a parent adds for its children are not in their environment", async () => {
+    await configureChildren({ warm: 1 });
+    await until(() => warmPool.ready() === 1, "a loaded spare that imported the class module");
+    const spares = warmPool.pids();
+    spares.forEach((p) => seen.add(p));
+    const c = new Counter().toDist();
+    started.push(c as Remote<unknown>);
+    expect(spares).toContain(await c.pid());
+    expect(await c.envVar("BUN_FEATURE_FLAG_DISABLE_ASYNC_TRANSPILER")).toBeUndefined();
+    expect(await c.envVar("AS_CHILD_START_ENV")).toBeUndefined();
+    await configureChildren({ warm: 0 });
+    const cold = new Counter().toDist();
+    started.push(cold as Remote<unknown>);
+    seen.add(await cold.pid());
+    expect(await cold.envVar("BUN_FEATURE_FLAG_DISABLE_ASYNC_TRANSPILER")).toBeUndefined();
+    expect(await cold.envVar("AS_CHILD_START_ENV")).toBeUndefined();
+  });
+
+  test("a spare taken for a class its module does not define at the top level fails the start with NOT_FOUND, and ends", async () => {
+    const Local = make();
+    // A child of the module's top-level class teaches the pool the module; spares import it while waiting.
+    const first = new Present().toDist();
+    started.push(first as Remote<unknown>);
+    expect(await first.hi()).toBe("present");
+    await configureChildren({ warm: 1 });
+    await until(() => warmPool.ready() === 1, "a loaded spare that imported the module");
+    const spares = warmPool.pids();
+    spares.forEach((p) => seen.add(p));
+    const p = new Local().toDist();
+    const err = await rejection(remoteState(p)!.ready);
+    expect(err).toBeInstanceOf(AgentCreationError);
+    expect((err as AgentCreationError).code).toBe("NOT_FOUND");
+    expect(err.message).toContain("class Local is not defined at the top level of");
+    for (const pid of spares) await until(() => !isAlive(pid), `spare ${pid} to end`);
+    await configureChildren({ warm: 0 });
   });
 
   test("a child that needs another environment than the spares' is spawned afresh", async () => {

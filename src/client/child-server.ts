@@ -7,7 +7,7 @@ import { DEFAULTS } from "../core/defaults.ts";
 import type { Subprocess } from "bun";
 import { selfCommand, stopProcess } from "./spawn.ts";
 import { ChildOutput, logChildEvent, type ChildLabel } from "./child-output.ts";
-import { CHILD_CONFIG_ENV, CHILD_CONFIG_ENV_MAX, type ChildConfFrame, type ChildConfig, type ChildFatalFrame } from "../core/child-config.ts";
+import { CHILD_CONFIG_ENV_MAX, childEnv, type ChildConfFrame, type ChildConfig, type ChildFatalFrame } from "../core/child-config.ts";
 import { ServerConnection } from "./connection.ts";
 import { connectionFor, forgetConnection, registerConnection } from "./connections.ts";
 import { AgentCreationError, AgentServerNotAliveError, errorToWire, GRPC_STATUS } from "../core/errors.ts";
@@ -145,6 +145,9 @@ export class ChildServer {
 
     let proc: Subprocess | undefined;
     let started = false;
+    // A spare takes frames as soon as it has its config (it holds them until it serves), so
+    // the first create need not wait for its ready: one round trip less on a warm toDist().
+    let direct = false;
     const early: IpcFrame[] = [];
     // Keep the parent alive only while it waits for this child. Going idle is acted on 20 ms
     // later, so back-to-back calls do not toggle ref/unref on every call.
@@ -155,7 +158,7 @@ export class ChildServer {
       {
         // Frames wait until the child is serving: relayed requests can come before its ready.
         send: (f) => {
-          if (started) proc!.send(f);
+          if (started || direct) proc!.send(f);
           else early.push(f);
         },
         busy: () => {
@@ -241,13 +244,14 @@ export class ChildServer {
       this.#out.relabel(opts.agent ?? {});
       proc = spare.adopt({ ipc: (m) => ipc(m as IpcFrame), exit: (code, signal) => onExit(spare.proc.pid, code, signal) });
       proc.send({ k: "conf", json, probe: new Uint8Array(64) } satisfies ChildConfFrame as never);
+      direct = true;
     } else {
       // The config travels in the environment (or on stdin when too large for one environment
       // string), not argv: it may hold API keys and the listener token, and any local user can
       // read a command line.
       const small = json.length <= CHILD_CONFIG_ENV_MAX;
       proc = Bun.spawn(selfCommand("child"), {
-        env: { ...process.env, [CHILD_CONFIG_ENV]: small ? json : "-" },
+        env: childEnv(small ? json : "-"),
         stdio: [small ? "ignore" : "pipe", "pipe", "pipe"],
         serialization: "advanced",
         ipc,

@@ -187,7 +187,11 @@ export function distribute<T>(entry: ClassEntry, args: unknown[], oid: string, t
   const child = new ChildServer(childOpts);
   const payload = encoded("ipc", child.conn.transport);
   payload.catch(() => child.stop());
-  const ready = Promise.all([payload, child.ready]).then(([p]) => child.conn.create(oid, entry.name, p));
+  // The create is issued at once: the child's transport holds it until the child serves (a
+  // spare takes it with its config). Whichever fails first is reported: the arguments' encoding,
+  // or the child's start (its own error, before the create's, which only fails when it exits).
+  const created = payload.then((p) => child.conn.create(oid, entry.name, p));
+  const ready = Promise.all([created, child.ready]).then(() => {});
   ready.catch(() => child.stop());
   return makeRemote<T>({ oid, conn: child.conn, ready, info, owner: child, retry, maxWaitMs, host: child.conn.where.host, port: undefined });
 }

@@ -10,7 +10,7 @@
  * their IPC link closes and they exit), and are killed by `configureChildren({ warm: 0 })`.
  */
 import type { Subprocess } from "bun";
-import { CHILD_CONFIG_ENV, CHILD_SPARE, type ChildSpareFrame, type SpareConfig } from "../core/child-config.ts";
+import { CHILD_SPARE, childEnv, type ChildSpareFrame, type SpareConfig } from "../core/child-config.ts";
 import { DEFAULTS } from "../core/defaults.ts";
 import { selfCommand } from "./spawn.ts";
 import { ChildOutput } from "./child-output.ts";
@@ -51,7 +51,7 @@ export class Spare {
     this.modules = conf.modules;
     this.whenLoaded = new Promise<boolean>((r) => (this.#settle = r));
     this.proc = Bun.spawn(selfCommand("child"), {
-      env: { ...process.env, [CHILD_CONFIG_ENV]: CHILD_SPARE + JSON.stringify(conf) },
+      env: childEnv(CHILD_SPARE + JSON.stringify(conf)),
       stdio: ["ignore", "pipe", "pipe"],
       serialization: "advanced",
       ipc: (msg: unknown) => {

@@ -29,9 +29,14 @@ import { CHILD_SPARE, type ChildConfFrame, type ChildConfig, type ChildFatalFram
  * would spawn another), or it does not define the class at its top level. Any other import
  * error is thrown as before: the child exits and the parent reports its stderr.
  */
-async function importClassModules(conf: ChildConfig): Promise<ChildFatalFrame | undefined> {
+async function importClassModules(conf: ChildConfig, imported: readonly string[] = []): Promise<ChildFatalFrame | undefined> {
   const modules = conf.modules ?? [];
   const classes = conf.classes ?? [];
+  // A spare imported them already (and would have exited on a refusal): only the classes are left to check.
+  if (modules.every((m) => imported.includes(m))) {
+    setChildImport(conf.depth ?? 1);
+    return missingClass(modules[0], classes);
+  }
   // A refused `toDist()` inside an unawaited async function surfaces as an unhandled
   // rejection; it is reported as the fatal frame, not as a crash with a stack trace.
   const swallowRefusal = (reason: unknown): void => {
@@ -58,7 +63,11 @@ async function importClassModules(conf: ChildConfig): Promise<ChildFatalFrame | 
   }
   const refused = refusedDuringImport();
   if (refused) return { k: "fatal", message: refused.message, code: refused.code };
-  const module = modules[0];
+  return missingClass(modules[0], classes);
+}
+
+/** The fatal frame for the first of `classes` that importing `module` did not register, if any. */
+function missingClass(module: string | undefined, classes: readonly string[]): ChildFatalFrame | undefined {
   if (module === undefined) return undefined;
   const missing = classes.filter((c) => !isRegisteredIn(c, module));
   if (missing.length === 0) return undefined;
@@ -115,21 +124,35 @@ export async function childMain(json: string | undefined): Promise<void> {
   }
   // Collect the garbage of loading now, not during the first requests.
   Bun.gc(true);
+  // Frames after the config (the parent sends its first create right behind it) are held
+  // until the child server takes over the channel.
+  const held: unknown[] = [];
+  let onFrame!: (m: unknown) => void;
   const conf = await new Promise<string>((resolve) => {
-    const onConf = (m: unknown): void => {
+    let json: string | undefined;
+    onFrame = (m: unknown): void => {
       const f = m as ChildConfFrame | null;
-      if (f?.k !== "conf" || typeof f.json !== "string") return;
-      process.off("message", onConf);
-      resolve(f.json);
+      if (json !== undefined) held.push(m);
+      else if (f?.k === "conf" && typeof f.json === "string") resolve((json = f.json));
     };
-    process.on("message", onConf);
+    process.on("message", onFrame);
     process.send!({ k: "spare", pid: process.pid, modules: spare.modules, probe: new Uint8Array(64) } satisfies ChildSpareFrame);
   });
-  return runChild(conf);
+  return runChild(conf, { imported: spare.modules, held, release: () => process.off("message", onFrame) });
+}
+
+/** What a spare hands the child server it becomes. */
+interface FromSpare {
+  /** Class modules it imported already. */
+  imported: readonly string[];
+  /** Frames that came after the config, in order. */
+  held: unknown[];
+  /** Stop holding frames (the server's own listener is on). */
+  release(): void;
 }
 
 /** Start a child server from its JSON config and serve until the parent disconnects. */
-export async function runChild(json: string | undefined): Promise<void> {
+export async function runChild(json: string | undefined, spare?: FromSpare): Promise<void> {
   const send = process.send?.bind(process);
   if (!send) {
     console.error("as-server: a child server must be spawned with an IPC channel");
@@ -147,8 +170,8 @@ export async function runChild(json: string | undefined): Promise<void> {
   const limits = { ...DEFAULT_LIMITS, ...(conf.maxMessageBytes ? { maxMessageBytes: conf.maxMessageBytes } : {}) };
   setProcessLimits(limits);
   // The library's own agents (DialogAgent…) are always creatable; then the class's module.
-  await import("../../index.ts");
-  const fatal = await importClassModules(conf);
+  if (!spare) await import("../../index.ts");
+  const fatal = await importClassModules(conf, spare?.imported);
   if (fatal) return reportFatal(fatal);
   for (const [hostPort, token] of Object.entries(conf.tokens ?? {})) setToken(hostPort, token);
   if (conf.modelConfigs !== undefined) {
@@ -215,9 +238,12 @@ export async function runChild(json: string | undefined): Promise<void> {
     },
     callParent: (req) => upward.request(req),
   });
-  process.on("message", (f: unknown) => {
+  const dispatch = (f: unknown): void => {
     if ((f as IpcFrame | null)?.k === "a") upward.deliver(f as IpcFrame);
     else onFrame(f);
-  });
+  };
+  process.on("message", dispatch);
+  spare?.release();
   send({ k: "ready", pid: process.pid, id: conf.id } satisfies IpcFrame);
+  for (const f of spare?.held.splice(0) ?? []) dispatch(f);
 }
