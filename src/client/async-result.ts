@@ -9,6 +9,7 @@ import type { ServerConnection } from "./connection.ts";
 import { AgentServerError, AgentServerNotAliveError, CancelledError, CodecError, DeadlineExceededError, errorFromWire } from "../core/errors.ts";
 import type { Response, ValueResponse, WaitRequest } from "../core/protocol.ts";
 import type { RetryStrategy } from "./retry.ts";
+import type { Frame } from "../core/split-frame.ts";
 
 /** Where a task's result lives and how to fetch it. Internal. */
 export interface TaskSource {
@@ -16,7 +17,7 @@ export interface TaskSource {
   task: string;
   /** Resolves when the server accepted the call; rejects with why it did not. */
   accepted: Promise<unknown>;
-  decode(bytes: Uint8Array): unknown;
+  decode(bytes: Frame): unknown;
   /** Longest single server-side wait, ms (the server's `maxTimeoutSeconds`). */
   maxWaitMs: number;
   retry: RetryStrategy;

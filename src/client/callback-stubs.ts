@@ -14,6 +14,7 @@ import { STUB, callbacks, type CallbackRoute, type StubRecord } from "./callback
 import { connectionFor } from "./connections.ts";
 import { encodeArgsWhenReady } from "./ref-encode.ts";
 import { runtime } from "./runtime.ts";
+import type { Frame } from "../core/split-frame.ts";
 
 /** How long a stub waits for its caller's callback stream to open (the call carrying it may arrive first). */
 const LINK_OPEN_WAIT_MS = 5_000;
@@ -29,7 +30,7 @@ const finalizer = new FinalizationRegistry<StubRecord>((rec) => {
  * Decode a callback tag: the original when this process owns it, the stub it already holds,
  * or a new stub. `decode` reads the values the owner answers.
  */
-export function decodeCallback(tag: Record<string, unknown>, decode: (b: Uint8Array) => unknown): unknown {
+export function decodeCallback(tag: Record<string, unknown>, decode: (b: Frame) => unknown): unknown {
   const id = tag.id;
   if (!isId(id)) throw new CodecError("bad callback reference");
   const local = callbacks.local(id);
@@ -56,13 +57,13 @@ export function decodeCallback(tag: Record<string, unknown>, decode: (b: Uint8Ar
   return stub;
 }
 
-function functionStub(rec: StubRecord, decode: (b: Uint8Array) => unknown): object {
+function functionStub(rec: StubRecord, decode: (b: Frame) => unknown): object {
   const f = (...args: unknown[]) => invoke(rec, undefined, args, decode);
   mark(f, rec);
   return f;
 }
 
-function objectStub(rec: StubRecord, decode: (b: Uint8Array) => unknown): object {
+function objectStub(rec: StubRecord, decode: (b: Frame) => unknown): object {
   const methods = new Set(rec.methods);
   const target: Record<string, unknown> = {};
   for (const m of methods) target[m] = (...args: unknown[]) => invoke(rec, m, args, decode);
@@ -85,7 +86,7 @@ function mark(stub: object, rec: StubRecord): void {
   });
 }
 
-async function invoke(rec: StubRecord, m: string | undefined, args: unknown[], decode: (b: Uint8Array) => unknown): Promise<unknown> {
+async function invoke(rec: StubRecord, m: string | undefined, args: unknown[], decode: (b: Frame) => unknown): Promise<unknown> {
   if (rec.dead) throw rec.dead;
   const bytes = await encodeArgsWhenReady(args, "via" in rec.route ? "net" : "ipc");
   const req: CallbackCallRequest = m === undefined ? { t: "cbcall", id: rec.id, args: bytes } : { t: "cbcall", id: rec.id, m, args: bytes };

@@ -21,6 +21,7 @@ import { answerCallback } from "./callback-answer.ts";
 import { forwardToLink } from "./callback-stubs.ts";
 import { callbacks } from "./callback-table.ts";
 import { warmPool } from "./warm-pool.ts";
+import { splitForIpc } from "../wire/ipc-frame.ts";
 
 /** Options of a child server. */
 export interface ChildServerOptions {
@@ -320,7 +321,7 @@ export class ChildServer {
   #relay(f: Extract<IpcFrame, { k: "q" }>): void {
     const answer = (r: Response) => {
       try {
-        this.#proc.send({ k: "a", i: f.i, r } satisfies IpcFrame);
+        this.#proc.send({ k: "a", i: f.i, r: splitForIpc(r) } satisfies IpcFrame);
       } catch {
         // The child is gone.
       }

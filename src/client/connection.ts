@@ -7,6 +7,7 @@ import { AgentCreationError, AgentServerError, CodecError, errorFromWire } from 
 import type { Request, Response } from "../core/protocol.ts";
 import type { Address, RequestOptions, Transport } from "../core/transport.ts";
 import { withTrace } from "../core/trace-context.ts";
+import type { Frame } from "../core/split-frame.ts";
 
 /** One server as seen from this process. */
 export class ServerConnection {
@@ -73,7 +74,7 @@ export class ServerConnection {
   }
 
   /** Answer of a request that must carry a value frame. */
-  async value(req: Request, opts?: RequestOptions): Promise<Uint8Array> {
+  async value(req: Request, opts?: RequestOptions): Promise<Frame> {
     const res = await this.expect(req, opts);
     // Any other answer means the two ends disagree on the protocol: INTERNAL, not bad input.
     if (res.t !== "value") throw new CodecError(`expected a value answer to ${req.t}, got ${res.t}`, { ...this.where, code: "INTERNAL" });

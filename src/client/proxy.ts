@@ -8,7 +8,7 @@ import type { ServerConnection } from "./connection.ts";
 import { AgentServerError, CodecError, DeadlineExceededError, NotFoundError, ResourceExhaustedError, errorFromWire } from "../core/errors.ts";
 import type { CallRequest, ErrorResponse } from "../core/protocol.ts";
 import { randomId } from "../core/ids.ts";
-import { encodeArgs, encodeArgsWhenReady, NeedsAwait, NeedsListener, type Destination } from "./ref-encode.ts";
+import { encodeArgs, encodeArgsFrame, encodeArgsWhenReady, NeedsAwait, NeedsListener, type Destination } from "./ref-encode.ts";
 import { REMOTE, remoteState, type CallOptions, type Remote, type RemoteState } from "./proxy-state.ts";
 import { runtime, type LocalHooks } from "./runtime.ts";
 import { connectionFor } from "./connections.ts";
@@ -22,6 +22,7 @@ import { isReachableName } from "../core/registry.ts";
 import type { RequestOptions } from "../core/transport.ts";
 import { RemoteStream } from "./remote-stream.ts";
 import { decodeCallback } from "./callback-stubs.ts";
+import type { Frame } from "../core/split-frame.ts";
 
 /** Longest a call without a deadline keeps resubmitting to a full pool before giving up. */
 export const BACKPRESSURE_MAX_MS = 60_000;
@@ -157,10 +158,12 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
   const isAsync = kind === "call" && !!(st.info?.asyncSet?.has(name) ?? st.info?.async.includes(name));
   // The task id is ours, chosen now: the AsyncResult can be handed on as a reference at once.
   const task = isAsync ? randomId() : undefined;
-  let now: Uint8Array | undefined;
+  let now: Frame | undefined;
   let later: Promise<Uint8Array> | undefined;
   try {
-    now = encodeArgs(args, dest, st.conn.transport);
+    // A sync call sends its arguments once: large binary leaves go from the caller's arrays
+    // straight into the message. An async one may be submitted again later: a frame of its own.
+    now = task ? encodeArgs(args, dest, st.conn.transport) : encodeArgsFrame(args, dest, st.conn.transport);
   } catch (e) {
     if (!(e instanceof NeedsAwait || e instanceof NeedsListener)) {
       return rejected(e instanceof AgentServerError ? e : new CodecError(`cannot send arguments of ${name}: ${(e as Error).message}`));
@@ -174,7 +177,7 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
   const inline = opts?.inline !== false;
   const reqOpts: RequestOptions = {};
   if (opts?.signal) reqOpts.signal = opts.signal;
-  const send = (payload: Uint8Array) => {
+  const send = (payload: Frame) => {
     const req: CallRequest = { t: "call", oid: st.oid, name, args: payload };
     if (task) {
       req.task = task;
@@ -343,7 +346,7 @@ const receiving: RefCodec = {
 };
 
 /** Decode a value a server sent this process: references become proxies and AsyncResults. */
-export function decodeFrom(bytes: Uint8Array): unknown {
+export function decodeFrom(bytes: Frame): unknown {
   return decodeValue(bytes, receiving, runtime.limits);
 }
 

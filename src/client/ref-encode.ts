@@ -8,8 +8,9 @@
  */
 import { AsyncResult } from "./async-result.ts";
 import { callbacks } from "./callback-table.ts";
-import { encodeValue, type RefCodec, type WireRefTag } from "../core/codec.ts";
+import { encodeFrame, encodeValue, type Frame, type RefCodec, type WireRefTag } from "../core/codec.ts";
 import { CodecError } from "../core/errors.ts";
+import type { Limits } from "../core/limits.ts";
 import { IS_DISTRIBUTABLE } from "../core/registry.ts";
 import type { Address, Transport } from "../core/transport.ts";
 import { remoteState } from "./proxy-state.ts";
@@ -150,10 +151,23 @@ let sending: Transport | undefined;
  * `to` is the transport it goes over (callbacks in it are handed to that link).
  */
 export function encodeArgs(args: unknown, dest: Destination = "ipc", to?: Transport): Uint8Array {
+  return encodeFor(encodeValue, args, dest, to);
+}
+
+/**
+ * `encodeArgs` for a request whose arguments are not read again once it is sent (a sync
+ * call): large binary leaves stay the caller's arrays, written into the message as it is sent
+ * (a `SplitFrame`, see split-frame.ts), not copied into a frame first.
+ */
+export function encodeArgsFrame(args: unknown, dest: Destination = "ipc", to?: Transport): Frame {
+  return encodeFor(encodeFrame, args, dest, to);
+}
+
+function encodeFor<F extends Frame>(encode: (v: unknown, refs: RefCodec, limits: Limits) => F, args: unknown, dest: Destination, to: Transport | undefined): F {
   const prev = sending;
   sending = to;
   try {
-    return encodeValue(args, dest === "net" ? toNet : toIpc, runtime.limits);
+    return encode(args, dest === "net" ? toNet : toIpc, runtime.limits);
   } finally {
     sending = prev;
   }

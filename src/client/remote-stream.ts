@@ -12,6 +12,7 @@ import { callContext } from "../core/call-context.ts";
 import { AgentServerError, CancelledError, CodecError, DeadlineExceededError, errorFromWire } from "../core/errors.ts";
 import type { StreamBatch } from "../core/protocol.ts";
 import type { ServerConnection } from "./connection.ts";
+import type { Frame } from "../core/split-frame.ts";
 
 /** Items one pull asks for by default (and what a server runs ahead by). */
 export const DEFAULT_PULL_ITEMS = 32;
@@ -25,7 +26,7 @@ export interface StreamSource {
   accepted: Promise<unknown>;
   /** The stream is known to exist already (a reference received from elsewhere). */
   acceptedNow?: boolean;
-  decode(bytes: Uint8Array): unknown;
+  decode(bytes: Frame): unknown;
   /** Longest server-side hold of one pull, ms. */
   maxWaitMs: number;
   /** Items per pull (default 32). */

@@ -13,6 +13,7 @@ import { MAX_OBJECT_ID, isObjectId, randomId } from "../core/ids.ts";
 import { decodeFrom } from "./proxy.ts";
 import { encodeWithRefs } from "./ref-encode.ts";
 import { clientTls, type ClientTlsOption } from "../core/tls.ts";
+import { frameBytes, type Frame } from "../core/split-frame.ts";
 
 /** Options of `RpcClient`. */
 export interface RpcClientOptions {
@@ -166,7 +167,7 @@ export class RpcClient implements AsyncDisposable {
     const tag = new Bun.CryptoHasher("sha256").update(`${this.host}:${this.port}:${path}`).digest("hex").slice(0, 8);
     const name = basename(path).replace(/[^\w.-]/g, "_") || "download";
     const local = join(dir, `${tag}_${name}`);
-    await Bun.write(local, bytes);
+    await Bun.write(local, frameBytes(bytes));
     return local;
   }
 
@@ -214,7 +215,7 @@ export class RpcClient implements AsyncDisposable {
   }
 
   /** The value frame `req` must be answered with. */
-  async #value(req: Request): Promise<Uint8Array> {
+  async #value(req: Request): Promise<Frame> {
     return (await this.#ask(req, "value")).value;
   }
 }

@@ -8,6 +8,7 @@ import { Msg } from "../agent/message.ts";
 import { BINARY_KINDS, HEADER, NO_REFS, align8, alloc, readU32, setOwn, type BinaryKind, type RefCodec, type WireRefTag } from "./codec.ts";
 import { CodecError, ResourceExhaustedError } from "./errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
+import { SplitFrame, type Frame } from "./split-frame.ts";
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
@@ -15,8 +16,11 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 export const VIEW_MIN_BYTES = 64 * 1024;
 
 interface DecodeState {
-  bytes: Uint8Array;
-  /** Where the blob area starts in `bytes`. */
+  /** The frame's byte ranges: one array, or a received split frame's parts. */
+  parts: readonly Uint8Array[];
+  /** Frame offset of each part. */
+  starts: readonly number[];
+  /** Where the blob area starts in the frame. */
   blobStart: number;
   refs: RefCodec;
   limits: Limits;
@@ -24,23 +28,35 @@ interface DecodeState {
 
 /**
  * Decode one frame. Throws CodecError on anything malformed (never crashes, never hangs),
- * ResourceExhaustedError when the frame is over the size limit.
+ * ResourceExhaustedError when the frame is over the size limit. A split frame this process
+ * made is joined first (its leaves are someone's live arrays); a received one is decoded
+ * from its parts, each large leaf a view of its part.
  */
-export function decodeValue(bytes: Uint8Array, refs: RefCodec = NO_REFS, limits: Limits = DEFAULT_LIMITS): unknown {
-  if (!(bytes instanceof Uint8Array)) throw new CodecError("a value frame must be bytes");
-  if (bytes.byteLength > limits.maxMessageBytes) {
-    throw new ResourceExhaustedError(`value of ${bytes.byteLength} bytes is over the ${limits.maxMessageBytes}-byte message limit`);
+export function decodeValue(frame: Frame, refs: RefCodec = NO_REFS, limits: Limits = DEFAULT_LIMITS): unknown {
+  if (frame instanceof SplitFrame && !frame.received) frame = frame.join();
+  const parts = frame instanceof SplitFrame ? frame.parts : frame instanceof Uint8Array ? [frame] : undefined;
+  if (!parts) throw new CodecError("a value frame must be bytes");
+  if (frame.byteLength > limits.maxMessageBytes) {
+    throw new ResourceExhaustedError(`value of ${frame.byteLength} bytes is over the ${limits.maxMessageBytes}-byte message limit`);
   }
-  if (bytes.byteLength < HEADER) throw new CodecError("truncated value frame");
-  const jsonLen = readU32(bytes);
-  if (jsonLen > bytes.byteLength - HEADER) throw new CodecError("truncated value frame");
+  // The JSON is always in the first part: the first split-off leaf comes after it.
+  const head = parts[0]!;
+  if (head.byteLength < HEADER) throw new CodecError("truncated value frame");
+  const jsonLen = readU32(head);
+  if (jsonLen > head.byteLength - HEADER) throw new CodecError("truncated value frame");
   let tree: unknown;
   try {
-    tree = JSON.parse(decoder.decode(bytes.subarray(HEADER, HEADER + jsonLen)));
+    tree = JSON.parse(decoder.decode(head.subarray(HEADER, HEADER + jsonLen)));
   } catch (e) {
     throw new CodecError(`malformed value frame: ${(e as Error).message}`);
   }
-  const st: DecodeState = { bytes, blobStart: align8(HEADER + jsonLen), refs, limits };
+  const starts: number[] = [];
+  let at = 0;
+  for (const p of parts) {
+    starts.push(at);
+    at += p.byteLength;
+  }
+  const st: DecodeState = { parts, starts, blobStart: align8(HEADER + jsonLen), refs, limits };
   return dec(tree, st, 0);
 }
 
@@ -144,25 +160,32 @@ function decBinary(t: Record<string, unknown>, st: DecodeState): unknown {
   const len = t.n;
   const off = t.o;
   if (typeof kind !== "string" || !isCount(len) || !isCount(off)) throw new CodecError("bad binary tag");
-  const start = st.blobStart + off;
-  if (start + len > st.bytes.byteLength) throw new CodecError("truncated value frame (binary)");
+  const from = st.blobStart + off;
+  // The part holding the leaf: a leaf never straddles two parts.
+  let i = st.parts.length - 1;
+  while (i > 0 && st.starts[i]! > from) i--;
+  const bytes = st.parts[i]!;
+  const start = from - st.starts[i]!;
+  if (start + len > bytes.byteLength) throw new CodecError(st.parts.length === 1 ? "truncated value frame (binary)" : "binary leaf straddles the parts of a split frame");
   // A large leaf is a view into the frame, not a copy: a binary chunk is then copied once per
-  // hop (into the frame on the way out), not twice. Frames are never reused (each message is
+  // hop (into the message on the way out: see split-frame.ts), not twice. Frames are never reused (each message is
   // its own buffer), and a large leaf is most of its frame, so the view keeps little else
   // alive. Small leaves are copied, so a small value kept long never pins a big frame.
   if (len >= VIEW_MIN_BYTES) {
-    const at = st.bytes.byteOffset + start;
-    const buf = st.bytes.buffer as ArrayBuffer;
+    const at = bytes.byteOffset + start;
+    const buf = bytes.buffer as ArrayBuffer;
     if (kind === "Uint8Array") return new Uint8Array(buf, at, len);
     if (kind === "Buffer") return Buffer.from(buf, at, len);
     if (kind === "DataView") return new DataView(buf, at, len);
+    // A received part that is exactly the leaf's buffer (a structured clone's) is the ArrayBuffer.
+    if (kind === "ArrayBuffer" && at === 0 && len === buf.byteLength && buf instanceof ArrayBuffer) return buf;
     const V = (BINARY_KINDS as Record<string, { BYTES_PER_ELEMENT: number; new (b: ArrayBuffer, o: number, n: number): unknown }>)[kind];
     if (V && Object.hasOwn(BINARY_KINDS, kind) && at % V.BYTES_PER_ELEMENT === 0 && len % V.BYTES_PER_ELEMENT === 0) return new V(buf, at, len / V.BYTES_PER_ELEMENT);
   }
   // Copy out: aligned typed arrays need their own buffer, and an ArrayBuffer cannot be a view.
   // Not `.slice()`: on a Node Buffer (gRPC frames) slice is a view, not a copy.
   const copy = alloc(len);
-  copy.set(st.bytes.subarray(start, start + len));
+  copy.set(bytes.subarray(start, start + len));
   if (kind === "Uint8Array") return copy;
   if (kind === "ArrayBuffer") return copy.buffer;
   if (kind === "Buffer") return Buffer.from(copy.buffer, 0, len);

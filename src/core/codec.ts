@@ -17,10 +17,16 @@
  * Decoding never executes code: JSON.parse plus a walk that only builds data. Own keys named
  * `__proto__` stay plain data (no prototype is ever set from the wire). Size is checked before
  * parsing, depth while walking. Measurements that picked this format are in the README.
+ *
+ * `encodeFrame` gives the same frame in parts when it has large binary leaves (a `SplitFrame`,
+ * split-frame.ts): for a message written at once, so each large leaf is copied only into it.
  */
 import { Msg } from "../agent/message.ts";
 import { CodecError, ResourceExhaustedError } from "./errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
+import { SPLIT_MIN_BYTES, SplitFrame, type Frame } from "./split-frame.ts";
+
+export type { Frame } from "./split-frame.ts";
 
 /** A reference tag as it appears on the wire (proxy, pending result or stream). */
 export interface WireRefTag {
@@ -61,15 +67,25 @@ interface EncodeState {
   blobs: Uint8Array[];
   /** Bytes the blob area needs so far (each blob 8-byte aligned, offsets relative to its start). */
   blobBytes: number;
+  /** True once a blob of at least SPLIT_MIN_BYTES is met (the frame may then be split). */
+  large: boolean;
   refs: RefCodec;
   limits: Limits;
   /** Objects being encoded, outermost first (cycle check; as deep as the value, ≤ maxDepth). */
   seen: object[];
 }
 
-/** Encode `value` into one frame. Throws CodecError for functions, symbols, cycles, depth. */
-export function encodeValue(value: unknown, refs: RefCodec = NO_REFS, limits: Limits = DEFAULT_LIMITS): Uint8Array {
-  const st: EncodeState = { blobs: [], blobBytes: 0, refs, limits, seen: [] };
+/** A value's JSON and binary leaves, measured and checked against the size limit. */
+interface Encoded {
+  json: Uint8Array;
+  blobs: Uint8Array[];
+  blobStart: number;
+  size: number;
+  large: boolean;
+}
+
+function encodeParts(value: unknown, refs: RefCodec, limits: Limits): Encoded {
+  const st: EncodeState = { blobs: [], blobBytes: 0, large: false, refs, limits, seen: [] };
   const tree = enc(value, st, 0);
   const json = encoder.encode(JSON.stringify(tree === undefined ? { $as: "u" } : tree));
   const blobStart = align8(HEADER + json.length);
@@ -77,20 +93,75 @@ export function encodeValue(value: unknown, refs: RefCodec = NO_REFS, limits: Li
   if (size > limits.maxMessageBytes) {
     throw new ResourceExhaustedError(`encoded value is ${size} bytes, over the ${limits.maxMessageBytes}-byte message limit`);
   }
-  const out = alloc(size);
-  // Byte by byte: reading `.buffer` of a fresh small typed array (for a DataView) makes the
-  // engine materialise its ArrayBuffer, which costs more than the rest of a small encode.
-  writeU32(out, json.length);
-  out.set(json, HEADER);
-  let at = HEADER + json.length;
-  for (const b of st.blobs) {
-    // Alignment padding is zeroed: a large frame's memory is not (see `alloc`).
-    const start = align8(at);
-    out.fill(0, at, start);
-    out.set(b, start);
+  return { json, blobs: st.blobs, blobStart, size, large: st.large };
+}
+
+/** Encode `value` into one frame. Throws CodecError for functions, symbols, cycles, depth. */
+export function encodeValue(value: unknown, refs: RefCodec = NO_REFS, limits: Limits = DEFAULT_LIMITS): Uint8Array {
+  const e = encodeParts(value, refs, limits);
+  const out = alloc(e.size);
+  writeRange(e, out, 0, e.size);
+  return out;
+}
+
+/**
+ * Encode `value` into a frame that is to be written out at once: a `SplitFrame` whose large
+ * leaves (≥ SPLIT_MIN_BYTES) are the value's own bytes when it has any, else one array as
+ * `encodeValue` makes it. The bytes are the same either way once joined.
+ */
+export function encodeFrame(value: unknown, refs: RefCodec = NO_REFS, limits: Limits = DEFAULT_LIMITS): Frame {
+  const e = encodeParts(value, refs, limits);
+  if (!e.large) {
+    const out = alloc(e.size);
+    writeRange(e, out, 0, e.size);
+    return out;
+  }
+  // Parts: the glue between large leaves (header, JSON, small leaves, padding), copied into
+  // small arrays of its own, and each large leaf as it is.
+  const parts: Uint8Array[] = [];
+  let at = 0;
+  let off = e.blobStart;
+  for (const b of e.blobs) {
+    const start = off;
+    off = align8(start + b.byteLength);
+    if (b.byteLength < SPLIT_MIN_BYTES) continue;
+    if (start > at) parts.push(glue(e, at, start));
+    parts.push(b);
     at = start + b.byteLength;
   }
+  if (e.size > at) parts.push(glue(e, at, e.size));
+  return new SplitFrame(parts);
+}
+
+/** The frame's bytes [from, to) in an array of their own (zero-filled, so padding is zero). */
+function glue(e: Encoded, from: number, to: number): Uint8Array {
+  const out = new Uint8Array(to - from);
+  writeRange(e, out, from, to);
   return out;
+}
+
+/**
+ * Write the frame's bytes [from, to) into `out` (frame offset `from` lands at 0). Only whole
+ * leaves fall in a range (a range never cuts a leaf), and padding bytes are written as zeros.
+ */
+function writeRange(e: Encoded, out: Uint8Array, from: number, to: number): void {
+  if (from === 0) {
+    // Byte by byte: reading `.buffer` of a fresh small typed array (for a DataView) makes the
+    // engine materialise its ArrayBuffer, which costs more than the rest of a small encode.
+    writeU32(out, e.json.length);
+    out.set(e.json, HEADER);
+    // Alignment padding is zeroed: a large frame's memory is not (see `alloc`).
+    if (e.blobs.length) out.fill(0, HEADER + e.json.length, e.blobStart);
+  }
+  let off = e.blobStart;
+  for (const b of e.blobs) {
+    const start = off;
+    off = align8(start + b.byteLength);
+    if (start >= to) break;
+    if (start < from) continue;
+    out.set(b, start - from);
+    out.fill(0, start + b.byteLength - from, Math.min(off, to) - from);
+  }
 }
 
 /** Frames this large skip zero-filling: every byte of them is written anyway. */
@@ -276,6 +347,7 @@ function encBinary(o: ArrayBufferView | ArrayBuffer, st: EncodeState): unknown {
   }
   const o8 = st.blobBytes;
   st.blobs.push(bytes);
+  if (bytes.byteLength >= SPLIT_MIN_BYTES) st.large = true;
   st.blobBytes = align8(o8 + bytes.byteLength);
   if (st.blobBytes > st.limits.maxMessageBytes) {
     throw new ResourceExhaustedError(`encoded value is over the ${st.limits.maxMessageBytes}-byte message limit`);

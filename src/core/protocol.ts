@@ -2,10 +2,12 @@
  * The wire protocol: every request a client sends to an agent server and every answer, as
  * one tagged union. Both transports carry exactly these messages — Bun IPC as structured
  * clones of these objects, gRPC as the protobuf messages of `proto/agent_server.proto`
- * (one RPC per request kind). Values inside are codec frames (`Uint8Array`, see codec.ts).
+ * (one RPC per request kind). Values inside are codec frames (`Uint8Array`, see codec.ts; a
+ * call's arguments and a value answer may be a `SplitFrame` while they are being sent).
  * The field-by-field description is in `docs/protocol.md`.
  */
 import type { WireError } from "./errors.ts";
+import type { Frame } from "./split-frame.ts";
 
 /** Create an object of a registered class, keeping the caller's object id. */
 export interface CreateRequest {
@@ -34,8 +36,8 @@ export interface CallRequest {
   oid: string;
   /** Method or attribute name; `_`-prefixed and prototype names are refused. */
   name: string;
-  /** Codec frame of the argument array. */
-  args: Uint8Array;
+  /** Codec frame of the argument array (split: see split-frame.ts). */
+  args: Frame;
   /**
    * Task id for an async method, chosen by the client (random, 32 hex) so a reference to the
    * result exists before the server answers. Ignored for sync methods.
@@ -269,7 +271,8 @@ export const REQUEST_KINDS: ReadonlySet<string> = new Set(
 /** A value answer: a codec frame. */
 export interface ValueResponse {
   t: "value";
-  value: Uint8Array;
+  /** Split only while it is being written out (see split-frame.ts); a kept answer holds one array. */
+  value: Frame;
   /**
    * Supervision, only when the request asked (`snap`) and the object defines `snapshot()`:
    * codec frame of its snapshot, taken after the call completed.

@@ -21,6 +21,7 @@ import { AgentServerError, NotFoundError, ResourceExhaustedError, errorFromWire,
 import type { AgentInfo, CallRequest, Request, Response } from "../core/protocol.ts";
 import { classInfo, entryOf, type AnyClass, type ClassSurface } from "../core/registry.ts";
 import type { Outcome } from "./pool/types.ts";
+import { frameBytes, type Frame } from "../core/split-frame.ts";
 
 /** Restart policy of isolated agents when the launcher is given none. */
 export const DEFAULT_ISOLATE_RESTART: RestartPolicy = { maxRestarts: 3 };
@@ -201,7 +202,7 @@ export class Isolation {
     try {
       while (o === undefined) {
         const r = await this.#send(a, { t: "wait", task, timeoutMs: DRAIN_WAIT_MS });
-        if (r.t === "value") o = { ok: true, value: r.value };
+        if (r.t === "value") o = { ok: true, value: frameBytes(r.value) };
         else if (r.t === "error") o = { ok: false, error: r.error };
         else if (r.t !== "pending") o = { ok: false, error: { code: "INTERNAL", message: `child server of ${a.cls} ${a.oid} answered a wait with ${r.t}` } };
       }
@@ -253,7 +254,7 @@ export class Isolation {
 }
 
 /** Is this `next` answer the stream's last batch? (Its entry can go.) Items holding references cannot be decoded here: then not known. */
-function lastBatch(frame: Uint8Array): boolean {
+function lastBatch(frame: Frame): boolean {
   try {
     return (decodeValue(frame) as { end?: true } | null)?.end === true;
   } catch {

@@ -5,7 +5,7 @@
  * `Request`/`Response` messages in and out of `handle()`.
  */
 import { AsyncResult } from "../client/async-result.ts";
-import { encodeValue, type RefCodec, type WireRefTag } from "../core/codec.ts";
+import { encodeFrame, encodeValue, type Frame, type RefCodec, type WireRefTag } from "../core/codec.ts";
 import { decodeValue } from "../core/codec-decode.ts";
 import {
   AgentServerError,
@@ -63,6 +63,8 @@ export class Servicer {
   readonly #arrivals: Arrivals;
   readonly #hooks: LocalHooks;
   readonly #taskHost: TaskHost;
+  /** A sync answer's encoder (large leaves stay split: written once, at once). */
+  readonly #encodeSplit = (x: unknown): Frame => encodeFrame(x, this.refs, this.limits);
   readonly #cpu = new CpuMeter();
   readonly #streams = new StreamTable({ servicer: () => this, encode: (b, m) => this.#encodeResult(b, m), userError: (e) => this.#userError(e) });
   readonly #snaps = new Snapshots({ object: (oid) => this.#objects.get(oid)?.obj, remove: (oid) => void this.#objects.delete(oid), encode: (v) => this.encode(v), decode: (b) => this.decode(b) });
@@ -203,7 +205,7 @@ export class Servicer {
     return userError(e, this.opts.hideStacks);
   }
 
-  decode(bytes: Uint8Array): unknown {
+  decode(bytes: Frame): unknown {
     return decodeValue(bytes, this.refs, this.limits);
   }
 
@@ -336,7 +338,7 @@ export class Servicer {
     return { t: "ok" };
   }
 
-  async #call(oid: string, name: string, argsFrame: Uint8Array, task: string | undefined, timeoutMs: number | undefined, signal?: AbortSignal, gone?: AbortSignal, holdMs?: number): Promise<Response> {
+  async #call(oid: string, name: string, argsFrame: Frame, task: string | undefined, timeoutMs: number | undefined, signal?: AbortSignal, gone?: AbortSignal, holdMs?: number): Promise<Response> {
     const h = this.#held(oid);
     const obj = h.obj as Record<string, unknown>;
     if (!isReachableName(name)) throw new UnimplementedError(`'${name}' is not reachable remotely on ${h.cls}`);
@@ -345,7 +347,7 @@ export class Servicer {
       if (!(name in obj)) throw new UnimplementedError(`object of class ${h.cls} has no method or attribute '${name}'`);
       const v = obj[name];
       if (typeof v === "function") throw new UnimplementedError(`'${name}' of ${h.cls} is a function field, not a method`);
-      return { t: "value", value: this.#encodeResult(await v, `${h.cls}.${name}`) };
+      return { t: "value", value: this.#encodeResult(await v, `${h.cls}.${name}`, this.#encodeSplit) };
     }
     const args = this.decode(argsFrame);
     if (!Array.isArray(args)) throw new CodecError("call arguments must be an array");
@@ -359,7 +361,7 @@ export class Servicer {
       } catch (e) {
         return { t: "error", error: this.#userError(e) };
       }
-      return { t: "value", value: this.#encodeResult(v, `${h.cls}.${name}`) };
+      return { t: "value", value: this.#encodeResult(v, `${h.cls}.${name}`, this.#encodeSplit) };
     }
     const id = task && isId(task) ? task : randomId();
     this.capacity.admit();
@@ -385,10 +387,10 @@ export class Servicer {
     return o;
   }
 
-  /** Encode what `method` (`Class.name`) returned; what cannot travel is INTERNAL, naming it. */
-  #encodeResult(v: unknown, method: string): Uint8Array {
+  /** Encode what `method` (`Class.name`) returned (a sync answer: split, written at once); what cannot travel is INTERNAL. */
+  #encodeResult<F extends Frame = Uint8Array>(v: unknown, method: string, encode: (v: unknown) => F = (x) => this.encode(x) as F): F {
     try {
-      return this.encode(v);
+      return encode(v);
     } catch (e) {
       if (e instanceof AgentServerError && e.code === "RESOURCE_EXHAUSTED") throw e;
       throw new AgentServerError(`unserializable return value of ${method}: ${(e as Error).message}`, { code: "INTERNAL" });

@@ -5,6 +5,7 @@
 import { CodecError } from "../core/errors.ts";
 import { REQUEST_KINDS, type Request } from "../core/protocol.ts";
 import { MAX_OBJECT_ID, isId, isObjectId } from "../core/ids.ts";
+import { SplitFrame } from "../core/split-frame.ts";
 
 const MAX_NAME = 256;
 
@@ -23,7 +24,8 @@ export function validateRequest(raw: unknown): Request {
     case "call":
       oid(r.oid);
       str(r.name, "name");
-      bytes(r.args, "args");
+      // A call's arguments received over IPC in parts (see split-frame.ts).
+      if (!(r.args instanceof SplitFrame)) bytes(r.args, "args");
       if (r.task !== undefined) id(r.task, "task");
       if (r.timeoutMs !== undefined) num(r.timeoutMs, "timeoutMs");
       if (r.snap !== undefined && typeof r.snap !== "boolean") throw new CodecError("snap must be a boolean");

@@ -6,7 +6,8 @@
  * those, which load grpc-js.
  */
 import type * as grpc from "@grpc/grpc-js";
-import { RPCS, decodeMessage, encodeMessage } from "./proto-codec.ts";
+import { RPCS, decodeMessage, serializeMessage } from "./proto-codec.ts";
+import type { Frame } from "../core/split-frame.ts";
 import { GRPC_STATUS, type ErrorCode, type WireError } from "../core/errors.ts";
 import { REQUEST_TABLE, type Request, type Response } from "../core/protocol.ts";
 
@@ -17,7 +18,8 @@ export const RPC_OF: Readonly<Partial<Record<Request["t"], string>>> = Object.fr
 
 /** `Reply` as proto-loader builds and reads it: exactly one field set. */
 export interface WireReply {
-  value?: Uint8Array;
+  /** Received: one array (a view of the message). Sent: may be split (written in place by proto-codec.ts). */
+  value?: Frame;
   snap?: Uint8Array;
   task?: string;
   pending?: Record<string, never>;
@@ -59,9 +61,11 @@ export function agentServerService(): grpc.ServiceDefinition {
       path: `/actorscope.AgentServer/${name}`,
       requestStream,
       responseStream,
-      requestSerialize: (m: object) => encodeMessage(req, m),
+      // Messages holding split frames go to grpc-js as deferred messages: it copies them into
+      // its own framed buffer, which is then the one copy of each large leaf (proto-codec.ts).
+      requestSerialize: (m: object) => serializeMessage(req, m),
       requestDeserialize: (b: Buffer) => decodeMessage(req, b),
-      responseSerialize: (m: object) => encodeMessage(res, m),
+      responseSerialize: (m: object) => serializeMessage(res, m),
       responseDeserialize: (b: Buffer) => decodeMessage(res, b),
       originalName: name[0]!.toLowerCase() + name.slice(1),
     };

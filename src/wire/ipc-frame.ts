@@ -21,12 +21,45 @@
  * cost no extra copy of a large payload. Decoding returns undefined for anything malformed;
  * the receiver then treats it like any other frame it cannot use.
  *
+ * In an object frame, a split codec frame (a call's `args`, an answer's `value`; see
+ * split-frame.ts) travels as an array of its parts, so the structured clone copies each large
+ * binary leaf straight from the sender's array into the receiver's (`splitForIpc`), and the
+ * receiver decodes the leaves as views of its own copies (`splitFromIpc`).
+ *
  * Binary frames sent together travel in one message, a *batch* (`FrameSender`): kind 3,
  * then a u32 count, then each frame as a u32 length and its bytes. An async call and its
  * first wait, or the answers of many pipelined calls, then cost one IPC message, not one
  * each. Object frames are never reordered around queued binary frames.
  */
 import type { Request, Response } from "../core/protocol.ts";
+import { SplitFrame } from "../core/split-frame.ts";
+
+/** The fields that may hold a split frame: a call's arguments, a value answer's value. */
+const SPLIT_FIELDS = ["args", "value"] as const;
+
+/** `r` as an object frame carries it: each split frame as the array of its parts. */
+export function splitForIpc<T extends Request | Response>(r: T): T {
+  const m = r as unknown as Record<string, unknown>;
+  for (const k of SPLIT_FIELDS) {
+    const v = m[k];
+    if (v instanceof SplitFrame) return { ...r, [k]: v.cloneable() };
+  }
+  return r;
+}
+
+/**
+ * Undo `splitForIpc` on a received request or answer (ours to change: a clone): an array of
+ * parts becomes a received split frame. Anything else is left for validation to refuse.
+ */
+export function splitFromIpc(r: unknown): void {
+  if (r === null || typeof r !== "object") return;
+  const m = r as Record<string, unknown>;
+  for (const k of SPLIT_FIELDS) {
+    if (!Array.isArray(m[k])) continue;
+    const f = SplitFrame.received(m[k]);
+    if (f) m[k] = f;
+  }
+}
 
 /** Largest byte field sent in a binary frame; larger payloads go as object frames (no extra copy). */
 export const MAX_BINARY_PAYLOAD = 64 * 1024;
@@ -62,6 +95,8 @@ export function encodeFrame(k: "q" | "a", i: number, r: Request | Response): Bin
   const src = r as unknown as Record<string, unknown>;
   for (const key in src) {
     const v = src[key];
+    // A split frame holds a large leaf: an object frame carries it with no copy of ours.
+    if (v instanceof SplitFrame) return undefined;
     if (v instanceof Uint8Array) {
       const code = FIELD_CODE[key];
       if (bytes !== undefined || code === undefined || v.byteLength > MAX_BINARY_PAYLOAD) return undefined;

@@ -8,8 +8,10 @@
  * Objects look like proto-loader's with `keepCase: false, defaults: false, oneofs: false`:
  * camelCase fields, a field is present only when it was on the wire, `bytes` decode to a
  * view of the received buffer (no copy), `uint32` to numbers. Unknown fields are skipped;
- * truncated or malformed input throws.
+ * truncated or malformed input throws. A `bytes` field may be given a `SplitFrame`: its parts
+ * are written in place, the same bytes as the joined frame.
  */
+import { SplitFrame } from "../core/split-frame.ts";
 
 /** A field: number, camelCase name, type (a scalar or a message name), repeated? */
 export type FieldSpec = readonly [no: number, name: string, type: string, repeated?: true];
@@ -105,6 +107,9 @@ function varintSize(v: number): number {
   return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
 }
 
+/** Set by `sizeOf` when a message holds a split frame (read right after, by `serializeMessage`). */
+let sawSplit = false;
+
 /** Bytes of `m` as message `fs` (the size of its fields, no length prefix). */
 function sizeOf(fs: Field[], m: Record<string, unknown>): number {
   let n = 0;
@@ -126,7 +131,8 @@ function sizeOf(fs: Field[], m: Record<string, unknown>): number {
         break;
       }
       case "bytes": {
-        const s = (v as Uint8Array).byteLength;
+        const s = (v as Uint8Array | SplitFrame).byteLength;
+        if (v instanceof SplitFrame) sawSplit = true;
         n += varintSize(s) + s;
         break;
       }
@@ -194,10 +200,13 @@ function write(b: Buffer, at: number, fs: Field[], m: Record<string, unknown>): 
         break;
       }
       case "bytes": {
-        const u = v as Uint8Array;
+        const u = v as Uint8Array | SplitFrame;
         at = putVarint(b, at, u.byteLength);
-        b.set(u, at);
-        at += u.byteLength;
+        if (u instanceof SplitFrame) at = u.writeTo(b, at);
+        else {
+          b.set(u, at);
+          at += u.byteLength;
+        }
         break;
       }
       case "bool":
@@ -221,9 +230,71 @@ export function encodeMessage(name: string, m: object): Buffer {
   const fs = fieldsOf(name);
   const obj = m as Record<string, unknown>;
   const b = Buffer.allocUnsafe(sizeOf(fs, obj));
-  const end = write(b, 0, fs, obj);
-  if (end !== b.length) throw new Error(`protobuf encoder wrote ${end} of ${b.length} bytes of ${name}`);
+  sawSplit = false;
+  writeWhole(b, 0, fs, obj, name);
   return b;
+}
+
+function writeWhole(b: Buffer, at: number, fs: Field[], m: Record<string, unknown>, name: string): void {
+  const end = write(b, at, fs, m);
+  if (end !== b.length) throw new Error(`protobuf encoder wrote ${end - at} of ${b.length - at} bytes of ${name}`);
+}
+
+/**
+ * Encode `m` as message `name` for grpc-js. A message holding a split frame becomes a
+ * `DeferredMessage`, written straight into the framed buffer grpc-js makes for it; others are
+ * encoded at once (`encodeMessage`).
+ */
+export function serializeMessage(name: string, m: object): Buffer {
+  const fs = fieldsOf(name);
+  const obj = m as Record<string, unknown>;
+  sawSplit = false;
+  const size = sizeOf(fs, obj);
+  if (!sawSplit) {
+    const b = Buffer.allocUnsafe(size);
+    writeWhole(b, 0, fs, obj, name);
+    return b;
+  }
+  sawSplit = false;
+  return new DeferredMessage(name, fs, obj, size) as unknown as Buffer;
+}
+
+/**
+ * A protobuf message not yet written, as grpc-js 1.14 uses a serialized message: it reads its
+ * `length` (size checks, retry buffers), then `copy(framed, 5)` into the buffer it sends, on
+ * the client (compression-filter.js, identity encoding — we never ask for compression) and
+ * on the server (server-interceptors.js `serializeMessage`). Writing the message there makes
+ * that copy the only one of each large leaf, as for a raw grpc-js echo of a Buffer. Anything
+ * else grpc-js might do with it (a compressing channel) would fail loudly, not send wrong
+ * bytes: this is not a Buffer. test/split-frame.test.ts holds grpc-js to that use.
+ */
+export class DeferredMessage {
+  readonly length: number;
+  constructor(
+    readonly name: string,
+    readonly fields: Field[],
+    readonly message: Record<string, unknown>,
+    size: number,
+  ) {
+    this.length = size;
+  }
+
+  get byteLength(): number {
+    return this.length;
+  }
+
+  /** `Buffer#copy`: write the message into `target` at `targetStart` (a part of it: encoded first). */
+  copy(target: Buffer, targetStart = 0, sourceStart = 0, sourceEnd = this.length): number {
+    if (sourceStart === 0 && sourceEnd >= this.length && target.byteLength - targetStart >= this.length) {
+      writeWhole(target.subarray(targetStart, targetStart + this.length), 0, this.fields, this.message, this.name);
+      return this.length;
+    }
+    const whole = Buffer.allocUnsafe(this.length);
+    writeWhole(whole, 0, this.fields, this.message, this.name);
+    const part = whole.subarray(sourceStart, Math.min(sourceEnd, this.length, sourceStart + target.byteLength - targetStart));
+    target.set(part, targetStart);
+    return part.byteLength;
+  }
 }
 
 const utf8 = new TextDecoder();

@@ -12,6 +12,7 @@ import { checkServerIdentity } from "node:tls";
 import { AgentServerNotAliveError, CancelledError, CodecError, DeadlineExceededError, ResourceExhaustedError, errorFromWire } from "../../core/errors.ts";
 import { DEFAULT_LIMITS } from "../../core/limits.ts";
 import type { Request, Response } from "../../core/protocol.ts";
+import { SplitFrame, frameBytes } from "../../core/split-frame.ts";
 import type { ClientTls } from "../../core/tls.ts";
 import type { RequestOptions, Transport } from "../../core/transport.ts";
 import { RequestBatcher } from "./grpc-batch.ts";
@@ -299,7 +300,7 @@ class GrpcTransport implements Transport {
         stream.cancel();
         return;
       }
-      chunks.push(r.value);
+      chunks.push(frameBytes(r.value));
     });
     stream.on("error", (e: grpc.ServiceError) => {
       if (!done) fail(e);
@@ -354,10 +355,10 @@ class GrpcTransport implements Transport {
   }
 }
 
-/** Bytes of the codec frames (or other byte fields) a request carries. */
+/** Bytes of the codec frames (or other byte fields, split frames too) a request carries. */
 function payloadBytes(req: Request): number {
   let n = 0;
-  for (const v of Object.values(req)) if (v instanceof Uint8Array) n += v.byteLength;
+  for (const v of Object.values(req)) if (v instanceof Uint8Array || v instanceof SplitFrame) n += v.byteLength;
   return n;
 }
 

@@ -8,7 +8,8 @@
 import { AgentServerNotAliveError, CancelledError, DeadlineExceededError } from "../../core/errors.ts";
 import type { Request, Response } from "../../core/protocol.ts";
 import type { Address, CallbackGrant, RequestOptions, Transport } from "../../core/transport.ts";
-import { FrameSender, decodeFrames, encodeFrame, type BinaryFrame } from "../../wire/ipc-frame.ts";
+import { FrameSender, decodeFrames, encodeFrame, splitForIpc, splitFromIpc, type BinaryFrame } from "../../wire/ipc-frame.ts";
+import { withJoinedFrames } from "../../core/split-frame.ts";
 
 /** Frames on a child's IPC channel (both directions). */
 export type IpcFrame =
@@ -94,9 +95,10 @@ export class IpcTransport implements Transport {
       if (idle) this.#link.busy?.();
       try {
         const bin = !to && this.#binary ? encodeFrame("q", i, req) : undefined;
-        // An idle link sends within this tick; a busy one batches until the turn ends.
+        // An idle link sends within this tick; a busy one batches until the turn ends. A
+        // relayed request goes whole: the parent hands it on to another transport later.
         if (bin) this.#out.queue(bin, idle);
-        else this.#out.now(to ? { k: "q", i, r: req, to } : { k: "q", i, r: req });
+        else this.#out.now(to ? { k: "q", i, r: withJoinedFrames(req), to } : { k: "q", i, r: splitForIpc(req) });
       } catch (e) {
         this.#settle(i);
         reject(new AgentServerNotAliveError(`cannot send to child server: ${(e as Error).message}`, this.#where));
@@ -108,7 +110,10 @@ export class IpcTransport implements Transport {
   deliver(frame: IpcFrame): void {
     if (frame instanceof Uint8Array) {
       for (const f of decodeFrames(frame) ?? []) if (f.k === "a") this.#settle(f.i)?.resolve(f.r);
-    } else if (frame?.k === "a") this.#settle(frame.i)?.resolve(frame.r);
+    } else if (frame?.k === "a") {
+      splitFromIpc(frame.r);
+      this.#settle(frame.i)?.resolve(frame.r);
+    }
   }
 
   /** A child calls back up its IPC link; we answer for the callbacks handed to it. */

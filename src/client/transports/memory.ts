@@ -14,6 +14,7 @@
 import { AgentServerNotAliveError, CancelledError, CodecError, DeadlineExceededError } from "../../core/errors.ts";
 import type { Request, Response } from "../../core/protocol.ts";
 import type { CallbackGrant, RequestOptions, Transport } from "../../core/transport.ts";
+import { withJoinedFrames } from "../../core/split-frame.ts";
 
 /** What the transport talks to: `Servicer.handle`, which never rejects. */
 export interface MemoryPeer {
@@ -108,7 +109,8 @@ export class MemoryTransport implements Transport {
     // What the peer gets is a copy, as after a real wire: mutating either side changes nothing.
     let wire: Request;
     try {
-      wire = structuredClone(req);
+      // A split frame is joined: it is read now, as a real transport writes it within the call.
+      wire = structuredClone(withJoinedFrames(req));
     } catch (e) {
       return Promise.reject(new CodecError(`request cannot be sent: ${(e as Error).message}`, this.#where));
     }
@@ -221,7 +223,7 @@ export class MemoryTransport implements Transport {
   #answer(i: number, res: Response): void {
     let wire: Response;
     try {
-      wire = structuredClone(res);
+      wire = structuredClone(withJoinedFrames(res));
     } catch (e) {
       // A real wire would fail to encode this too; the caller must not hang.
       wire = { t: "error", error: { code: "INTERNAL", message: `answer cannot be sent: ${(e as Error).message}` } };

@@ -6,7 +6,7 @@
  * carry a number, and dropped otherwise; they never stop the server.
  */
 import type { IpcFrame } from "../../client/transports/ipc.ts";
-import { FrameSender, decodeFrames, encodeFrame } from "../../wire/ipc-frame.ts";
+import { FrameSender, decodeFrames, encodeFrame, splitForIpc, splitFromIpc } from "../../wire/ipc-frame.ts";
 import type { Servicer } from "../servicer.ts";
 import type { Response } from "../../core/protocol.ts";
 
@@ -23,7 +23,7 @@ export function bindIpc(
   const answer = (i: number, r: Response) => {
     try {
       const bin = encodeFrame("a", i, r);
-      if (!bin) return out.now({ k: "a", i, r });
+      if (!bin) return out.now({ k: "a", i, r: splitForIpc(r) });
       out.queue(bin, false);
       // Nothing else to wait for: the parent is waiting for exactly this.
       if (running.size === 0) out.flush();
@@ -42,6 +42,7 @@ export function bindIpc(
     }
     if (f.k !== "q") return;
     const req = (f as { r?: { t?: unknown } }).r;
+    splitFromIpc(req);
     // `listen` is a parent-only control request: it exists on IPC, never on the network.
     if (listen && req?.t === "listen") {
       listen().then((r) => answer(i, r));

@@ -5,6 +5,7 @@
  */
 import type { Response } from "../../../core/protocol.ts";
 import { toReply } from "../../../wire/grpc-proto.ts";
+import { withJoinedFrames } from "../../../core/split-frame.ts";
 
 /** Answers are sent at once when the pending ones reach this many bytes. */
 export const FLUSH_BYTES = 256 * 1024;
@@ -27,7 +28,8 @@ export class AnswerBuffer {
   add(index: number, r: Response): void {
     const size = r.t === "value" ? r.value.byteLength : 64;
     if (this.#bytes > 0 && this.#bytes + size > FLUSH_BYTES) this.flush();
-    this.#out.push({ index, reply: toReply(r) });
+    // A split value is written at once or joined: its leaves are a method's live arrays.
+    this.#out.push({ index, reply: toReply(size < FLUSH_BYTES ? withJoinedFrames(r) : r) });
     this.#bytes += size;
     if (this.#bytes >= FLUSH_BYTES) this.flush();
     else this.#scheduled ??= setImmediate(() => this.flush());
