@@ -5,6 +5,15 @@ import { LocalPool } from "../src/server/pool/local.ts";
 import type { Outcome } from "../src/server/pool/types.ts";
 
 const ok = (n: number): Outcome => ({ ok: true, value: new Uint8Array([n]) });
+/** What `f` threw, or undefined if it returned. */
+function thrownOrUndefined(f: () => unknown): unknown {
+  try {
+    f();
+    return undefined;
+  } catch (e) {
+    return e;
+  }
+}
 /** What `f` threw (the local pool refuses synchronously); fails the test if it returned. */
 function thrown(f: () => unknown): any {
   try {
@@ -133,6 +142,56 @@ describe("local result pool", () => {
       for (const [i, t] of ids.entries()) expect(await pool.get(t, 0)).toEqual(ok(i));
       await pool.prepare(randomId());
     });
+  });
+
+  test("under random prepares, sets, reads and releases it matches a model: same size, same unread count, refusals exactly when full of unread, least recently read evicted first", async () => {
+    // A tiny deterministic generator: the same operations every run.
+    let seed = 7;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    for (let round = 0; round < 40; round++) {
+      const max = 1 + rnd(20);
+      await using_(new LocalPool({ maxPoolSize: max, maxExpireTime: 3600 }), async (pool) => {
+        const model = new Map<string, "pending" | "unread" | "read">();
+        const readOrder: string[] = [];
+        const count = (s: string) => [...model.values()].filter((v) => v === s).length;
+        const pick = (want: (s: string) => boolean) => {
+          const ts = [...model].filter(([, v]) => want(v)).map(([t]) => t);
+          return ts.length ? ts[rnd(ts.length)] : undefined;
+        };
+        for (let op = 0, n = 0; op < 1500; op++) {
+          const k = rnd(10);
+          if (k < 4) {
+            const t = `t${n++}`;
+            const full = count("unread") >= max;
+            expect(thrownOrUndefined(() => pool.prepare(t)) !== undefined).toBe(full);
+            if (full) continue;
+            if (model.size - count("pending") >= max) {
+              let evict = Math.max(1, model.size - count("pending") - max + 1 + (max >> 4));
+              while (evict-- > 0 && readOrder.length) model.delete(readOrder.shift()!);
+            }
+            model.set(t, "pending");
+          } else if (k < 7) {
+            const t = pick((v) => v === "pending");
+            if (t) (pool.set(t, ok(1)), model.set(t, "unread"));
+          } else {
+            const t = pick((v) => v !== "pending");
+            if (!t) continue;
+            const i = readOrder.indexOf(t);
+            if (i >= 0) readOrder.splice(i, 1);
+            if (k < 9) {
+              expect(pool.readNow(t)).toBe(true);
+              model.set(t, "read");
+              readOrder.push(t);
+            } else {
+              await pool.release(t);
+              model.delete(t);
+            }
+          }
+          expect(pool.size()).toBe(model.size);
+          expect(pool.unreadCount()).toBe(count("unread"));
+        }
+      });
+    }
   });
 
   test("a task id cannot be prepared twice", async () => {

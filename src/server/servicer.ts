@@ -91,7 +91,7 @@ export class Servicer {
       pool: opts.pool,
       running: this.#running,
       finish: (id, o, call) => this.#finish(id, o, call),
-      encodeResult: (v, m) => this.#encodeResult(v, m),
+      encodeResult: (v, call) => this.#encodeResult(v, call.cls, call.method),
       userError: (e) => this.#userError(e),
       wireError: (e) => this.#wireError(e),
     };
@@ -347,7 +347,7 @@ export class Servicer {
       if (!(name in obj)) throw new UnimplementedError(`object of class ${h.cls} has no method or attribute '${name}'`);
       const v = obj[name];
       if (typeof v === "function") throw new UnimplementedError(`'${name}' of ${h.cls} is a function field, not a method`);
-      return { t: "value", value: this.#encodeResult(await v, `${h.cls}.${name}`, this.#encodeSplit) };
+      return { t: "value", value: this.#encodeResult(await v, h.cls, name, this.#encodeSplit) };
     }
     const args = this.decode(argsFrame);
     if (!Array.isArray(args)) throw new CodecError("call arguments must be an array");
@@ -361,7 +361,7 @@ export class Servicer {
       } catch (e) {
         return { t: "error", error: this.#userError(e) };
       }
-      return { t: "value", value: this.#encodeResult(v, `${h.cls}.${name}`, this.#encodeSplit) };
+      return { t: "value", value: this.#encodeResult(v, h.cls, name, this.#encodeSplit) };
     }
     const id = task && isId(task) ? task : randomId();
     this.capacity.admit();
@@ -387,13 +387,17 @@ export class Servicer {
     return o;
   }
 
-  /** Encode what `method` (`Class.name`) returned (a sync answer: split, written at once); what cannot travel is INTERNAL. */
-  #encodeResult<F extends Frame = Uint8Array>(v: unknown, method: string, encode: (v: unknown) => F = (x) => this.encode(x) as F): F {
+  /**
+   * Encode what `cls.method` returned (a sync answer: split, written at once); what cannot
+   * travel is INTERNAL, naming the method (the name is made only then).
+   */
+  #encodeResult<F extends Frame = Uint8Array>(v: unknown, cls: string, method?: string, encode: (v: unknown) => F = (x) => this.encode(x) as F): F {
     try {
       return encode(v);
     } catch (e) {
       if (e instanceof AgentServerError && e.code === "RESOURCE_EXHAUSTED") throw e;
-      throw new AgentServerError(`unserializable return value of ${method}: ${(e as Error).message}`, { code: "INTERNAL" });
+      const name = method === undefined ? cls : `${cls}.${method}`;
+      throw new AgentServerError(`unserializable return value of ${name}: ${(e as Error).message}`, { code: "INTERNAL" });
     }
   }
 

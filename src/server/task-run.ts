@@ -28,7 +28,8 @@ export interface TaskHost {
   readonly running: Map<string, LazyAbort>;
   /** Record the outcome (pool, observers, traces) and return it. */
   finish(task: string, outcome: () => Outcome, call: TaskInfo): Outcome;
-  encodeResult(v: unknown, method: string): Uint8Array;
+  /** Encode a task's result; `call` names the method in the error when it cannot travel. */
+  encodeResult(v: unknown, call: TaskInfo): Uint8Array;
   userError(e: unknown): WireError;
   wireError(e: unknown): WireError;
 }
@@ -47,28 +48,50 @@ export interface TaskCall {
   holdMs: number | undefined;
 }
 
+/**
+ * The `currentCall()` of a task. A class (its getters on the prototype) rather than an object
+ * literal per call: a literal with a getter cost more than the rest of a fast task's context.
+ */
+class TaskContext implements CallContext {
+  readonly task: string;
+  readonly #ctl: LazyAbort;
+  readonly #slot: Slot;
+  readonly #t: TaskCall;
+
+  constructor(t: TaskCall, ctl: LazyAbort, slot: Slot) {
+    this.task = t.id;
+    this.#t = t;
+    this.#ctl = ctl;
+    this.#slot = slot;
+  }
+
+  get signal(): AbortSignal {
+    return this.#ctl.signal;
+  }
+
+  /** Read detached (`const s = currentCall()?.suspend; s()`), so it comes bound. */
+  get suspend(): () => () => Promise<void> {
+    return () => this.#slot.suspend();
+  }
+
+  get agent(): { cls: string; oid: string; method: string } {
+    return { cls: this.#t.cls, oid: this.#t.oid, method: this.#t.method };
+  }
+}
+
 /** Run prepared task `t` and answer its call (task id, or the value within its hold). */
 export function runTask(host: TaskHost, t: TaskCall): Response | Promise<Response> {
-  const { id, cls, oid, method } = t;
+  const id = t.id;
   const ctl = new LazyAbort();
-  const call: TaskInfo = { cls, method, since: performance.now() };
-  const name = `${cls}.${method}`;
-  const ok = (v: unknown) => host.finish(id, () => ({ ok: true, value: host.encodeResult(v, name) }), call);
+  const call: TaskInfo = { cls: t.cls, method: t.method, since: performance.now() };
+  const ok = (v: unknown) => host.finish(id, () => ({ ok: true, value: host.encodeResult(v, call) }), call);
   const failed = (e: unknown) => host.finish(id, () => ({ ok: false, error: e instanceof ThrownByMethod ? host.userError(e.error) : host.wireError(e) }), call);
-  const context = (slot: Slot): CallContext => ({
-    get signal() {
-      return ctl.signal;
-    },
-    task: id,
-    suspend: () => slot.suspend(),
-    agent: { cls, oid, method },
-  });
   const slot = host.capacity.tryTake();
   if (slot) {
     const startedAt = performance.now();
     let r: unknown;
     try {
-      r = callContext.run(context(slot), () => t.fn.apply(t.obj, t.args));
+      r = callContext.run(new TaskContext(t, ctl, slot), () => t.fn.apply(t.obj, t.args));
     } catch (e) {
       host.capacity.release(slot);
       failed(new ThrownByMethod(e));
@@ -92,7 +115,7 @@ export function runTask(host: TaskHost, t: TaskCall): Response | Promise<Respons
     .run(
       bindTraced((s: Slot) => {
         startedAt = performance.now();
-        return callContext.run(context(s), async () => {
+        return callContext.run(new TaskContext(t, ctl, s), async () => {
           try {
             return await t.fn.apply(t.obj, t.args);
           } catch (e) {

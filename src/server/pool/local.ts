@@ -11,7 +11,12 @@
  * Waiters are woken by `set` directly (one event loop: no lost wake-ups, no polling).
  */
 import { AgentServerError, NotFoundError, ResourceExhaustedError } from "../../core/errors.ts";
+import { TaskQueue } from "./task-queue.ts";
 import type { Outcome, PoolOptions, ResultPool } from "./types.ts";
+
+const PENDING = 0;
+const UNREAD = 1;
+const READ = 2;
 
 interface Entry {
   outcome?: Outcome;
@@ -19,6 +24,9 @@ interface Entry {
   waiters?: Set<Waiter>;
   /** Released by its owner while still pending: dropped as soon as it finishes. */
   released?: boolean;
+  state: typeof PENDING | typeof UNREAD | typeof READ;
+  /** Its latest slot in the unread or read queue (older slots of it are stale). */
+  seq: number;
 }
 
 interface Waiter {
@@ -37,9 +45,12 @@ export const POOL_FULL_RETRY_AFTER_MS = 20;
 export class LocalPool implements ResultPool {
   readonly #entries = new Map<string, Entry>();
   /** Finished, never read: in the order they finished (= expiry order). */
-  readonly #unread = new Map<string, true>();
+  readonly #unread = new TaskQueue();
+  #unreadCount = 0;
   /** Finished and read at least once: least recently read first (= eviction order). */
-  readonly #read = new Map<string, true>();
+  readonly #read = new TaskQueue();
+  #readCount = 0;
+  #seq = 0;
   /** Tasks running (prepared, not finished). */
   #pending = 0;
   readonly #max: number;
@@ -60,24 +71,26 @@ export class LocalPool implements ResultPool {
     // them): refusing a task because others are still running would let chains of agents
     // awaiting each other across servers refuse the very tasks that read, and so free, the
     // results filling the pool. Results not read yet do count.
-    if (this.#unread.size >= this.#max) this.#sweepUnread(Date.now());
-    if (this.#unread.size >= this.#max) {
+    if (this.#unreadCount >= this.#max) this.#sweepUnread(Date.now());
+    if (this.#unreadCount >= this.#max) {
       throw new ResourceExhaustedError(
-        `result pool full: ${this.#unread.size} results not read yet (maxPoolSize ${this.#max}; ${this.#pending} tasks running)`,
+        `result pool full: ${this.#unreadCount} results not read yet (maxPoolSize ${this.#max}; ${this.#pending} tasks running)`,
         { retryAfterMs: POOL_FULL_RETRY_AFTER_MS },
       );
     }
     // Room for one more: the least recently read results go first — a sixteenth of the pool
-    // at a time, so a full pool does not walk the deleted front of its read list for every
-    // new task (a Map iterates past the entries deleted at its front until it is rehashed).
+    // at a time, so a full pool does not evict for every new task.
     if (this.#entries.size - this.#pending >= this.#max) {
       let n = Math.max(1, this.#entries.size - this.#pending - this.#max + 1 + (this.#max >> 4));
-      for (const oldest of this.#read.keys()) {
-        this.#drop(oldest);
-        if (--n <= 0) break;
+      for (let slot = this.#read.peek(); slot && n > 0; slot = this.#read.peek()) {
+        this.#read.shift();
+        const e = this.#entries.get(slot.task);
+        if (!e || e.state !== READ || e.seq !== slot.seq) continue;
+        this.#drop(slot.task, e);
+        n--;
       }
     }
-    this.#entries.set(task, { expiresAt: Infinity });
+    this.#entries.set(task, { expiresAt: Infinity, state: PENDING, seq: 0 });
     this.#pending++;
   }
 
@@ -96,19 +109,24 @@ export class LocalPool implements ResultPool {
     let read = false;
     if (w) for (const x of w) read ||= !x.keep;
     // Handed out at once to a reader whose read counts: it is read.
-    if (read) this.#read.set(task, true);
-    else this.#unread.set(task, true);
+    if (read) this.#markRead(task, e);
+    else {
+      e.state = UNREAD;
+      e.seq = ++this.#seq;
+      this.#unread.push(task, e.seq);
+      this.#unreadCount++;
+    }
     if (w) for (const x of w) x.wake(outcome);
   }
 
   get(task: string, timeoutMs: number, signal?: AbortSignal, keep = false): Promise<Outcome | "pending"> {
     const e = this.#entries.get(task);
     if (!e || e.expiresAt <= Date.now()) {
-      if (e) this.#drop(task);
+      if (e) this.#drop(task, e);
       return Promise.reject(new NotFoundError(`result of task ${task} not found (unknown, expired or released)`));
     }
     if (e.outcome) {
-      if (!keep) this.#markRead(task);
+      if (!keep) this.#markRead(task, e);
       return Promise.resolve(e.outcome);
     }
     if (timeoutMs <= 0 || signal?.aborted) return Promise.resolve("pending");
@@ -131,13 +149,14 @@ export class LocalPool implements ResultPool {
   async release(task: string): Promise<void> {
     const e = this.#entries.get(task);
     if (!e) return;
-    if (e.outcome) this.#drop(task);
+    if (e.outcome) this.#drop(task, e);
     else e.released = true;
   }
 
   readNow(task: string): boolean {
-    if (!this.#entries.get(task)?.outcome) return false;
-    this.#markRead(task);
+    const e = this.#entries.get(task);
+    if (!e?.outcome) return false;
+    this.#markRead(task, e);
     return true;
   }
 
@@ -147,7 +166,7 @@ export class LocalPool implements ResultPool {
 
   /** Finished results nobody has read yet. */
   unreadCount(): number {
-    return this.#unread.size;
+    return this.#unreadCount;
   }
 
   async close(): Promise<void> {
@@ -155,25 +174,38 @@ export class LocalPool implements ResultPool {
     this.#sweeper = undefined;
   }
 
-  #markRead(task: string): void {
-    if (this.#unread.delete(task)) this.#read.set(task, true);
-    else if (this.#read.delete(task)) this.#read.set(task, true); // most recently read last
+  /** Read (again): to the back of the eviction order. */
+  #markRead(task: string, e: Entry): void {
+    if (e.state === UNREAD) {
+      this.#unreadCount--;
+      this.#readCount++;
+      // Most results are read soon after they land: their unread slots go stale by the
+      // thousand between sweeps, so the queue is trimmed as it grows.
+      if (this.#unread.length > 2 * this.#unreadCount + 1024) this.#unread.retain((t, seq) => this.#entries.get(t)?.seq === seq);
+    } else if (e.state !== READ) return;
+    e.state = READ;
+    e.seq = ++this.#seq;
+    this.#read.push(task, e.seq);
+    // Results read again and again leave stale slots behind: keep the queue near its size.
+    if (this.#read.length > 2 * this.#readCount + 1024) this.#read.retain((t, seq) => this.#entries.get(t)?.seq === seq);
   }
 
-  #drop(task: string): void {
-    const e = this.#entries.get(task);
-    if (e && !e.outcome) this.#pending--;
+  #drop(task: string, e: Entry): void {
+    if (e.state === PENDING) this.#pending--;
+    else if (e.state === UNREAD) this.#unreadCount--;
+    else this.#readCount--;
     this.#entries.delete(task);
-    this.#unread.delete(task);
-    this.#read.delete(task);
   }
 
   /** Unread entries expire in the order they finished: stop at the first live one. */
   #sweepUnread(now: number): void {
-    for (const task of this.#unread.keys()) {
-      const e = this.#entries.get(task);
-      if (e && e.expiresAt > now) break;
-      this.#drop(task);
+    for (let slot = this.#unread.peek(); slot; slot = this.#unread.peek()) {
+      const e = this.#entries.get(slot.task);
+      if (e && e.state === UNREAD && e.seq === slot.seq) {
+        if (e.expiresAt > now) break;
+        this.#drop(slot.task, e);
+      }
+      this.#unread.shift();
     }
   }
 
@@ -181,9 +213,12 @@ export class LocalPool implements ResultPool {
   #sweep(): void {
     const now = Date.now();
     this.#sweepUnread(now);
-    for (const task of this.#read.keys()) {
+    this.#read.retain((task, seq) => {
       const e = this.#entries.get(task);
-      if (!e || e.expiresAt <= now) this.#drop(task);
-    }
+      if (!e || e.state !== READ || e.seq !== seq) return false;
+      if (e.expiresAt > now) return true;
+      this.#drop(task, e);
+      return false;
+    });
   }
 }
