@@ -110,6 +110,28 @@ function varintSize(v: number): number {
 /** Set by `sizeOf` when a message holds a split frame (read right after, by `serializeMessage`). */
 let sawSplit = false;
 
+/**
+ * Sizes of the nested messages of the message being encoded, in the order `write` meets them:
+ * `measure` fills it, `write` reads it, so each nested message is measured once (a batch of
+ * calls was measured once per level of nesting before).
+ */
+const nested: number[] = [];
+let nestedAt = 0;
+
+/** Bytes of `m` as message `fs`, the sizes of its nested messages recorded for `write`. */
+function measure(fs: Field[], m: Record<string, unknown>): number {
+  nested.length = 0;
+  nestedAt = 0;
+  return sizeOf(fs, m);
+}
+
+/** The size of the nested message `x` (recorded in `nested`, in pre-order). */
+function sizeOfNested(fs: Field[], x: Record<string, unknown>): number {
+  const i = nested.length;
+  nested.push(0);
+  return (nested[i] = sizeOf(fs, x));
+}
+
 /** Bytes of `m` as message `fs` (the size of its fields, no length prefix). */
 function sizeOf(fs: Field[], m: Record<string, unknown>): number {
   let n = 0;
@@ -118,7 +140,7 @@ function sizeOf(fs: Field[], m: Record<string, unknown>): number {
     if (v === undefined || v === null) continue;
     if (f.repeated) {
       for (const x of v as unknown[]) {
-        const s = sizeOf(f.msg!, x as Record<string, unknown>);
+        const s = sizeOfNested(f.msg!, x as Record<string, unknown>);
         n += varintSize(f.tag) + varintSize(s) + s;
       }
       continue;
@@ -143,7 +165,7 @@ function sizeOf(fs: Field[], m: Record<string, unknown>): number {
         n += varintSize((v as number) >>> 0);
         break;
       default: {
-        const s = sizeOf(f.msg!, v as Record<string, unknown>);
+        const s = sizeOfNested(f.msg!, v as Record<string, unknown>);
         n += varintSize(s) + s;
       }
     }
@@ -182,7 +204,7 @@ function write(b: Buffer, at: number, fs: Field[], m: Record<string, unknown>): 
     if (f.repeated) {
       for (const x of v as Array<Record<string, unknown>>) {
         at = putVarint(b, at, f.tag);
-        at = putVarint(b, at, sizeOf(f.msg!, x));
+        at = putVarint(b, at, nested[nestedAt++]!);
         at = write(b, at, f.msg!, x);
       }
       continue;
@@ -217,7 +239,7 @@ function write(b: Buffer, at: number, fs: Field[], m: Record<string, unknown>): 
         break;
       default: {
         const x = v as Record<string, unknown>;
-        at = putVarint(b, at, sizeOf(f.msg!, x));
+        at = putVarint(b, at, nested[nestedAt++]!);
         at = write(b, at, f.msg!, x);
       }
     }
@@ -229,12 +251,13 @@ function write(b: Buffer, at: number, fs: Field[], m: Record<string, unknown>): 
 export function encodeMessage(name: string, m: object): Buffer {
   const fs = fieldsOf(name);
   const obj = m as Record<string, unknown>;
-  const b = Buffer.allocUnsafe(sizeOf(fs, obj));
+  const b = Buffer.allocUnsafe(measure(fs, obj));
   sawSplit = false;
   writeWhole(b, 0, fs, obj, name);
   return b;
 }
 
+/** Write `m`, measured just before (`measure`: its nested sizes are the ones recorded). */
 function writeWhole(b: Buffer, at: number, fs: Field[], m: Record<string, unknown>, name: string): void {
   const end = write(b, at, fs, m);
   if (end !== b.length) throw new Error(`protobuf encoder wrote ${end - at} of ${b.length - at} bytes of ${name}`);
@@ -249,7 +272,7 @@ export function serializeMessage(name: string, m: object): Buffer {
   const fs = fieldsOf(name);
   const obj = m as Record<string, unknown>;
   sawSplit = false;
-  const size = sizeOf(fs, obj);
+  const size = measure(fs, obj);
   if (!sawSplit) {
     const b = Buffer.allocUnsafe(size);
     writeWhole(b, 0, fs, obj, name);
@@ -285,6 +308,8 @@ export class DeferredMessage {
 
   /** `Buffer#copy`: write the message into `target` at `targetStart` (a part of it: encoded first). */
   copy(target: Buffer, targetStart = 0, sourceStart = 0, sourceEnd = this.length): number {
+    // Measured again: other messages were encoded since (the nested sizes are per encoding).
+    measure(this.fields, this.message);
     if (sourceStart === 0 && sourceEnd >= this.length && target.byteLength - targetStart >= this.length) {
       writeWhole(target.subarray(targetStart, targetStart + this.length), 0, this.fields, this.message, this.name);
       return this.length;
