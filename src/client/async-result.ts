@@ -45,6 +45,13 @@ export interface TaskSource {
   inline?: boolean;
   /** The caller runs `AsyncResult.accept` as the call is accepted (the result does not watch `accepted`). */
   reportsAcceptance?: boolean;
+  /** A reference to the task was handed on (see `SoloState`). */
+  shared?: boolean;
+  /**
+   * The call went out `solo` (no reference before it): a reference made before its answer
+   * waits for that answer instead of naming a task its server may not keep.
+   */
+  sealed?: boolean;
 }
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
@@ -153,6 +160,7 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
    */
   markShared(): void {
     this.#shared = true;
+    if (this.#task) this.#task.shared = true;
     this.#unwatch();
   }
 

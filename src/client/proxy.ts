@@ -6,7 +6,7 @@
 import { AsyncResult, FIRST_WAIT_HOLD_MS, FRESH_GRACE_MS, UNKNOWN_ACCEPTANCE, type TaskSource } from "./async-result.ts";
 import type { ServerConnection } from "./connection.ts";
 import { AgentServerError, CodecError, DeadlineExceededError, NotFoundError, ResourceExhaustedError, errorFromWire } from "../core/errors.ts";
-import type { CallRequest, ErrorResponse } from "../core/protocol.ts";
+import { SOLO, type CallRequest, type ErrorResponse } from "../core/protocol.ts";
 import { randomId } from "../core/ids.ts";
 import { encodeArgs, encodeArgsFrame, encodeArgsWhenReady, NeedsAwait, NeedsListener, type Destination } from "./ref-encode.ts";
 import { REMOTE, remoteState, type CallOptions, type Remote, type RemoteState } from "./proxy-state.ts";
@@ -177,13 +177,21 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
   const inline = opts?.inline !== false;
   const reqOpts: RequestOptions = {};
   if (opts?.signal) reqOpts.signal = opts.signal;
+  // The task's source exists before the call is sent: the request carries it as its sharing
+  // state (`SOLO`), read when the request is serialized. (`accepted` is set below.)
+  const src: TaskSource | undefined = task
+    ? { conn, task, accepted: UNKNOWN_ACCEPTANCE, decode: decodeFrom, maxWaitMs: st.maxWaitMs, retry: st.retry, freshUntil: Infinity, owned: true, inline, reportsAcceptance: true }
+    : undefined;
   const send = (payload: Frame) => {
     const req: CallRequest = { t: "call", oid: st.oid, name, args: payload };
-    if (task) {
-      req.task = task;
+    if (src) {
+      req.task = src.task;
       // A fast task answers its value right away: one round trip, no wait (within the deadline).
       const hold = !inline ? 0 : deadlineAt === undefined ? FIRST_WAIT_HOLD_MS : Math.min(FIRST_WAIT_HOLD_MS, Math.floor((deadlineAt - performance.now()) / 2));
-      if (hold > 0) req.holdMs = hold;
+      if (hold > 0) {
+        req.holdMs = hold;
+        req[SOLO] = src;
+      }
     }
     if (deadlineAt !== undefined) {
       const left = Math.max(1, Math.round(deadlineAt - performance.now()));
@@ -202,7 +210,7 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
       ? send(now)
       : st.ready.then(() => send(now))
     : Promise.all([later!, st.ready]).then(([p]) => send((payload = p)));
-  if (!task) {
+  if (!src) {
     return new AsyncResult(
       sent.then((res) => {
         if (res.t === "value") return decodeFrom(res.value);
@@ -237,7 +245,7 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
     const again = await send(payload!);
     return again.t === "error" ? refused(again) : again;
   }
-  const src: TaskSource = { conn, task, accepted, decode: decodeFrom, maxWaitMs: st.maxWaitMs, retry: st.retry, freshUntil: Infinity, owned: true, inline, reportsAcceptance: true };
+  src.accepted = accepted;
   if (deadlineAt !== undefined) src.deadlineAt = deadlineAt;
   if (opts?.signal) src.signal = opts.signal;
   return (result = AsyncResult.fromTask(src));

@@ -73,6 +73,9 @@ export function encodeRef(v: unknown, self: LocalHooks | undefined, dest: Destin
         // A call made while its object is being placed: its server, not chosen yet, cannot be named.
         const choosing = src.conn.addressPending;
         if (choosing) throw new NeedsAwait(choosing);
+        // Sent solo and not answered yet: its server will not keep an inline value for others,
+        // so this reference waits for the answer (and then carries the value, or a task kept).
+        if (src.sealed && !v.isAccepted) throw new NeedsAwait(src.accepted);
         const tag: WireRefTag = { $as: "fut", task: src.task, at: addressFor(addressOut(src.conn.address), dest) };
         // The receiver reads the result too: ours must not free it for them.
         v.markShared();

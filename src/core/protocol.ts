@@ -60,6 +60,28 @@ export interface CallRequest {
    * mark a result read at once (Redis).
    */
   holdMs?: number;
+  /**
+   * With `holdMs`: no reference to this task went out before the request did, and none will
+   * before its answer (the client waits for the answer instead). A value answered inline is
+   * then not kept in the result pool at all — nobody else can ask for it. Set by the gRPC
+   * serializer from the call's `SOLO` state; other transports leave it out (the result is kept).
+   */
+  solo?: boolean;
+  /** Client side only, never on the wire: the call's sharing state, read when it is serialized. */
+  [SOLO]?: SoloState;
+}
+
+/** Key of a call request's client-side sharing state (`CallRequest[SOLO]`). */
+export const SOLO = Symbol("actorscope.solo");
+
+/**
+ * Whether an async call's task was referenced before its request was serialized. The
+ * serializer sets `sealed` when it sends the call `solo`; a reference made after that must
+ * wait for the call's answer (and then carries the value).
+ */
+export interface SoloState {
+  shared?: boolean;
+  sealed?: boolean;
 }
 
 /** Wait for the result of an async task (server-side, event-driven long poll). */

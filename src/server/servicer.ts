@@ -93,7 +93,8 @@ export class Servicer {
       capacity: this.capacity,
       pool: opts.pool,
       running: this.#running,
-      finish: (id, o, call) => this.#finish(id, o, call),
+      finish: (id, o, call, record) => this.#finish(id, o, call, record),
+      prepare: (id, started) => void (this.opts.pool.prepare(id, started), this.#arrivals.prepared(id)),
       encodeResult: (v, call) => this.#encodeResult(v, call.cls, call.method),
       userError: (e) => this.#userError(e),
       wireError: (e) => this.#wireError(e),
@@ -221,7 +222,7 @@ export class Servicer {
       case "call":
         if (req.task === undefined) return this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal);
         try {
-          return await this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal, gone, req.snap ? undefined : req.holdMs);
+          return await this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal, gone, req.snap ? undefined : req.holdMs, req.solo === true);
         } catch (e) {
           this.#refuse(req.task, e);
           throw e;
@@ -342,7 +343,7 @@ export class Servicer {
     return { t: "ok" };
   }
 
-  async #call(oid: string, name: string, argsFrame: Frame, task: string | undefined, timeoutMs: number | undefined, signal?: AbortSignal, gone?: AbortSignal, holdMs?: number): Promise<Response> {
+  async #call(oid: string, name: string, argsFrame: Frame, task: string | undefined, timeoutMs: number | undefined, signal?: AbortSignal, gone?: AbortSignal, holdMs?: number, solo = false): Promise<Response> {
     const h = this.#held(oid);
     const obj = h.obj as Record<string, unknown>;
     if (!isReachableName(name)) throw new UnimplementedError(`'${name}' is not reachable remotely on ${h.cls}`);
@@ -369,14 +370,18 @@ export class Servicer {
     }
     const id = task && isId(task) ? task : randomId();
     this.capacity.admit();
-    const prepared = this.opts.pool.prepare(id);
-    if (prepared) await prepared;
-    this.#arrivals.prepared(id);
+    // A solo call enters the pool only if not answered inline (task-run.ts); never with Redis.
+    const alone = solo && !!holdMs && !!this.opts.pool.readNow && task === id;
+    if (!alone) {
+      const prepared = this.opts.pool.prepare(id);
+      if (prepared) await prepared;
+      this.#arrivals.prepared(id);
+    }
     const deadlineAt = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
-    return runTask(this.#taskHost, { id, obj, fn, args, cls: h.cls, oid, method: name, deadlineAt, gone, holdMs });
+    return runTask(this.#taskHost, { id, obj, fn, args, cls: h.cls, oid, method: name, deadlineAt, gone, holdMs, solo: alone });
   }
 
-  #finish(task: string, outcome: () => Outcome, call: TaskInfo): Outcome {
+  #finish(task: string, outcome: () => Outcome, call: TaskInfo, record = true): Outcome {
     this.#running.delete(task);
     let o: Outcome;
     try {
@@ -387,14 +392,11 @@ export class Servicer {
     this.opts.observer?.taskDone(task, o, call);
     traceTaskDone(task, o);
     // Redis away: the Redis pool keeps the outcome for waiters here and writes it on return.
-    this.opts.pool.set(task, o)?.catch(noop);
+    if (record) this.opts.pool.set(task, o)?.catch(noop);
     return o;
   }
 
-  /**
-   * Encode what `cls.method` returned (a sync answer: split, written at once); what cannot
-   * travel is INTERNAL, naming the method (the name is made only then).
-   */
+  /** Encode what `cls.method` returned (sync answers: split); what cannot travel is INTERNAL, naming it. */
   #encodeResult<F extends Frame = Uint8Array>(v: unknown, cls: string, method?: string, encode: (v: unknown) => F = (x) => this.encode(x) as F): F {
     try {
       return encode(v);

@@ -26,8 +26,13 @@ export interface TaskHost {
   readonly pool: ResultPool;
   /** Running tasks, for `cancel`. */
   readonly running: Map<string, LazyAbort>;
-  /** Record the outcome (pool, observers, traces) and return it. */
-  finish(task: string, outcome: () => Outcome, call: TaskInfo): Outcome;
+  /**
+   * Reserve a solo task in the pool after all (`started`: it already runs, so it is not refused
+   * for room; a taken id still throws ALREADY_EXISTS). Only for pools that answer inline (local).
+   */
+  prepare(task: string, started: boolean): void;
+  /** Record the outcome (pool unless `record` is false; observers, traces) and return it. */
+  finish(task: string, outcome: () => Outcome, call: TaskInfo, record?: boolean): Outcome;
   /** Encode a task's result; `call` names the method in the error when it cannot travel. */
   encodeResult(v: unknown, call: TaskInfo): Uint8Array;
   userError(e: unknown): WireError;
@@ -46,6 +51,11 @@ export interface TaskCall {
   deadlineAt: number | undefined;
   gone: AbortSignal | undefined;
   holdMs: number | undefined;
+  /**
+   * Not in the pool yet, and nobody else can name it (`CallRequest.solo`): a value answered in
+   * the same turn never enters the pool; any other outcome is reserved there first.
+   */
+  solo: boolean;
 }
 
 /**
@@ -79,14 +89,15 @@ class TaskContext implements CallContext {
   }
 }
 
-/** Run prepared task `t` and answer its call (task id, or the value within its hold). */
+/** Run task `t` and answer its call (task id, or the value within its hold). */
 export function runTask(host: TaskHost, t: TaskCall): Response | Promise<Response> {
   const id = t.id;
   const ctl = new LazyAbort();
   const call: TaskInfo = { cls: t.cls, method: t.method, since: performance.now() };
-  const ok = (v: unknown) => host.finish(id, () => ({ ok: true, value: host.encodeResult(v, call) }), call);
-  const failed = (e: unknown) => host.finish(id, () => ({ ok: false, error: e instanceof ThrownByMethod ? host.userError(e.error) : host.wireError(e) }), call);
+  const ok = (v: unknown) => host.finish(id, () => valueOutcome(host, v, call), call);
+  const failed = (e: unknown) => host.finish(id, () => errorOutcome(host, e), call);
   const slot = host.capacity.tryTake();
+  if (slot && t.solo) return runSolo(host, t, call, ctl, slot);
   if (slot) {
     const startedAt = performance.now();
     let r: unknown;
@@ -109,6 +120,8 @@ export function runTask(host: TaskHost, t: TaskCall): Response | Promise<Respons
     );
     return t.holdMs ? answerWithin(id, outcome, t.holdMs, host.pool, () => startedAt) : { t: "task", task: id };
   }
+  // Queued: a solo task is reserved now, before it runs (refused for room like any other).
+  if (t.solo) host.prepare(id, false);
   host.running.set(id, ctl);
   let startedAt: number | undefined;
   const outcome = host.capacity
@@ -128,6 +141,53 @@ export function runTask(host: TaskHost, t: TaskCall): Response | Promise<Respons
     )
     .then(ok, failed);
   return t.holdMs ? answerWithin(id, outcome, t.holdMs, host.pool, () => startedAt) : { t: "task", task: id };
+}
+
+/**
+ * A solo task that found a free slot. A value in the same turn is its answer and never enters
+ * the pool. Any other outcome is reserved in the pool first — a taken id throws ALREADY_EXISTS
+ * then, after the method ran, and nothing of it is recorded — and then recorded like any task's.
+ */
+function runSolo(host: TaskHost, t: TaskCall, call: TaskInfo, ctl: LazyAbort, slot: Slot): Response | Promise<Response> {
+  const id = t.id;
+  const startedAt = performance.now();
+  let r: unknown;
+  let threw: { e: unknown } | undefined;
+  try {
+    r = callContext.run(new TaskContext(t, ctl, slot), () => t.fn.apply(t.obj, t.args));
+  } catch (e) {
+    threw = { e };
+  }
+  if (threw || !isThenable(r)) {
+    host.capacity.release(slot);
+    const o = host.finish(id, threw ? () => errorOutcome(host, new ThrownByMethod(threw.e)) : () => valueOutcome(host, r, call), call, false);
+    if (o.ok) return { t: "value", value: o.value };
+    // Its error is read with a wait: kept like any task's.
+    host.prepare(id, true);
+    host.pool.set(id, o);
+    return { t: "task", task: id };
+  }
+  const free = () => host.capacity.release(slot);
+  try {
+    host.prepare(id, true);
+  } catch (e) {
+    (r as PromiseLike<unknown>).then(free, free);
+    throw e;
+  }
+  host.running.set(id, ctl);
+  const outcome = Promise.resolve(r).then(
+    (v) => (free(), host.finish(id, () => valueOutcome(host, v, call), call)),
+    (e) => (free(), host.finish(id, () => errorOutcome(host, new ThrownByMethod(e)), call)),
+  );
+  return t.holdMs ? answerWithin(id, outcome, t.holdMs, host.pool, () => startedAt) : { t: "task", task: id };
+}
+
+function valueOutcome(host: TaskHost, v: unknown, call: TaskInfo): Outcome {
+  return { ok: true, value: host.encodeResult(v, call) };
+}
+
+function errorOutcome(host: TaskHost, e: unknown): Outcome {
+  return { ok: false, error: e instanceof ThrownByMethod ? host.userError(e.error) : host.wireError(e) };
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {

@@ -30,6 +30,7 @@ export function validateRequest(raw: unknown): Request {
       if (r.timeoutMs !== undefined) num(r.timeoutMs, "timeoutMs");
       if (r.snap !== undefined && typeof r.snap !== "boolean") throw new CodecError("snap must be a boolean");
       if (r.holdMs !== undefined) num(r.holdMs, "holdMs");
+      if (r.solo !== undefined && typeof r.solo !== "boolean") throw new CodecError("solo must be a boolean");
       break;
     case "wait":
       id(r.task, "task");

@@ -9,7 +9,7 @@ import type * as grpc from "@grpc/grpc-js";
 import { RPCS, decodeMessage, serializeMessage } from "./proto-codec.ts";
 import type { Frame } from "../core/split-frame.ts";
 import { GRPC_STATUS, type ErrorCode, type WireError } from "../core/errors.ts";
-import { REQUEST_TABLE, type Request, type Response } from "../core/protocol.ts";
+import { REQUEST_TABLE, SOLO, type CallRequest, type Request, type Response } from "../core/protocol.ts";
 
 /** RPC name of each request kind that travels over gRPC (from the one table in protocol.ts). */
 export const RPC_OF: Readonly<Partial<Record<Request["t"], string>>> = Object.fromEntries(
@@ -77,6 +77,13 @@ export function agentServerService(): grpc.ServiceDefinition {
 /** The protobuf request message of a protocol request: its fields without `t`. */
 export function requestMessage(req: Request): object {
   const { t: _t, ...fields } = req;
+  if (req.t === "call") {
+    // An async call's sharing state decides `solo` now, as the request is written.
+    const s = req[SOLO];
+    if (s !== undefined) {
+      if (!s.shared) (fields as CallRequest).solo = s.sealed = true;
+    }
+  }
   // uint32 on the wire: a longer deadline would wrap around to a short one.
   const f = fields as { timeoutMs?: number };
   if (f.timeoutMs !== undefined && f.timeoutMs > MAX_UINT32) f.timeoutMs = MAX_UINT32;

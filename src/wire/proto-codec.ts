@@ -20,7 +20,7 @@ export type FieldSpec = readonly [no: number, name: string, type: string, repeat
 export const MESSAGES: Readonly<Record<string, readonly FieldSpec[]>> = {
   Empty: [],
   CreateRequest: [[1, "oid", "string"], [2, "cls", "string"], [3, "args", "bytes"], [4, "state", "bytes"], [5, "trace", "string"]],
-  CallRequest: [[1, "oid", "string"], [2, "name", "string"], [3, "args", "bytes"], [4, "task", "string"], [5, "timeoutMs", "uint32"], [6, "snap", "bool"], [7, "trace", "string"], [8, "holdMs", "uint32"]],
+  CallRequest: [[1, "oid", "string"], [2, "name", "string"], [3, "args", "bytes"], [4, "task", "string"], [5, "timeoutMs", "uint32"], [6, "snap", "bool"], [7, "trace", "string"], [8, "holdMs", "uint32"], [9, "solo", "bool"]],
   WaitRequest: [[1, "task", "string"], [2, "timeoutMs", "uint32"], [3, "fresh", "bool"], [4, "keep", "bool"], [5, "snap", "bool"], [6, "trace", "string"]],
   ReleaseRequest: [[1, "task", "string"]],
   NextRequest: [[1, "stream", "string"], [2, "max", "uint32"], [3, "timeoutMs", "uint32"], [4, "trace", "string"]],

@@ -65,14 +65,15 @@ export class LocalPool implements ResultPool {
     this.#sweeper.unref();
   }
 
-  prepare(task: string): void {
+  /** `started`: the task already runs (a solo call not answered inline) — never refused for room. */
+  prepare(task: string, started = false): void {
     if (this.#entries.has(task)) throw new AgentServerError(`task ${task} already exists`, { code: "ALREADY_EXISTS" });
     // Running tasks do not count against the pool (the server's capacity and queue bound
     // them): refusing a task because others are still running would let chains of agents
     // awaiting each other across servers refuse the very tasks that read, and so free, the
     // results filling the pool. Results not read yet do count.
-    if (this.#unreadCount >= this.#max) this.#sweepUnread(Date.now());
-    if (this.#unreadCount >= this.#max) {
+    if (!started && this.#unreadCount >= this.#max) this.#sweepUnread(Date.now());
+    if (!started && this.#unreadCount >= this.#max) {
       throw new ResourceExhaustedError(
         `result pool full: ${this.#unreadCount} results not read yet (maxPoolSize ${this.#max}; ${this.#pending} tasks running)`,
         { retryAfterMs: POOL_FULL_RETRY_AFTER_MS },

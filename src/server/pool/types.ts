@@ -18,9 +18,11 @@ export type Outcome = { ok: true; value: Uint8Array } | { ok: false; error: Wire
 export interface ResultPool {
   /**
    * Reserve `task` as pending. Throws ALREADY_EXISTS for a used id; RESOURCE_EXHAUSTED (with
-   * `retryAfterMs` on the error) when the pool holds `maxPoolSize` unread results.
+   * `retryAfterMs` on the error) when the pool holds `maxPoolSize` unread results — unless
+   * `started`: the task already runs (a solo call not answered inline), and running tasks are
+   * never refused room.
    */
-  prepare(task: string): Promise<void> | void;
+  prepare(task: string, started?: boolean): Promise<void> | void;
   /** Record the outcome of a prepared task (an unknown/expired/released task is ignored). */
   set(task: string, outcome: Outcome): Promise<void> | void;
   /**
