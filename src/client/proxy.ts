@@ -6,7 +6,7 @@
 import { AsyncResult, FIRST_WAIT_HOLD_MS, FRESH_GRACE_MS, UNKNOWN_ACCEPTANCE, type TaskSource } from "./async-result.ts";
 import type { ServerConnection } from "./connection.ts";
 import { AgentServerError, CodecError, DeadlineExceededError, NotFoundError, ResourceExhaustedError, errorFromWire } from "../core/errors.ts";
-import { SOLO, type CallRequest, type ErrorResponse } from "../core/protocol.ts";
+import { SOLO, type CallRequest, type ErrorResponse, type Response } from "../core/protocol.ts";
 import { randomId } from "../core/ids.ts";
 import { encodeArgs, encodeArgsFrame, encodeArgsWhenReady, NeedsAwait, NeedsListener, type Destination } from "./ref-encode.ts";
 import { REMOTE, remoteState, type CallOptions, type Remote, type RemoteState } from "./proxy-state.ts";
@@ -172,83 +172,112 @@ export function invoke(st: RemoteState, name: string, args: unknown[], kind: "ca
     // has not accepted yet, a child that needs a listener): send once it is.
     later = encodeArgsWhenReady(args, dest, st.conn.transport);
   }
-  const conn = st.conn;
   const deadlineAt = opts?.timeoutMs === undefined ? undefined : performance.now() + opts.timeoutMs;
-  const inline = opts?.inline !== false;
-  const reqOpts: RequestOptions = {};
-  if (opts?.signal) reqOpts.signal = opts.signal;
   // The task's source exists before the call is sent: the request carries it as its sharing
   // state (`SOLO`), read when the request is serialized. (`accepted` is set below.)
   const src: TaskSource | undefined = task
-    ? { conn, task, accepted: UNKNOWN_ACCEPTANCE, decode: decodeFrom, maxWaitMs: st.maxWaitMs, retry: st.retry, freshUntil: Infinity, owned: true, inline, reportsAcceptance: true }
+    ? { conn: st.conn, task, accepted: UNKNOWN_ACCEPTANCE, decode: decodeFrom, maxWaitMs: st.maxWaitMs, retry: st.retry, freshUntil: Infinity, owned: true, inline: opts?.inline !== false, reportsAcceptance: true }
     : undefined;
-  const send = (payload: Frame) => {
-    const req: CallRequest = { t: "call", oid: st.oid, name, args: payload };
+  const call = new OutgoingCall(st, name, opts, deadlineAt, src);
+  // Calls made while the object is still being created queue behind it, in call order.
+  const sent = now
+    ? st.isReady
+      ? call.send(now)
+      : st.ready.then(() => call.send(now))
+    : Promise.all([later!, st.ready]).then(([p]) => call.send(p));
+  if (!src) return new AsyncResult(sent.then((res) => call.value(res)));
+  // Synchronous on the usual answer (no extra promise hop per call); a refusal may resubmit.
+  // The result learns of its acceptance there, before `accepted` resolves.
+  const accepted = (call.accepted = sent.then(
+    (res) => call.answer(res),
+    (e) => call.failed(e),
+  ));
+  src.accepted = accepted;
+  if (deadlineAt !== undefined) src.deadlineAt = deadlineAt;
+  if (opts?.signal) src.signal = opts.signal;
+  return (call.result = AsyncResult.fromTask(src));
+}
+
+/**
+ * One call on its way: what sending it (again) needs, and what its answer does. An object
+ * rather than closures: a call made four closures and their context before, per call.
+ */
+class OutgoingCall {
+  /** The frame sent last (resubmitted after a refusal). */
+  payload: Frame | undefined;
+  readonly started = performance.now();
+  refusals = 0;
+  result: AsyncResult | undefined;
+  accepted: Promise<unknown> | undefined;
+
+  constructor(
+    readonly st: RemoteState,
+    readonly name: string,
+    readonly opts: CallOptions | undefined,
+    readonly deadlineAt: number | undefined,
+    readonly src: TaskSource | undefined,
+  ) {}
+
+  send(payload: Frame): Promise<Response> {
+    this.payload = payload;
+    const { st, src, deadlineAt, opts } = this;
+    const req: CallRequest = { t: "call", oid: st.oid, name: this.name, args: payload };
     if (src) {
       req.task = src.task;
       // A fast task answers its value right away: one round trip, no wait (within the deadline).
-      const hold = !inline ? 0 : deadlineAt === undefined ? FIRST_WAIT_HOLD_MS : Math.min(FIRST_WAIT_HOLD_MS, Math.floor((deadlineAt - performance.now()) / 2));
+      const hold = !src.inline ? 0 : deadlineAt === undefined ? FIRST_WAIT_HOLD_MS : Math.min(FIRST_WAIT_HOLD_MS, Math.floor((deadlineAt - performance.now()) / 2));
       if (hold > 0) {
         req.holdMs = hold;
         req[SOLO] = src;
       }
     }
+    let reqOpts: RequestOptions | undefined;
+    if (opts?.signal) reqOpts = { signal: opts.signal };
     if (deadlineAt !== undefined) {
       const left = Math.max(1, Math.round(deadlineAt - performance.now()));
       req.timeoutMs = left;
-      reqOpts.timeoutMs = left;
+      (reqOpts ??= {}).timeoutMs = left;
     }
     // The raw answer (no `expect` layer): one promise hop less on every call.
-    return conn.send(req, reqOpts);
-  };
-  // Calls made while the object is still being created queue behind it, in call order.
-  let payload = now;
-  const started = performance.now();
-  let refusals = 0;
-  const sent = now
-    ? st.isReady
-      ? send(now)
-      : st.ready.then(() => send(now))
-    : Promise.all([later!, st.ready]).then(([p]) => send((payload = p)));
-  if (!src) {
-    return new AsyncResult(
-      sent.then((res) => {
-        if (res.t === "value") return decodeFrom(res.value);
-        if (res.t === "error") throw errorFromWire(res.error, conn.where);
-        throw new CodecError(`expected a value from ${name}, got ${res.t}`);
-      }),
+    return st.conn.send(req, reqOpts);
+  }
+
+  /** A sync call's answer: its value, or its error. */
+  value(res: Response): unknown {
+    if (res.t === "value") return decodeFrom(res.value);
+    if (res.t === "error") throw errorFromWire(res.error, this.st.conn.where);
+    throw new CodecError(`expected a value from ${this.name}, got ${res.t}`);
+  }
+
+  /** An async call's answer: accepted (told to the result), or refused (perhaps resubmitted). */
+  answer(res: Response): unknown {
+    if (res.t !== "error") return (this.result!.accept(res), res);
+    return this.refused(res).then(
+      (again) => (this.result!.accept(again), again),
+      (e) => this.failed(e),
     );
   }
-  const backpressure = opts?.backpressure !== false;
-  // Synchronous on the usual answer (no extra promise hop per call); a refusal may resubmit.
-  // The result learns of its acceptance here, before `accepted` resolves.
-  let result: AsyncResult | undefined;
-  const failed = (e: unknown): never => {
+
+  failed(e: unknown): never {
     // A call nobody reads (fire and forget) fails quietly, as any unread result: no unhandled
     // rejection. The handler goes on only now, so a call that succeeds pays nothing for it.
-    accepted.catch(noop);
+    this.accepted!.catch(noop);
     throw e;
-  };
-  const accepted: Promise<unknown> = sent.then(function answer(res): unknown {
-    if (res.t !== "error") return (result!.accept(res), res);
-    return refused(res).then((again) => (result!.accept(again), again), failed);
-  }, failed);
-  async function refused(res: ErrorResponse): Promise<unknown> {
-    const e = errorFromWire(res.error, conn.where);
-    if (!backpressure || !(e instanceof ResourceExhaustedError) || e.retryAfterMs === undefined) throw e;
+  }
+
+  async refused(res: ErrorResponse): Promise<Response> {
+    const e = errorFromWire(res.error, this.st.conn.where);
+    const opts = this.opts;
+    if (opts?.backpressure === false || !(e instanceof ResourceExhaustedError) || e.retryAfterMs === undefined) throw e;
     // A full pool of unread results: wait for readers to make room, then submit again.
-    const giveUpAt = deadlineAt ?? started + BACKPRESSURE_MAX_MS;
-    refusals++;
-    const pause = Math.min(BACKPRESSURE_MAX_PAUSE_MS, e.retryAfterMs * 2 ** Math.min(refusals - 1, 8)) * (0.5 + Math.random());
+    const giveUpAt = this.deadlineAt ?? this.started + BACKPRESSURE_MAX_MS;
+    this.refusals++;
+    const pause = Math.min(BACKPRESSURE_MAX_PAUSE_MS, e.retryAfterMs * 2 ** Math.min(this.refusals - 1, 8)) * (0.5 + Math.random());
     if (performance.now() + pause >= giveUpAt || opts?.signal?.aborted) throw e;
     await Bun.sleep(pause);
-    const again = await send(payload!);
-    return again.t === "error" ? refused(again) : again;
+    const again = await this.send(this.payload!);
+    return again.t === "error" ? this.refused(again) : again;
   }
-  src.accepted = accepted;
-  if (deadlineAt !== undefined) src.deadlineAt = deadlineAt;
-  if (opts?.signal) src.signal = opts.signal;
-  return (result = AsyncResult.fromTask(src));
 }
 
 /**

@@ -94,10 +94,10 @@ export function runTask(host: TaskHost, t: TaskCall): Response | Promise<Respons
   const id = t.id;
   const ctl = new LazyAbort();
   const call: TaskInfo = { cls: t.cls, method: t.method, since: performance.now() };
-  const ok = (v: unknown) => host.finish(id, () => valueOutcome(host, v, call), call);
-  const failed = (e: unknown) => host.finish(id, () => errorOutcome(host, e), call);
   const slot = host.capacity.tryTake();
   if (slot && t.solo) return runSolo(host, t, call, ctl, slot);
+  const ok = (v: unknown) => host.finish(id, () => valueOutcome(host, v, call), call);
+  const failed = (e: unknown) => host.finish(id, () => errorOutcome(host, e), call);
   if (slot) {
     const startedAt = performance.now();
     let r: unknown;
