@@ -19,6 +19,11 @@ import {
 } from "../src/index.ts";
 import { Worker } from "./fixtures/settle-agents.ts";
 import { remoteState } from "../src/client/proxy-state.ts";
+import { LocalPool } from "../src/server/pool/local.ts";
+import { Servicer } from "../src/server/servicer.ts";
+import { encodeValue } from "../src/core/codec.ts";
+import { decodeValue } from "../src/core/codec-decode.ts";
+import { randomId } from "../src/core/ids.ts";
 
 const fixture = new URL("./fixtures/settle-agents.ts", import.meta.url).pathname;
 
@@ -349,6 +354,61 @@ describe("inline results: a fast task answers with its call", () => {
     } finally {
       await narrow.shutdown();
     }
+  });
+
+  test("gRPC: a call nobody else can name goes solo — answered inline, its result never enters the server's pool; a reference made after it went out waits for its answer", async () => {
+    const w = Worker.toDist({ host: shared.host, port: shared.port });
+    const y = Worker.toDist({ host: shared.host, port: shared.port });
+    const info = new RpcClient(shared.host, shared.port);
+    try {
+      await Promise.all([w.inc(), y.inc()]);
+      const before = (await info.getServerInfo()).results;
+      const got = await Promise.all(Array.from({ length: 300 }, (_, i) => w.echo(i)));
+      expect(got).toEqual(Array.from({ length: 300 }, (_, i) => i));
+      expect((await info.getServerInfo()).results).toBe(before);
+      // Handed on in the turn it was made (before its request was written): pipelined as a
+      // reference, so that one is not solo and its server keeps the result for y.
+      const early = w.echo(1);
+      expect(await y.add(early, 1)).toBe(2);
+      expect(early.taskSource?.sealed).toBeUndefined();
+      // Handed on after its request went out solo: the reference waits for the answer.
+      const late = w.slow(30);
+      await new Promise((r) => setImmediate(r));
+      expect(late.taskSource?.sealed).toBe(true);
+      expect(await y.add(late, 1)).toBe(31);
+      expect(await late).toBe(30);
+    } finally {
+      await Promise.all([w.delete(), y.delete()]);
+    }
+  });
+
+  test("servicer: a solo task's inline value is not recorded, so a taken task id costs nothing then; an outcome that must be kept is refused ALREADY_EXISTS and the task owning the id is untouched", async () => {
+    // A servicer of its own on a plain local pool (the one solo calls need: it reads at once).
+    const pool = new LocalPool({ maxPoolSize: 64, maxExpireTime: 60 });
+    const servicer = new Servicer({ capacity: 4, maxQueue: 64, maxTimeoutSeconds: 5, serverId: "solo", address: { host: "memory", child: "solo" }, resolveClass: (n) => (n === "Worker" ? Worker : undefined), pool });
+    const oid = randomId();
+    expect(await servicer.handle({ t: "create", oid, cls: "Worker", args: encodeValue([]) })).toEqual({ t: "ok" });
+    const h = { servicer };
+    const call = (name: string, args: unknown[], extra: Record<string, unknown>) => h.servicer.handle({ t: "call", oid, name, args: encodeValue(args), ...extra });
+    const owner = randomId();
+    expect(await call("slow", [100], { task: owner })).toEqual({ t: "task", task: owner });
+    // Same id, solo, succeeds within the hold: answered by value, the owner's entry untouched.
+    const fast = await call("echo", ["x"], { task: owner, holdMs: 50, solo: true });
+    expect(fast.t).toBe("value");
+    // Same id, solo, fails: its error would be kept for a wait, and the id is taken.
+    const bad = await call("failAfter", [0], { task: owner, holdMs: 50, solo: true });
+    expect(bad).toMatchObject({ t: "error", error: { code: "ALREADY_EXISTS" } });
+    const res = await h.servicer.handle({ t: "wait", task: owner, timeoutMs: 2000 });
+    expect(res.t).toBe("value");
+    expect(decodeValue((res as { value: Uint8Array }).value)).toBe(100);
+    // A fresh solo id that fails is kept: its error is read with a wait.
+    const lone = randomId();
+    expect(await call("failAfter", [0], { task: lone, holdMs: 50, solo: true })).toEqual({ t: "task", task: lone });
+    const err = await h.servicer.handle({ t: "wait", task: lone, timeoutMs: 2000 });
+    expect(err).toMatchObject({ t: "error", error: { code: "UNKNOWN" } });
+    expect(pool.size()).toBe(2);
+    await servicer.close();
+    await pool.close();
   });
 
   test("a result answered inline can still be handed on, before and after it arrives", async () => {

@@ -6,6 +6,9 @@
  * server's capacity) fast tasks still answer inline, and a held answer stays bounded. A
  * failure is always answered with the task id (its error is read with a `wait`, like any
  * task's), so an `error` answer to a call keeps meaning "refused".
+ *
+ * A solo task (`CallRequest.solo`) is not in the pool while it is held: `keep` puts it there
+ * when it is answered with its id (and throws ALREADY_EXISTS for a taken id).
  */
 import type { Response } from "../core/protocol.ts";
 import type { Outcome, ResultPool } from "./pool/types.ts";
@@ -17,8 +20,8 @@ export const QUEUED_HOLD_FACTOR = 5;
  * Answer `task` per its hold: `value` if it succeeded in time (marked read), else `task`.
  * `startedAt` tells when the task got its capacity slot (undefined while queued).
  */
-export async function answerWithin(task: string, outcome: Promise<Outcome>, holdMs: number, pool: ResultPool, startedAt: () => number | undefined): Promise<Response> {
-  if (!pool.readNow || holdMs <= 0) return { t: "task", task };
+export async function answerWithin(task: string, outcome: Promise<Outcome>, holdMs: number, pool: ResultPool, startedAt: () => number | undefined, keep?: (o: Outcome | undefined) => void): Promise<Response> {
+  if (!keep && (!pool.readNow || holdMs <= 0)) return { t: "task", task };
   const cap = performance.now() + holdMs * QUEUED_HOLD_FACTOR;
   let o: Outcome | undefined;
   for (;;) {
@@ -30,6 +33,13 @@ export async function answerWithin(task: string, outcome: Promise<Outcome>, hold
     clearTimeout(timer);
     if (o) break;
   }
-  if (o?.ok && pool.readNow(task)) return { t: "value", value: o.value };
+  if (keep) {
+    // A solo task (not in the pool): a value is answered and never kept; anything else is
+    // kept from now on (`o` undefined: still running).
+    if (o?.ok) return { t: "value", value: o.value };
+    keep(o);
+    return { t: "task", task };
+  }
+  if (o?.ok && pool.readNow!(task)) return { t: "value", value: o.value };
   return { t: "task", task };
 }

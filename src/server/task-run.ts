@@ -120,8 +120,6 @@ export function runTask(host: TaskHost, t: TaskCall): Response | Promise<Respons
     );
     return t.holdMs ? answerWithin(id, outcome, t.holdMs, host.pool, () => startedAt) : { t: "task", task: id };
   }
-  // Queued: a solo task is reserved now, before it runs (refused for room like any other).
-  if (t.solo) host.prepare(id, false);
   host.running.set(id, ctl);
   let startedAt: number | undefined;
   const outcome = host.capacity
@@ -139,18 +137,20 @@ export function runTask(host: TaskHost, t: TaskCall): Response | Promise<Respons
       t.deadlineAt,
       t.gone,
     )
-    .then(ok, failed);
-  return t.holdMs ? answerWithin(id, outcome, t.holdMs, host.pool, () => startedAt) : { t: "task", task: id };
+    .then(t.solo ? (v: unknown) => host.finish(id, () => valueOutcome(host, v, call), call, false) : ok, t.solo ? (e: unknown) => host.finish(id, () => errorOutcome(host, e), call, false) : failed);
+  // Queued: a solo task enters the pool only if it is not answered inline.
+  const keep = t.solo ? keeper(host, id, outcome) : undefined;
+  return t.holdMs ? answerWithin(id, outcome, t.holdMs, host.pool, () => startedAt, keep) : { t: "task", task: id };
 }
 
 /**
- * A solo task that found a free slot. A value in the same turn is its answer and never enters
- * the pool. Any other outcome is reserved in the pool first — a taken id throws ALREADY_EXISTS
- * then, after the method ran, and nothing of it is recorded — and then recorded like any task's.
+ * A solo task that found a free slot. A value within the hold is its answer and never enters
+ * the pool (in the same turn when the method returns one). Any other outcome is reserved in the
+ * pool first — a taken id throws ALREADY_EXISTS then, after the method ran, and nothing of it
+ * is recorded — and then recorded like any task's.
  */
 function runSolo(host: TaskHost, t: TaskCall, call: TaskInfo, ctl: LazyAbort, slot: Slot): Response | Promise<Response> {
   const id = t.id;
-  const startedAt = performance.now();
   let r: unknown;
   let threw: { e: unknown } | undefined;
   try {
@@ -168,18 +168,27 @@ function runSolo(host: TaskHost, t: TaskCall, call: TaskInfo, ctl: LazyAbort, sl
     return { t: "task", task: id };
   }
   const free = () => host.capacity.release(slot);
-  try {
-    host.prepare(id, true);
-  } catch (e) {
-    (r as PromiseLike<unknown>).then(free, free);
-    throw e;
-  }
+  const startedAt = performance.now();
   host.running.set(id, ctl);
+  // Recorded only if it is not answered inline (`keeper`).
   const outcome = Promise.resolve(r).then(
-    (v) => (free(), host.finish(id, () => valueOutcome(host, v, call), call)),
-    (e) => (free(), host.finish(id, () => errorOutcome(host, new ThrownByMethod(e)), call)),
+    (v) => (free(), host.finish(id, () => valueOutcome(host, v, call), call, false)),
+    (e) => (free(), host.finish(id, () => errorOutcome(host, new ThrownByMethod(e)), call, false)),
   );
-  return t.holdMs ? answerWithin(id, outcome, t.holdMs, host.pool, () => startedAt) : { t: "task", task: id };
+  return answerWithin(id, outcome, t.holdMs ?? 0, host.pool, () => startedAt, keeper(host, id, outcome));
+}
+
+/**
+ * What keeps a solo task answered with its id: reserved in the pool now (a taken id throws
+ * ALREADY_EXISTS, and its outcome is not recorded), its outcome recorded there — at once if it
+ * is in (`o`), else when it lands.
+ */
+function keeper(host: TaskHost, id: string, outcome: Promise<Outcome>): (o: Outcome | undefined) => void {
+  return (o) => {
+    host.prepare(id, true);
+    if (o) host.pool.set(id, o);
+    else outcome.then((x) => host.pool.set(id, x));
+  };
 }
 
 function valueOutcome(host: TaskHost, v: unknown, call: TaskInfo): Outcome {

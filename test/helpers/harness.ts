@@ -97,8 +97,8 @@ class WatchedPool implements ResultPool {
     this.inner = inner;
   }
 
-  async prepare(task: string): Promise<void> {
-    await this.inner.prepare(task);
+  async prepare(task: string, started?: boolean): Promise<void> {
+    await this.inner.prepare(task, started);
     this.unfinished.add(task);
   }
 
