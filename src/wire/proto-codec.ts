@@ -11,6 +11,7 @@
  * truncated or malformed input throws. A `bytes` field may be given a `SplitFrame`: its parts
  * are written in place, the same bytes as the joined frame.
  */
+import { utf8Length, writeUtf8 } from "./utf8.ts";
 import { SplitFrame } from "../core/split-frame.ts";
 
 /** A field: number, camelCase name, type (a scalar or a message name), repeated? */
@@ -173,21 +174,6 @@ function sizeOf(fs: Field[], m: Record<string, unknown>): number {
   return n;
 }
 
-/**
- * Strings up to this long are measured and written here, char by char: ids, method and class
- * names — nearly every string of a request — are short ASCII, and a native call per string
- * cost more than the loop.
- */
-const SHORT_STRING = 64;
-
-/** Bytes of `s` in UTF-8 (its length when it is short ASCII). */
-function utf8Length(s: string): number {
-  const n = s.length;
-  if (n > SHORT_STRING) return Buffer.byteLength(s, "utf8");
-  for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 0x7f) return Buffer.byteLength(s, "utf8");
-  return n;
-}
-
 function putVarint(b: Buffer, at: number, v: number): number {
   while (v >= 0x80) {
     b[at++] = (v & 0x7f) | 0x80;
@@ -214,11 +200,7 @@ function write(b: Buffer, at: number, fs: Field[], m: Record<string, unknown>): 
       case "string": {
         const s = v as string;
         const len = utf8Length(s);
-        at = putVarint(b, at, len);
-        if (len === s.length && len <= SHORT_STRING) {
-          for (let i = 0; i < len; i++) b[at + i] = s.charCodeAt(i);
-          at += len;
-        } else at += b.write(s, at, len, "utf8");
+        at = writeUtf8(b, putVarint(b, at, len), s, len);
         break;
       }
       case "bytes": {
