@@ -56,7 +56,9 @@ export interface TaskSource {
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
-const TASK = Symbol("actorscope.task");
+/** What `fromTask` passes the constructor (with the source in `nextTask`): no wrapper object per call. */
+const FROM_TASK = Symbol("actorscope.fromTask");
+let nextTask: TaskSource | undefined;
 
 /**
  * Longest server-side hold of the first wait sent right behind its call. Short enough to ride
@@ -105,9 +107,10 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
   /**
    * Wrap a promise (or value) as an AsyncResult. Remote calls build theirs internally.
    */
-  constructor(source: PromiseLike<T> | T | { [TASK]: TaskSource }) {
-    if (source !== null && typeof source === "object" && TASK in (source as object)) {
-      const src = (this.#task = (source as { [TASK]: TaskSource })[TASK]);
+  constructor(source: PromiseLike<T> | T) {
+    if ((source as unknown) === FROM_TASK && nextTask) {
+      const src = (this.#task = nextTask);
+      nextTask = undefined;
       this.#accepted = src.acceptedNow === true;
       if (!src.reportsAcceptance) src.accepted.then((res) => this.accept(res), noop);
     } else {
@@ -141,7 +144,8 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
 
   /** An AsyncResult whose value is fetched from a server task. Internal. */
   static fromTask<T>(src: TaskSource): AsyncResult<T> {
-    return new AsyncResult<T>({ [TASK]: src });
+    nextTask = src;
+    return new AsyncResult<T>(FROM_TASK as unknown as T);
   }
 
   /** `(server, task)` of a task-backed result, for references. Internal. */

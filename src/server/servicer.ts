@@ -368,7 +368,7 @@ export class Servicer {
       }
       return { t: "value", value: this.#encodeResult(v, h.cls, name, this.#encodeSplit) };
     }
-    const id = task && isId(task) ? task : randomId();
+    const id = task ?? randomId(); // validated (validate.ts) when given
     this.capacity.admit();
     // A solo call enters the pool only if not answered inline (task-run.ts); never with Redis.
     const alone = solo && !!holdMs && !!this.opts.pool.readNow && task === id;
