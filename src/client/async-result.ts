@@ -237,6 +237,18 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
     onfulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
     onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
   ): Promise<R1 | R2> {
+    const src = this.#task;
+    // Awaited at once (the common `await x.method()`, off a server): one reaction on the call's
+    // acceptance, where a cached read plus the reader's own took two.
+    if (src?.inline && !this.#final && !this.#settled && !this.#accepted && src.deadlineAt === undefined && !src.signal && callContext.getStore() === undefined) {
+      return src.accepted.then((): R1 | R2 | PromiseLike<R1 | R2> => {
+        const st = this.#settled;
+        if (!st) return this.result().then(onfulfilled, onrejected);
+        if (st.ok) return onfulfilled ? onfulfilled(st.value) : (st.value as unknown as R1);
+        if (onrejected) return onrejected(st.error);
+        throw st.error;
+      }, onrejected);
+    }
     const p = this.result();
     // Awaited inside an async method on a server: the method gives its capacity slot up
     // while it waits, so chains of agents awaiting each other never fill every slot.

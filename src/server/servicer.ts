@@ -220,13 +220,7 @@ export class Servicer {
   async #dispatch(req: Request, signal?: AbortSignal, gone?: AbortSignal): Promise<Response> {
     switch (req.t) {
       case "call":
-        if (req.task === undefined) return this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal);
-        try {
-          return await this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal, gone, req.snap ? undefined : req.holdMs, req.solo === true);
-        } catch (e) {
-          this.#refuse(req.task, e);
-          throw e;
-        }
+        return this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal, gone, req.snap ? undefined : req.holdMs, req.solo === true);
       case "wait": {
         const ms = Math.max(0, Math.min(req.timeoutMs, this.opts.maxTimeoutSeconds * 1000));
         const o = await this.#wait(req.task, ms, req.fresh === true, signal, req.keep === true);
@@ -283,6 +277,8 @@ export class Servicer {
     }
   }
 
+  /** `#refuse`, then throw `e`. */
+  #refused(task: string, e: unknown): never { this.#refuse(task, e); throw e; }
   /** Remember why `task`'s call was refused (waits and references fail at once); not a momentary refusal (full pool: resubmitted). */
   #refuse(task: string, e: unknown): void {
     if (!isId(task) || (e instanceof ResourceExhaustedError && e.retryAfterMs !== undefined)) return;
@@ -344,41 +340,47 @@ export class Servicer {
   }
 
   async #call(oid: string, name: string, argsFrame: Frame, task: string | undefined, timeoutMs: number | undefined, signal?: AbortSignal, gone?: AbortSignal, holdMs?: number, solo = false): Promise<Response> {
-    const h = this.#held(oid);
-    const obj = h.obj as Record<string, unknown>;
-    if (!isReachableName(name)) throw new UnimplementedError(`'${name}' is not reachable remotely on ${h.cls}`);
-    const info = classInfo(h.obj.constructor);
-    if (!info.methodSet.has(name)) {
-      if (!(name in obj)) throw new UnimplementedError(`object of class ${h.cls} has no method or attribute '${name}'`);
-      const v = obj[name];
-      if (typeof v === "function") throw new UnimplementedError(`'${name}' of ${h.cls} is a function field, not a method`);
-      return { t: "value", value: this.#encodeResult(await v, h.cls, name, this.#encodeSplit) };
-    }
-    const args = this.decode(argsFrame);
-    if (!Array.isArray(args)) throw new CodecError("call arguments must be an array");
-    const fn = obj[name] as (...a: unknown[]) => unknown;
-    if (info.streamSet.has(name)) return this.#streams.start(task, `${h.cls}.${name}`, () => fn.apply(obj, args), timeoutMs === undefined ? undefined : performance.now() + timeoutMs, gone);
-    if (!info.asyncSet.has(name)) {
-      const ctx: CallContext = { signal: signal ?? new AbortController().signal, agent: { cls: h.cls, oid, method: name } };
-      let v: unknown;
-      try {
-        v = await callContext.run(ctx, () => fn.apply(obj, args));
-      } catch (e) {
-        return { t: "error", error: this.#userError(e) };
+    try {
+      const h = this.#held(oid);
+      const obj = h.obj as Record<string, unknown>;
+      if (!isReachableName(name)) throw new UnimplementedError(`'${name}' is not reachable remotely on ${h.cls}`);
+      const info = classInfo(h.obj.constructor);
+      if (!info.methodSet.has(name)) {
+        if (!(name in obj)) throw new UnimplementedError(`object of class ${h.cls} has no method or attribute '${name}'`);
+        const v = obj[name];
+        if (typeof v === "function") throw new UnimplementedError(`'${name}' of ${h.cls} is a function field, not a method`);
+        return { t: "value", value: this.#encodeResult(await v, h.cls, name, this.#encodeSplit) };
       }
-      return { t: "value", value: this.#encodeResult(v, h.cls, name, this.#encodeSplit) };
+      const args = this.decode(argsFrame);
+      if (!Array.isArray(args)) throw new CodecError("call arguments must be an array");
+      const fn = obj[name] as (...a: unknown[]) => unknown;
+      if (info.streamSet.has(name)) return this.#streams.start(task, `${h.cls}.${name}`, () => fn.apply(obj, args), timeoutMs === undefined ? undefined : performance.now() + timeoutMs, gone);
+      if (!info.asyncSet.has(name)) {
+        const ctx: CallContext = { signal: signal ?? new AbortController().signal, agent: { cls: h.cls, oid, method: name } };
+        let v: unknown;
+        try {
+          v = await callContext.run(ctx, () => fn.apply(obj, args));
+        } catch (e) {
+          return { t: "error", error: this.#userError(e) };
+        }
+        return { t: "value", value: this.#encodeResult(v, h.cls, name, this.#encodeSplit) };
+      }
+      const id = task ?? randomId(); // validated (validate.ts) when given
+      this.capacity.admit();
+      // A solo call enters the pool only if not answered inline (task-run.ts); never with Redis.
+      const alone = solo && !!holdMs && !!this.opts.pool.readNow && task === id;
+      if (!alone) {
+        const prepared = this.opts.pool.prepare(id);
+        if (prepared) await prepared;
+        this.#arrivals.prepared(id);
+      }
+      const deadlineAt = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
+      const r = runTask(this.#taskHost, { id, obj, fn, args, cls: h.cls, oid, method: name, deadlineAt, gone, holdMs, solo: alone });
+      return r instanceof Promise ? r.catch((e: unknown) => this.#refused(id, e)) : r;
+    } catch (e) {
+      // A refused async call is remembered by its task id (waits and references fail at once).
+      throw task === undefined ? e : this.#refused(task, e);
     }
-    const id = task ?? randomId(); // validated (validate.ts) when given
-    this.capacity.admit();
-    // A solo call enters the pool only if not answered inline (task-run.ts); never with Redis.
-    const alone = solo && !!holdMs && !!this.opts.pool.readNow && task === id;
-    if (!alone) {
-      const prepared = this.opts.pool.prepare(id);
-      if (prepared) await prepared;
-      this.#arrivals.prepared(id);
-    }
-    const deadlineAt = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
-    return runTask(this.#taskHost, { id, obj, fn, args, cls: h.cls, oid, method: name, deadlineAt, gone, holdMs, solo: alone });
   }
 
   #finish(task: string, outcome: () => Outcome, call: TaskInfo, record = true): Outcome {
@@ -408,9 +410,7 @@ export class Servicer {
   }
 
   /** The `list` answer. */
-  agentList(): AgentInfo[] {
-    return describeAgents(this.#objects);
-  }
+  agentList(): AgentInfo[] { return describeAgents(this.#objects); }
 
   /** The `info` answer: computed at once, cpu from usage since the previous ask. */
   serverInfo(): ServerInfo {
