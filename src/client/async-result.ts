@@ -194,18 +194,26 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
     if (s) return (this.#final = s.ok ? Promise.resolve(s.value) : Promise.reject(s.error));
     const src = this.#task!;
     if (timeoutMs !== undefined) return this.#fetch(src, timeoutMs);
-    if (src.inline && !this.#accepted && src.deadlineAt === undefined && !src.signal) {
+    if (this.#readsAtAcceptance(src)) {
       // The common case: read at once, the value usually comes with the call's answer (and
       // `accept` has cached it then, so no caching reaction is added here).
-      return (this.#final = src.accepted.then(() => {
-        const st = this.#settled;
-        if (!st) return this.#track(this.#fetch(src, undefined));
-        if (st.ok) return st.value;
-        throw st.error;
-      }));
+      return (this.#final = src.accepted.then(() => this.#afterAcceptance()));
     }
     if (src.deadlineAt !== undefined || src.signal) return this.#track(this.#bounded(src));
     return this.#track(this.#fetch(src, undefined));
+  }
+
+  /** Read as the call is accepted: an inline call not accepted yet, without deadline or signal. */
+  #readsAtAcceptance(src: TaskSource): boolean {
+    return !!src.inline && !this.#accepted && src.deadlineAt === undefined && !src.signal;
+  }
+
+  /** Once accepted: the value that came with the answer (thrown if an error), else a fetch. */
+  #afterAcceptance(): T | Promise<T> {
+    const st = this.#settled;
+    if (!st) return this.#track(this.#fetch(this.#task!, undefined));
+    if (st.ok) return st.value;
+    throw st.error;
   }
 
   /** A fetch under the call's own deadline and cancellation signal. */
@@ -240,13 +248,18 @@ export class AsyncResult<T = unknown> implements PromiseLike<T> {
     const src = this.#task;
     // Awaited at once (the common `await x.method()`, off a server): one reaction on the call's
     // acceptance, where a cached read plus the reader's own took two.
-    if (src?.inline && !this.#final && !this.#settled && !this.#accepted && src.deadlineAt === undefined && !src.signal && callContext.getStore() === undefined) {
+    if (src && !this.#final && !this.#settled && this.#readsAtAcceptance(src) && callContext.getStore() === undefined) {
       return src.accepted.then((): R1 | R2 | PromiseLike<R1 | R2> => {
-        const st = this.#settled;
-        if (!st) return this.result().then(onfulfilled, onrejected);
-        if (st.ok) return onfulfilled ? onfulfilled(st.value) : (st.value as unknown as R1);
-        if (onrejected) return onrejected(st.error);
-        throw st.error;
+        let v: T | Promise<T>;
+        try {
+          v = this.#afterAcceptance();
+        } catch (e) {
+          if (onrejected) return onrejected(e);
+          throw e;
+        }
+        // A fetch, or a value that is itself a future: settled first, as a promise would.
+        if (typeof (v as { then?: unknown } | null)?.then === "function") return Promise.resolve(v).then(onfulfilled, onrejected);
+        return onfulfilled ? onfulfilled(v as T) : (v as unknown as R1);
       }, onrejected);
     }
     const p = this.result();

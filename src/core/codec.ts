@@ -98,7 +98,11 @@ function encodeParts(value: unknown, refs: RefCodec, limits: Limits): Encoded {
 
 /** Encode `value` into one frame. Throws CodecError for functions, symbols, cycles, depth. */
 export function encodeValue(value: unknown, refs: RefCodec = NO_REFS, limits: Limits = DEFAULT_LIMITS): Uint8Array {
-  const e = encodeParts(value, refs, limits);
+  return whole(encodeParts(value, refs, limits));
+}
+
+/** The frame as one array. */
+function whole(e: Encoded): Uint8Array {
   const out = alloc(e.size);
   writeRange(e, out, 0, e.size);
   return out;
@@ -111,11 +115,7 @@ export function encodeValue(value: unknown, refs: RefCodec = NO_REFS, limits: Li
  */
 export function encodeFrame(value: unknown, refs: RefCodec = NO_REFS, limits: Limits = DEFAULT_LIMITS): Frame {
   const e = encodeParts(value, refs, limits);
-  if (!e.large) {
-    const out = alloc(e.size);
-    writeRange(e, out, 0, e.size);
-    return out;
-  }
+  if (!e.large) return whole(e);
   // Parts: the glue between large leaves (header, JSON, small leaves, padding), copied into
   // small arrays of its own, and each large leaf as it is.
   const parts: Uint8Array[] = [];

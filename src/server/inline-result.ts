@@ -20,7 +20,7 @@ export const QUEUED_HOLD_FACTOR = 5;
  * Answer `task` per its hold: `value` if it succeeded in time (marked read), else `task`.
  * `startedAt` tells when the task got its capacity slot (undefined while queued).
  */
-export async function answerWithin(task: string, outcome: Promise<Outcome>, holdMs: number, pool: ResultPool, startedAt: () => number | undefined, keep?: (o: Outcome | undefined) => void): Promise<Response> {
+export async function answerWithin(task: string, outcome: Promise<Outcome>, holdMs: number, pool: ResultPool, startedAt: () => number | undefined, keep?: (o: Outcome | Promise<Outcome>) => void): Promise<Response> {
   if (!keep && (!pool.readNow || holdMs <= 0)) return { t: "task", task };
   const cap = performance.now() + holdMs * QUEUED_HOLD_FACTOR;
   let o: Outcome | undefined;
@@ -35,9 +35,9 @@ export async function answerWithin(task: string, outcome: Promise<Outcome>, hold
   }
   if (keep) {
     // A solo task (not in the pool): a value is answered and never kept; anything else is
-    // kept from now on (`o` undefined: still running).
+    // kept from now on, the outcome of a task still running when it lands.
     if (o?.ok) return { t: "value", value: o.value };
-    keep(o);
+    keep(o ?? outcome);
     return { t: "task", task };
   }
   if (o?.ok && pool.readNow!(task)) return { t: "value", value: o.value };

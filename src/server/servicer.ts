@@ -19,7 +19,7 @@ import {
   type WireError,
 } from "../core/errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "../core/limits.ts";
-import { type AgentInfo, type Request, type Response, type ServerInfo } from "../core/protocol.ts";
+import { type AgentInfo, type CallRequest, type Request, type Response, type ServerInfo } from "../core/protocol.ts";
 import { isId, isObjectId, randomId } from "../core/ids.ts";
 import { makeRefCodec, registerLocalServer, unregisterLocalServer } from "../client/refs.ts";
 import { type LocalHooks } from "../client/runtime.ts";
@@ -48,7 +48,6 @@ const noop = (): void => {};
 interface Held {
   obj: object;
   cls: string;
-  oid: string;
 }
 
 /** The transport-agnostic agent server core. */
@@ -59,8 +58,6 @@ export class Servicer {
   /** Refs codec for values this server decodes: references to itself resolve locally. */
   readonly refs: RefCodec;
   readonly #objects = new Map<string, Held>();
-  /** The object `#observed` found for the request being started (see there). */
-  #found: Held | undefined;
   readonly #running = new Map<string, LazyAbort>();
   /** Fresh waits parked for tasks not prepared yet; refusals remembered by task id. */
   readonly #arrivals: Arrivals;
@@ -94,14 +91,13 @@ export class Servicer {
       pool: opts.pool,
       running: this.#running,
       finish: (id, o, call, record) => this.#finish(id, o, call, record),
-      prepare: (id, started) => void (this.opts.pool.prepare(id, started), this.#arrivals.prepared(id)),
+      prepare: (id, started) => void this.#prepare(id, started),
       encodeResult: (v, call) => this.#encodeResult(v, call.cls, call.method),
       userError: (e) => this.#userError(e),
       wireError: (e) => this.#wireError(e),
     };
     registerLocalServer(this.#hooks);
-    const prepare = async (id: string) => void (await opts.pool.prepare(id), this.#arrivals.prepared(id));
-    this.#iso = opts.isolate && new Isolation(opts.isolate, { ...opts, prepare, settle: (id, o, call) => this.#finish(id, () => o, call) });
+    this.#iso = opts.isolate && new Isolation(opts.isolate, { ...opts, prepare: async (id) => this.#prepare(id), settle: (id, o, call) => this.#finish(id, () => o, call) });
   }
 
   /** Waits parked for tasks not known here yet (for leak checks and metrics). */
@@ -127,7 +123,7 @@ export class Servicer {
     const id = isObjectId(oid) ? oid : randomId();
     if (!this.#objects.has(id)) {
       this.#roomForOne();
-      this.#objects.set(id, { obj, cls: classInfo(obj.constructor).cls, oid: id });
+      this.#objects.set(id, { obj, cls: classInfo(obj.constructor).cls });
     }
     const info = classInfo(obj.constructor);
     return { $as: "ref", oid: id, cls: info.cls, m: info.methods, a: info.async, at: this.opts.address };
@@ -187,12 +183,8 @@ export class Servicer {
       const h = "oid" in req ? this.#objects.get(req.oid) : undefined;
       cls = req.t === "create" ? req.cls : "oid" in req ? h?.cls ?? this.#iso?.cls(req.oid) : undefined;
       obs.started(req, cls);
-      // The object just found serves `#held` in the synchronous start of the answer (one
-      // lookup in a table of a million agents instead of two); forgotten before any await.
-      this.#found = h;
-      const answer = this.#answer(req, signal, gone);
-      this.#found = undefined;
-      res = await answer;
+      // The object found here serves the call too (one lookup in a table of a million agents, not two).
+      res = await this.#answer(req, signal, gone, h);
     } catch (e) {
       res = { t: "error", error: this.#wireError(e) };
     }
@@ -201,11 +193,11 @@ export class Servicer {
   }
 
   /** `#dispatch`, plus the snapshot or restore a supervising client asked for (nothing for anyone else). */
-  async #answer(req: Request, signal?: AbortSignal, gone?: AbortSignal): Promise<Response> {
+  async #answer(req: Request, signal?: AbortSignal, gone?: AbortSignal, found?: Held): Promise<Response> {
     const iso = this.#iso?.route(req, signal);
     // A refused async call of an isolated agent is remembered like a local one (waits fail at once).
     if (iso) return req.t === "call" && req.task !== undefined ? iso.catch((e) => (this.#refuse(req.task!, e), Promise.reject(e))) : iso;
-    return Snapshots.wanted(req) ? this.#snaps.answer(req, await this.#dispatch(req, signal, gone)) : this.#dispatch(req, signal, gone);
+    return Snapshots.wanted(req) ? this.#snaps.answer(req, await this.#dispatch(req, signal, gone, found)) : this.#dispatch(req, signal, gone, found);
   }
 
   #wireError(e: unknown): WireError { return errorToWire(e, { hideStacks: this.opts.hideStacks }); }
@@ -217,10 +209,11 @@ export class Servicer {
 
   encode(v: unknown): Uint8Array { return encodeValue(v, this.refs, this.limits); }
 
-  async #dispatch(req: Request, signal?: AbortSignal, gone?: AbortSignal): Promise<Response> {
+  /** `found`: the object of `req.oid`, if the caller looked it up already. */
+  async #dispatch(req: Request, signal?: AbortSignal, gone?: AbortSignal, found?: Held): Promise<Response> {
     switch (req.t) {
       case "call":
-        return this.#call(req.oid, req.name, req.args, req.task, req.timeoutMs, signal, gone, req.snap ? undefined : req.holdMs, req.solo === true);
+        return this.#call(req, signal, gone, found);
       case "wait": {
         const ms = Math.max(0, Math.min(req.timeoutMs, this.opts.maxTimeoutSeconds * 1000));
         const o = await this.#wait(req.task, ms, req.fresh === true, signal, req.keep === true);
@@ -277,6 +270,13 @@ export class Servicer {
     }
   }
 
+  /** Reserve `task` in the pool and wake the waits parked for it (a promise only if the pool's is). */
+  #prepare(task: string, started = false): Promise<void> | void {
+    const p = this.opts.pool.prepare(task, started);
+    if (p) return p.then(() => this.#arrivals.prepared(task));
+    this.#arrivals.prepared(task);
+  }
+
   /** `#refuse`, then throw `e`. */
   #refused(task: string, e: unknown): never { this.#refuse(task, e); throw e; }
   /** Remember why `task`'s call was refused (waits and references fail at once); not a momentary refusal (full pool: resubmitted). */
@@ -315,8 +315,7 @@ export class Servicer {
   }
 
   #held(oid: string): Held {
-    const f = this.#found;
-    const h = f !== undefined && f.oid === oid ? f : this.#objects.get(oid);
+    const h = this.#objects.get(oid);
     if (!h) throw new NotFoundError(`object ${oid} not found on server ${this.opts.serverId}`);
     return h;
   }
@@ -335,13 +334,14 @@ export class Servicer {
       const w = this.#wireError(e);
       return { t: "error", error: { ...w, code: "INVALID_ARGUMENT", message: `constructor of ${cls} threw: ${w.message}` } };
     }
-    this.#objects.set(oid, { obj, cls, oid });
+    this.#objects.set(oid, { obj, cls });
     return { t: "ok" };
   }
 
-  async #call(oid: string, name: string, argsFrame: Frame, task: string | undefined, timeoutMs: number | undefined, signal?: AbortSignal, gone?: AbortSignal, holdMs?: number, solo = false): Promise<Response> {
+  async #call(req: CallRequest, signal?: AbortSignal, gone?: AbortSignal, found?: Held): Promise<Response> {
+    const { oid, name, task, timeoutMs } = req;
     try {
-      const h = this.#held(oid);
+      const h = found ?? this.#held(oid);
       const obj = h.obj as Record<string, unknown>;
       if (!isReachableName(name)) throw new UnimplementedError(`'${name}' is not reachable remotely on ${h.cls}`);
       const info = classInfo(h.obj.constructor);
@@ -351,7 +351,7 @@ export class Servicer {
         if (typeof v === "function") throw new UnimplementedError(`'${name}' of ${h.cls} is a function field, not a method`);
         return { t: "value", value: this.#encodeResult(await v, h.cls, name, this.#encodeSplit) };
       }
-      const args = this.decode(argsFrame);
+      const args = this.decode(req.args);
       if (!Array.isArray(args)) throw new CodecError("call arguments must be an array");
       const fn = obj[name] as (...a: unknown[]) => unknown;
       if (info.streamSet.has(name)) return this.#streams.start(task, `${h.cls}.${name}`, () => fn.apply(obj, args), timeoutMs === undefined ? undefined : performance.now() + timeoutMs, gone);
@@ -367,13 +367,11 @@ export class Servicer {
       }
       const id = task ?? randomId(); // validated (validate.ts) when given
       this.capacity.admit();
+      const holdMs = req.snap ? undefined : req.holdMs;
       // A solo call enters the pool only if not answered inline (task-run.ts); never with Redis.
-      const alone = solo && !!holdMs && !!this.opts.pool.readNow && task === id;
-      if (!alone) {
-        const prepared = this.opts.pool.prepare(id);
-        if (prepared) await prepared;
-        this.#arrivals.prepared(id);
-      }
+      const alone = req.solo === true && !!holdMs && !!this.opts.pool.readNow && task === id;
+      const prepared = alone ? undefined : this.#prepare(id);
+      if (prepared) await prepared;
       const deadlineAt = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
       const r = runTask(this.#taskHost, { id, obj, fn, args, cls: h.cls, oid, method: name, deadlineAt, gone, holdMs, solo: alone });
       return r instanceof Promise ? r.catch((e: unknown) => this.#refused(id, e)) : r;

@@ -94,31 +94,31 @@ export function runTask(host: TaskHost, t: TaskCall): Response | Promise<Respons
   const id = t.id;
   const ctl = new LazyAbort();
   const call: TaskInfo = { cls: t.cls, method: t.method, since: performance.now() };
+  // A solo task is recorded only if it is answered with its id (`keep`).
+  const record = !t.solo;
+  const keep = t.solo ? keeper(host, id) : undefined;
+  const ok = (v: unknown) => host.finish(id, () => valueOutcome(host, v, call), call, record);
+  const failed = (e: unknown) => host.finish(id, () => errorOutcome(host, e), call, record);
   const slot = host.capacity.tryTake();
-  if (slot && t.solo) return runSolo(host, t, call, ctl, slot);
-  const ok = (v: unknown) => host.finish(id, () => valueOutcome(host, v, call), call);
-  const failed = (e: unknown) => host.finish(id, () => errorOutcome(host, e), call);
   if (slot) {
-    const startedAt = performance.now();
     let r: unknown;
     try {
       r = callContext.run(new TaskContext(t, ctl, slot), () => t.fn.apply(t.obj, t.args));
     } catch (e) {
       host.capacity.release(slot);
-      failed(new ThrownByMethod(e));
-      return { t: "task", task: id };
+      return answerNow(host, t, failed(new ThrownByMethod(e)), keep);
     }
     if (!isThenable(r)) {
       host.capacity.release(slot);
-      const o = ok(r);
-      return t.holdMs && o.ok && host.pool.readNow?.(id) ? { t: "value", value: o.value } : { t: "task", task: id };
+      return answerNow(host, t, ok(r), keep);
     }
+    const startedAt = performance.now();
     host.running.set(id, ctl);
     const outcome = Promise.resolve(r).then(
       (v) => (host.capacity.release(slot), ok(v)),
       (e) => (host.capacity.release(slot), failed(new ThrownByMethod(e))),
     );
-    return t.holdMs ? answerWithin(id, outcome, t.holdMs, host.pool, () => startedAt) : { t: "task", task: id };
+    return t.holdMs ? answerWithin(id, outcome, t.holdMs, host.pool, () => startedAt, keep) : { t: "task", task: id };
   }
   host.running.set(id, ctl);
   let startedAt: number | undefined;
@@ -137,57 +137,34 @@ export function runTask(host: TaskHost, t: TaskCall): Response | Promise<Respons
       t.deadlineAt,
       t.gone,
     )
-    .then(t.solo ? (v: unknown) => host.finish(id, () => valueOutcome(host, v, call), call, false) : ok, t.solo ? (e: unknown) => host.finish(id, () => errorOutcome(host, e), call, false) : failed);
-  // Queued: a solo task enters the pool only if it is not answered inline.
-  const keep = t.solo ? keeper(host, id, outcome) : undefined;
+    .then(ok, failed);
   return t.holdMs ? answerWithin(id, outcome, t.holdMs, host.pool, () => startedAt, keep) : { t: "task", task: id };
 }
 
 /**
- * A solo task that found a free slot. A value within the hold is its answer and never enters
- * the pool (in the same turn when the method returns one). Any other outcome is reserved in the
- * pool first — a taken id throws ALREADY_EXISTS then, after the method ran, and nothing of it
- * is recorded — and then recorded like any task's.
+ * The answer of a task that finished in the turn it started: its value if it succeeded and the
+ * call asked for a hold (read at once, or for a solo task never recorded), else its task id (a
+ * solo task is then kept).
  */
-function runSolo(host: TaskHost, t: TaskCall, call: TaskInfo, ctl: LazyAbort, slot: Slot): Response | Promise<Response> {
-  const id = t.id;
-  let r: unknown;
-  let threw: { e: unknown } | undefined;
-  try {
-    r = callContext.run(new TaskContext(t, ctl, slot), () => t.fn.apply(t.obj, t.args));
-  } catch (e) {
-    threw = { e };
-  }
-  if (threw || !isThenable(r)) {
-    host.capacity.release(slot);
-    const o = host.finish(id, threw ? () => errorOutcome(host, new ThrownByMethod(threw.e)) : () => valueOutcome(host, r, call), call, false);
+function answerNow(host: TaskHost, t: TaskCall, o: Outcome, keep: ((o: Outcome) => void) | undefined): Response {
+  if (keep) {
     if (o.ok) return { t: "value", value: o.value };
-    // Its error is read with a wait: kept like any task's.
-    host.prepare(id, true);
-    host.pool.set(id, o);
-    return { t: "task", task: id };
+    keep(o);
+    return { t: "task", task: t.id };
   }
-  const free = () => host.capacity.release(slot);
-  const startedAt = performance.now();
-  host.running.set(id, ctl);
-  // Recorded only if it is not answered inline (`keeper`).
-  const outcome = Promise.resolve(r).then(
-    (v) => (free(), host.finish(id, () => valueOutcome(host, v, call), call, false)),
-    (e) => (free(), host.finish(id, () => errorOutcome(host, new ThrownByMethod(e)), call, false)),
-  );
-  return answerWithin(id, outcome, t.holdMs ?? 0, host.pool, () => startedAt, keeper(host, id, outcome));
+  return t.holdMs && o.ok && host.pool.readNow?.(t.id) ? { t: "value", value: o.value } : { t: "task", task: t.id };
 }
 
 /**
- * What keeps a solo task answered with its id: reserved in the pool now (a taken id throws
- * ALREADY_EXISTS, and its outcome is not recorded), its outcome recorded there — at once if it
- * is in (`o`), else when it lands.
+ * What keeps a solo task answered with its id: reserved in the pool now — not refused for room,
+ * it runs or ran; a taken id throws ALREADY_EXISTS, and nothing of it is recorded — and its
+ * outcome recorded there, at once or when it lands.
  */
-function keeper(host: TaskHost, id: string, outcome: Promise<Outcome>): (o: Outcome | undefined) => void {
+function keeper(host: TaskHost, id: string): (o: Outcome | Promise<Outcome>) => void {
   return (o) => {
     host.prepare(id, true);
-    if (o) host.pool.set(id, o);
-    else outcome.then((x) => host.pool.set(id, x));
+    if (o instanceof Promise) o.then((x) => host.pool.set(id, x));
+    else host.pool.set(id, o);
   };
 }
 
