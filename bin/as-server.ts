@@ -9,7 +9,8 @@
  *
  * Hidden subcommands, routed before the CLI loads so they never pay for citty or consola:
  * `__child` is the compiled binary's child server, `__server` the server process of
- * `launch({ inSubprocess: true })` (its config arrives on stdin, never argv).
+ * `launch({ inSubprocess: true })` (its config arrives on stdin, never argv). `start` first
+ * runs itself again under a server's start settings when it lacks them (src/server/reexec.ts).
  */
 export {};
 
@@ -23,6 +24,13 @@ if (argv[0] === "__child") {
   const { runServerMain } = await import("../src/server/launcher/main.ts");
   await runServerMain();
 } else {
+  if (argv[0] === "start") {
+    // A server's allocator settings are read at start: run again with them (src/server/reexec.ts).
+    const { reexecWithStartEnv } = await import("../src/server/reexec.ts");
+    await reexecWithStartEnv();
+    const { dropAddedStartEnv } = await import("../src/core/server-env.ts");
+    dropAddedStartEnv();
+  }
   const { main } = await import("./main.ts");
   await main(argv);
 }

@@ -4,7 +4,7 @@
  * of the reliability list; DESIGN §4 for exit codes (bad input → 2, one line on stderr).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -34,6 +34,14 @@ class Boss extends AgentBase {
   async delegate(_x: number): Promise<[number, number, number]> {
     throw new Error("runs on the server only");
   }
+  envVar(_name: string): string | undefined {
+    throw new Error("runs on the server only");
+  }
+}
+
+/** The environment process `pid` started with (Linux keeps it in /proc, whatever it deleted since). */
+function startEnv(pid: number): string[] {
+  return readFileSync(`/proc/${pid}/environ`, "latin1").split("\0");
 }
 
 const scratch = mkdtempSync(join(tmpdir(), "as-cli-test-"));
@@ -69,6 +77,8 @@ export class Worker extends Distributable {
 }
 @dist
 export class Boss extends AgentBase {
+  /** The server's own process.env[name]. */
+  envVar(name: string): string | undefined { return process.env[name]; }
   /** [2x, the child's pid, the server's pid]: Worker runs in a child server spawned for it. */
   async delegate(x: number): Promise<[number, number, number]> {
     await using w = new Worker().toDist();
@@ -156,6 +166,12 @@ describe("as-server from source", () => {
     const sp = await runCli(SOURCE_CLI, ["stop", "--port", String(srv.port)]);
     expect(sp.code).toBe(0);
     expect(await srv.proc.exited).toBe(0);
+  });
+
+  test("start runs itself again, in place, under a server's allocator settings (same pid, MIMALLOC_PURGE_DELAY=-1 at start)", async () => {
+    await using srv = await startServer(SOURCE_CLI, ["--port", "0"]);
+    expect(startEnv(srv.proc.pid)).toContain("MIMALLOC_PURGE_DELAY=-1");
+    expect(await srv.stop("SIGTERM")).toBe(0);
   });
 
   test.each(["SIGTERM", "SIGINT"] as const)("%s drains and exits 0", async (sig) => {
@@ -373,6 +389,23 @@ describe("compiled as-server", () => {
     expect(doubled).toBe(42);
     expect(serverPid).toBe(srv.proc.pid);
     expect(childPid).not.toBe(serverPid);
+  });
+
+  test("start runs itself again, in place, under a server's allocator settings: same pid, MIMALLOC_PURGE_DELAY=-1 at start, not in the agents' process.env", async () => {
+    await using srv = await startServer([bin], ["--port", "0", "--agent-dir", agents], { cwd: bare });
+    const env = startEnv(srv.proc.pid);
+    expect(env).toContain("MIMALLOC_PURGE_DELAY=-1");
+    expect(readFileSync(`/proc/${srv.proc.pid}/cmdline`, "latin1").split("\0").slice(1, 4)).toEqual(["start", "--port", "0"]);
+    await using boss = Boss.toDist({ host: srv.host, port: srv.port }, "boss");
+    expect(await boss.envVar("MIMALLOC_PURGE_DELAY")).toBeUndefined();
+    expect(await boss.envVar("AS_START_ENV_ADDED")).toBeUndefined();
+  });
+
+  test("an operator's own MIMALLOC_PURGE_DELAY is kept, with no second start", async () => {
+    await using srv = await startServer([bin], ["--port", "0"], { cwd: bare, env: { MIMALLOC_PURGE_DELAY: "10" } });
+    const env = startEnv(srv.proc.pid);
+    expect(env).toContain("MIMALLOC_PURGE_DELAY=10");
+    expect(env.some((e) => e.startsWith("AS_START_ENV_ADDED="))).toBe(false);
   });
 
   test("SIGTERM drains and exits 0", async () => {

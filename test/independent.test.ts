@@ -110,7 +110,7 @@ describe("launcher", () => {
     }
   });
 
-  test("a subprocess server gets its token on stdin, never on its command line", async () => {
+  test("a subprocess server gets its token on stdin, never on its command line, and starts with MIMALLOC_PURGE_DELAY=-1", async () => {
     const l = new RpcAgentServerLauncher({ port: 0, customAgentClasses: [Tally], token: "sub-secret-token", shutdownGraceMs: 1000 });
     try {
       await l.launch({ inSubprocess: true });
@@ -119,6 +119,8 @@ describe("launcher", () => {
       const cmdline = await Bun.file(`/proc/${pid}/cmdline`).text();
       expect(cmdline).toContain("launcher/main.ts");
       expect(cmdline).not.toContain("sub-secret-token");
+      // It starts with a server's allocator settings (src/core/server-env.ts).
+      expect((await Bun.file(`/proc/${pid}/environ`).text()).split("\0")).toContain("MIMALLOC_PURGE_DELAY=-1");
       expect((await rejection(new RpcClient("127.0.0.1", l.port).isAlive())).code).toBe("UNAUTHENTICATED");
     } finally {
       await l.shutdown();

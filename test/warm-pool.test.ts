@@ -4,6 +4,7 @@
  * a parent alive. Real processes; every wait polls a condition against a deadline.
  */
 import { afterAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { configureChildren, type Remote } from "../src/index.ts";
 import { warmPool } from "../src/client/warm-pool.ts";
 import { liveChildren } from "../src/client/child-server.ts";
@@ -23,6 +24,11 @@ afterAll(async () => {
 });
 
 /** Running, not exited: a zombie (exited, not yet reaped) counts as gone. */
+/** The environment process `pid` started with (Linux keeps it in /proc, whatever it deleted since). */
+function startEnv(pid: number): string[] {
+  return readFileSync(`/proc/${pid}/environ`, "latin1").split("\0");
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -122,13 +128,19 @@ describe("warm pool", () => {
     started.push(c as Remote<unknown>);
     expect(spares).toContain(await c.pid());
     expect(await c.envVar("BUN_FEATURE_FLAG_DISABLE_ASYNC_TRANSPILER")).toBeUndefined();
-    expect(await c.envVar("AS_CHILD_START_ENV")).toBeUndefined();
+    expect(await c.envVar("MIMALLOC_PURGE_DELAY")).toBeUndefined();
+    expect(await c.envVar("AS_START_ENV_ADDED")).toBeUndefined();
+    // …yet it started with them (a process's initial environment).
+    expect(startEnv(await c.pid())).toContain("MIMALLOC_PURGE_DELAY=-1");
     await configureChildren({ warm: 0 });
     const cold = new Counter().toDist();
     started.push(cold as Remote<unknown>);
     seen.add(await cold.pid());
     expect(await cold.envVar("BUN_FEATURE_FLAG_DISABLE_ASYNC_TRANSPILER")).toBeUndefined();
-    expect(await cold.envVar("AS_CHILD_START_ENV")).toBeUndefined();
+    expect(await cold.envVar("MIMALLOC_PURGE_DELAY")).toBeUndefined();
+    expect(await cold.envVar("AS_START_ENV_ADDED")).toBeUndefined();
+    expect(startEnv(await cold.pid())).toContain("BUN_FEATURE_FLAG_DISABLE_ASYNC_TRANSPILER=1");
+    expect(startEnv(await cold.pid())).toContain("MIMALLOC_PURGE_DELAY=-1");
   });
 
   test("a spare taken for a class its module does not define at the top level fails the start with NOT_FOUND, and ends", async () => {

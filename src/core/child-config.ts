@@ -1,4 +1,5 @@
 import type { ErrorCode } from "./errors.ts";
+import { SERVER_START_ENV, dropAddedStartEnv, withStartEnv } from "./server-env.ts";
 
 /** Environment variable carrying the child's JSON config (removed by the child on start). */
 export const CHILD_CONFIG_ENV = "AS_CHILD_CONFIG";
@@ -92,20 +93,18 @@ export interface ChildConfFrame {
 export const CHILD_CONFIG_ENV_MAX = 64 * 1024;
 
 /**
- * Bun settings a child server starts with. Bun transpiles imported modules on its thread pool
- * by default; on the main thread a child's start costs ~10 ms less CPU (~1,350 → ~1,060 page
- * faults: the pool threads' fresh heaps), which is what 5 children starting at once on 2 cores
- * wait for. Read by Bun at start; removed from the child's `process.env` then (see
- * `takeChildConfig`), so processes it spawns do not inherit them.
+ * Settings a child server starts with: a server's (`server-env.ts`), and Bun's transpiler on
+ * the main thread. Bun transpiles imported modules on its thread pool by default; on the main
+ * thread a child's start costs ~10 ms less CPU (~1,350 → ~1,060 page faults: the pool threads'
+ * fresh heaps), which is what 5 children starting at once on 2 cores wait for. Read at start;
+ * removed from the child's `process.env` then (see `takeChildConfig`), so processes it spawns
+ * do not inherit them.
  */
-const START_ENV: Readonly<Record<string, string>> = { BUN_FEATURE_FLAG_DISABLE_ASYNC_TRANSPILER: "1" };
-/** Names of the `START_ENV` settings the parent added (not its own), for the child to remove. */
-const START_ENV_ADDED = "AS_CHILD_START_ENV";
+const CHILD_START_ENV: Readonly<Record<string, string>> = { ...SERVER_START_ENV, BUN_FEATURE_FLAG_DISABLE_ASYNC_TRANSPILER: "1" };
 
-/** The environment of a child server or spare: this process's, its config, and `START_ENV`. */
+/** The environment of a child server or spare: this process's, its config, and `CHILD_START_ENV`. */
 export function childEnv(config: string): Record<string, string | undefined> {
-  const added = Object.keys(START_ENV).filter((k) => process.env[k] === undefined);
-  return { ...START_ENV, ...process.env, [CHILD_CONFIG_ENV]: config, [START_ENV_ADDED]: added.join(",") };
+  return { ...withStartEnv(process.env, CHILD_START_ENV), [CHILD_CONFIG_ENV]: config };
 }
 
 /**
@@ -116,8 +115,7 @@ export function childEnv(config: string): Record<string, string | undefined> {
 export async function takeChildConfig(): Promise<string | undefined> {
   const json = process.env[CHILD_CONFIG_ENV];
   delete process.env[CHILD_CONFIG_ENV];
-  for (const k of process.env[START_ENV_ADDED]?.split(",") ?? []) if (Object.hasOwn(START_ENV, k)) delete process.env[k];
-  delete process.env[START_ENV_ADDED];
+  dropAddedStartEnv(CHILD_START_ENV);
   if (json !== "-") return json;
   let text = "";
   const dec = new TextDecoder();

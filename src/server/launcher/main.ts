@@ -13,9 +13,11 @@ import { DEFAULT_LIMITS } from "../../core/limits.ts";
 import { findClass } from "../../core/registry.ts";
 import { RpcAgentServerLauncher } from "./launcher.ts";
 import type { ServerProcessConfig } from "./subprocess.ts";
+import { dropAddedStartEnv } from "../../core/server-env.ts";
 
 /** Run a server subprocess from the config line on its stdin; never returns. */
 export async function runServerMain(): Promise<never> {
+  dropAddedStartEnv();
   try {
     const input = stdinLines();
     const line = await input.first;

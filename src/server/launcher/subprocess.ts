@@ -18,6 +18,7 @@ import { AgentServerNotAliveError } from "../../core/errors.ts";
 import { entryOf } from "../../core/registry.ts";
 import type { ServerTls } from "../../core/tls.ts";
 import type { RestartPolicy } from "../../client/supervisor.ts";
+import { withStartEnv } from "../../core/server-env.ts";
 
 /**
  * What the subprocess is told, as the first line of its stdin (JSON): the launcher's resolved
@@ -87,7 +88,8 @@ export async function launchSubprocess(opts: SubprocessOptions, token: string | 
     ...(tls ? { tls: { cert: tls.cert.toString(), key: tls.key.toString(), ...(tls.clientCa ? { clientCa: tls.clientCa.toString() } : {}) } } : {}),
   };
   // The subprocess takes its token from the config only: not from a variable it would inherit.
-  const env: Record<string, string | undefined> = { ...process.env };
+  // …and starts with a server's allocator settings (server-env.ts).
+  const env = withStartEnv(process.env);
   delete env.AS_SERVER_TOKEN;
   const proc = Bun.spawn(selfCommand("server"), { stdin: "pipe", stdout: "pipe", stderr: "pipe", env });
   // One line; stdin then stays open (its end tells the subprocess that we are gone).
