@@ -3,7 +3,8 @@
  * Many idle agents on one independent server (in its own process): creation rate through
  * `X.toDist(conf, ...)` with a bounded number in flight, and the server's resident memory per
  * agent (`getServerInfo().mem` before and after). Quick mode creates 10k; the full run 10k
- * and then 100k (on a fresh server each).
+ * and then 100k (on a fresh server each). Then 40,000 model configs set at once (their keys
+ * registered for masking: linear, not a re-sort per key).
  *
  *   bun bench/scale.ts [--quick]
  */
@@ -55,10 +56,29 @@ async function createRows(count: number): Promise<Row[]> {
   }
 }
 
+/** `setModelConfigs` with 40,000 configs, each with a key every later message is masked for. */
+async function modelConfigRow(): Promise<Row> {
+  const l = await serverProcess();
+  const client = new RpcClient(l.host, l.port);
+  try {
+    await client.isAlive();
+    const list = Array.from({ length: 40_000 }, (_, i) => ({ config_name: `c-${i}`, model_type: "openai_chat", model_name: "m", api_key: `sk-proj-${i}-0123456789abcdef` }));
+    const t0 = performance.now();
+    if (!(await client.setModelConfigs(list))) throw new Error("setModelConfigs refused");
+    const ms = performance.now() - t0;
+    // Registering each key used to re-sort every key registered before it: 11 s for this.
+    return { id: "scale.modelconfigs.40k", name: "independent: setModelConfigs with 40,000 keyed configs", value: ms, unit: "ms", budget: { text: "≤ 1 s (linear key registration)", max: 1000 } };
+  } finally {
+    client.close();
+    await l.shutdown();
+  }
+}
+
 if (import.meta.main) {
   await runSection("scale (one independent server)", async () => {
     const rows = await createRows(10_000);
     if (!quick) rows.push(...(await createRows(100_000)));
+    rows.push(await modelConfigRow());
     return rows;
   });
 }

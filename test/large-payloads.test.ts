@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { closeAllConnections } from "../src/client/connections.ts";
-import type { Remote } from "../src/index.ts";
+import { configureLimits, type Remote } from "../src/index.ts";
+import { processLimits } from "../src/client/refs.ts";
 import { Bytes, type LeafShape } from "./fixtures/large-agents.ts";
 import { grpcAgentClasses } from "./fixtures/grpc-agents.ts";
 import { startServer, type TestServer } from "./helpers/grpc.ts";
@@ -69,6 +70,28 @@ describe("child mode", () => {
     const v = { a: payload(200_000), b: [new Float64Array(30_000).fill(2.5), "s", new Uint8Array([1, 2, 3])], c: payload(70_001).buffer };
     const r = (await child.echo(v)) as typeof v;
     expect(r).toEqual(v);
+  });
+
+  test("a child server takes the process's message limit: 40 MB passes after configureLimits(64 MiB); a child started before refuses it RESOURCE_EXHAUSTED", async () => {
+    const before = { ...processLimits() };
+    const big = payload(40 * MB);
+    configureLimits({ maxMessageBytes: 64 * 1024 * 1024 });
+    const roomy = new Bytes().toDist();
+    try {
+      const r = (await roomy.echo(big)) as Uint8Array;
+      expect(r.byteLength).toBe(big.byteLength);
+      expect(Buffer.compare(r, big)).toBe(0);
+      // The child spawned under the 32 MiB default keeps it.
+      const e = await child.echo(big).then(
+        () => undefined,
+        (x: unknown) => x as { code?: string },
+      );
+      expect(e?.code).toBe("RESOURCE_EXHAUSTED");
+      expect(await child.echo(1)).toBe(1);
+    } finally {
+      configureLimits(before);
+      await roomy.stop();
+    }
   });
 });
 
