@@ -28,7 +28,13 @@ export async function reexecWithStartEnv(): Promise<void> {
   if (process.env[START_ENV_ADDED] !== undefined || process.env.NODE_CHANNEL_FD !== undefined) return;
   const libs = LIBC[process.platform];
   if (!libs) return;
-  const { dlopen, FFIType, ptr } = await import("bun:ffi");
+  let ffi: typeof import("bun:ffi");
+  try {
+    ffi = await import("bun:ffi");
+  } catch {
+    return; // A runtime without FFI: run with the defaults.
+  }
+  const { dlopen, FFIType, ptr } = ffi;
   let execve: ((path: Pointer, argv: Pointer, envp: Pointer) => number) | undefined;
   for (const name of libs) {
     try {
