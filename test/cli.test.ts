@@ -15,6 +15,7 @@ import { RpcClient } from "../src/client/rpc-client.ts";
 import { checkArgv } from "../bin/args.ts";
 import { startArgs, startOptions, startRules } from "../bin/commands/start-args.ts";
 import { makeTestCerts } from "./fixtures/certs.ts";
+import { startEnv } from "./helpers/children.ts";
 import { LISTENING, REPO, SOURCE_CLI, runCli, startServer } from "./helpers/cli.ts";
 
 /** Client-side twin of the agent the server loads from its --agent-dir: only the name and method list matter. */
@@ -39,10 +40,6 @@ class Boss extends AgentBase {
   }
 }
 
-/** The environment process `pid` started with (Linux keeps it in /proc, whatever it deleted since). */
-function startEnv(pid: number): string[] {
-  return readFileSync(`/proc/${pid}/environ`, "latin1").split("\0");
-}
 
 const scratch = mkdtempSync(join(tmpdir(), "as-cli-test-"));
 afterAll(async () => {

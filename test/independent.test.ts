@@ -20,6 +20,7 @@ import { closeAllConnections, connectionFor } from "../src/client/connections.ts
 import { encodeArgs } from "../src/client/ref-encode.ts";
 import { Adder, Grumpy, Parrot, Tally, Unlisted, gate, resetGate } from "./fixtures/grpc-agents.ts";
 import { rejection, startServer, type TestServer } from "./helpers/grpc.ts";
+import { startEnv } from "./helpers/children.ts";
 
 let server: TestServer;
 
@@ -120,7 +121,7 @@ describe("launcher", () => {
       expect(cmdline).toContain("launcher/main.ts");
       expect(cmdline).not.toContain("sub-secret-token");
       // It starts with a server's allocator settings (src/core/server-env.ts).
-      expect((await Bun.file(`/proc/${pid}/environ`).text()).split("\0")).toContain("MIMALLOC_PURGE_DELAY=-1");
+      expect(startEnv(pid)).toContain("MIMALLOC_PURGE_DELAY=-1");
       expect((await rejection(new RpcClient("127.0.0.1", l.port).isAlive())).code).toBe("UNAUTHENTICATED");
     } finally {
       await l.shutdown();

@@ -4,11 +4,11 @@
  * a parent alive. Real processes; every wait polls a condition against a deadline.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { configureChildren, type Remote } from "../src/index.ts";
 import { warmPool } from "../src/client/warm-pool.ts";
 import { liveChildren } from "../src/client/child-server.ts";
 import { Counter } from "./fixtures/child-agents.ts";
+import { startEnv } from "./helpers/children.ts";
 import { Present, make } from "./fixtures/mistakes/local-class.ts";
 import { remoteState } from "../src/client/proxy-state.ts";
 import { AgentCreationError } from "../src/core/errors.ts";
@@ -24,11 +24,6 @@ afterAll(async () => {
 });
 
 /** Running, not exited: a zombie (exited, not yet reaped) counts as gone. */
-/** The environment process `pid` started with (Linux keeps it in /proc, whatever it deleted since). */
-function startEnv(pid: number): string[] {
-  return readFileSync(`/proc/${pid}/environ`, "latin1").split("\0");
-}
-
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

@@ -11,6 +11,7 @@
  * not survive), or when `execve` is not reachable: the server then runs with the defaults.
  */
 import type { Pointer } from "bun:ffi";
+import { isCompiled } from "../client/spawn.ts";
 import { SERVER_START_ENV, START_ENV_ADDED, withStartEnv } from "../core/server-env.ts";
 
 /** C libraries to find `execve` in, by platform. */
@@ -46,8 +47,7 @@ export async function reexecWithStartEnv(): Promise<void> {
   }
   if (!execve) return;
   // The compiled binary's argv[1] is its own entry (/$bunfs/…), which it adds again at start.
-  const compiled = (process.argv[1] ?? "").startsWith("/$bunfs/");
-  const args = compiled ? [process.execPath, ...process.argv.slice(2)] : [process.execPath, ...process.execArgv, ...process.argv.slice(1)];
+  const args = isCompiled() ? [process.execPath, ...process.argv.slice(2)] : [process.execPath, ...process.execArgv, ...process.argv.slice(1)];
   const env = Object.entries(withStartEnv(process.env)).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
   const argv = args.map(cString);
   const envp = env.map(cString);
